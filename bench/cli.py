@@ -1,0 +1,137 @@
+"""The ``bench`` command. Thin: parses, calls the core, prints. Never imports a method by name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bench.errors import BenchError
+
+RESULTS_OPTION = click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"),
+                              show_default=True, help="the results store")
+
+
+@click.group()
+def cli() -> None:
+    """genrec-bench: generative and sequential recommenders under one evaluator."""
+
+
+@cli.command()
+@click.option("--method", required=True, help="a registered method (see `bench list methods`)")
+@click.option("--dataset", required=True, help="a registered dataset (see `bench list datasets`)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="folder with the dataset's raw files or its IDGenRec/OpenP5 folder")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="TOML or JSON file of config keys")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override one config key (repeatable); eval.* keys set the protocol")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--profile", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
+              help="cpu: small models built here, no hub; paper: the papers' checkpoints and sizes")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@RESULTS_OPTION
+def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | None, sets: tuple[str, ...],
+        seed: int, profile: str, quiet: bool, results_dir: Path) -> None:
+    """Train and evaluate one method on one dataset; the last line printed is the record's path."""
+    from bench.config import parse_sets
+    from bench.results import read_record
+    from bench.runner import RunRequest, execute
+    from bench.tables import metrics_line
+
+    request = RunRequest(method=method, dataset=dataset, data_dir=data_dir, config_file=config_file,
+                         sets=parse_sets(sets), seed=seed, profile=profile, results_dir=results_dir,
+                         show_progress=not quiet)
+    path = execute(request, log=lambda message: click.echo(message, err=True))
+    record = read_record(path)
+    click.echo(metrics_line(record))
+    click.echo(str(path))
+
+
+@cli.command(name="list")
+@click.argument("what", type=click.Choice(["methods", "datasets"]))
+def list_(what: str) -> None:
+    """List registered methods or datasets."""
+    if what == "methods":
+        from bench.registry import methods
+        for name in methods().names():
+            click.echo(name)
+    else:
+        from bench.data.cards import dataset_cards
+        cards = dataset_cards()
+        for name in cards.names():
+            click.echo(f"{name}\t{cards.get(name)['title']}")
+
+
+@cli.group()
+def data() -> None:
+    """Download and prepare datasets."""
+
+
+@data.command()
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def prepare(name: str, data_dir: Path | None) -> None:
+    """Prepare (and cache) a dataset; prints its size."""
+    from bench.data.prepare import prepare_dataset
+
+    dataset = prepare_dataset(name, data_dir)
+    summary = dataset.summary()
+    dropped = dataset.metadata.get("dropped_users_fewer_than_3", 0)
+    click.echo(f"{name}: {summary['users']} users, {summary['items']} items, "
+               f"{summary['interactions']} interactions; dropped {dropped} users with fewer than 3 interactions")
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b", nargs=-1, required=True)
+@click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv"]), default="markdown")
+@RESULTS_OPTION
+def compare(run_a: str, run_b: tuple[str, ...], output_format: str, results_dir: Path) -> None:
+    """Paired tests of RUN_A against one or more baseline runs (paths or run ids)."""
+    from bench.results import find_record
+    from bench.statistics import compare_runs
+    from bench.evaluation.metrics import metric_names
+
+    candidate = find_record(results_dir, run_a)
+    baselines = [find_record(results_dir, reference) for reference in run_b]
+    cutoffs = tuple(candidate["config"]["eval"]["cutoffs"])
+    report = compare_runs(candidate, baselines, metric_names(cutoffs))
+    if output_format == "csv":
+        click.echo(report.to_frame().to_csv(index=False), nl=False)
+    else:
+        click.echo(report.to_latex() if output_format == "latex" else report.to_markdown())
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv"]), default="markdown")
+@click.option("--with-paper", is_flag=True, help="show the paper's number beside each cell")
+@RESULTS_OPTION
+def table(name: str, output_format: str, with_paper: bool, results_dir: Path) -> None:
+    """Render a paper table (standard, ablation, zero-shot) from the results store."""
+    from bench.tables import render_table
+
+    click.echo(render_table(name, results_dir, output_format, with_paper))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code or 2)
+    except BenchError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; no record was written", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

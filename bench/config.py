@@ -1,0 +1,150 @@
+"""Configuration: dataclasses with defaults, resolved once, validated, frozen, recorded.
+
+Resolution order (later wins): dataclass defaults -> the method's profile overrides
+(``paper`` or ``cpu``) -> ``--config FILE`` -> repeated ``--set key=value``. Keys
+prefixed ``eval.`` address the evaluation protocol (:class:`EvalConfig`), every other
+key addresses the method's own config class. An unknown key is an error that names
+the key and the method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+from bench.errors import BenchError
+
+PROFILES = ("cpu", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation protocol, identical for every method."""
+
+    mask_history: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "exclude items of the user's history (other than the target) from the ranking; "
+                          "off as in the IDGenRec/P5 evaluation"})
+    batch_size: int = dataclasses.field(default=256, metadata={"help": "users ranked per batch"})
+    cutoffs: tuple[int, ...] = dataclasses.field(default=(5, 10), metadata={"help": "k of HR@k and NDCG@k"})
+    include_validation: bool = dataclasses.field(
+        default=False, metadata={"help": "also evaluate on the validation targets and record them"})
+
+
+def field_help(config_class: type) -> dict[str, str]:
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_class)}
+
+
+def _coerce(value: Any, annotation: Any, key: str, owner: str) -> Any:
+    """Turn a string (from --set) or a parsed file value into the field's type."""
+    origin = typing.get_origin(annotation)
+    try:
+        if annotation is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if annotation in (int, float, str):
+            if annotation is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return annotation(value)
+        if origin is tuple or origin is list:
+            (item_type, *_rest) = typing.get_args(annotation) or (str,)
+            items = value if isinstance(value, (list, tuple)) else [
+                part for part in str(value).replace(",", " ").split() if part]
+            return tuple(_coerce(item, item_type, key, owner) for item in items)
+        if origin is typing.Literal:
+            allowed = typing.get_args(annotation)
+            if value not in allowed:
+                raise BenchError(f"config key '{key}' of {owner} must be one of {', '.join(map(str, allowed))}; "
+                                 f"got '{value}'")
+            return value
+        if origin is typing.Union:  # Optional[X]
+            if value is None or str(value).lower() == "none":
+                return None
+            inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)][0]
+            return _coerce(value, inner, key, owner)
+    except (TypeError, ValueError):
+        raise BenchError(f"config key '{key}' of {owner}: cannot read '{value}' as {annotation}") from None
+    return value
+
+
+def _apply(config_class: type, values: dict[str, Any], overrides: Mapping[str, Any], owner: str) -> None:
+    hints = typing.get_type_hints(config_class)
+    for key, value in overrides.items():
+        if key not in hints:
+            close = difflib.get_close_matches(key, hints, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise BenchError(f"unknown config key '{key}' for {owner}{hint}")
+        values[key] = _coerce(value, hints[key], key, owner)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML or JSON file of ``key = value`` pairs; an ``[eval]`` table addresses the protocol."""
+    if not path.is_file():
+        raise BenchError(f"{path}: config file not found")
+    try:
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+        else:
+            data = tomllib.loads(path.read_text())
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        raise BenchError(f"{path}: not a valid config file: {error}") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{path}: a config file must hold a table of key = value pairs")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "eval" and isinstance(value, dict):
+            flat.update({f"eval.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def parse_sets(pairs: typing.Iterable[str]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise BenchError(f"--set '{pair}': expected key=value")
+        key, value = pair.split("=", 1)
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedConfig:
+    method: Any
+    evaluation: EvalConfig
+    profile: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile, "method": dataclasses.asdict(self.method),
+                "eval": dataclasses.asdict(self.evaluation)}
+
+
+def resolve(method_name: str, config_class: type, profile_overrides: Mapping[str, Mapping[str, Any]],
+            profile: str, file_values: Mapping[str, Any], set_values: Mapping[str, Any]) -> ResolvedConfig:
+    if profile not in PROFILES:
+        raise BenchError(f"unknown profile '{profile}'; known: {', '.join(PROFILES)}")
+    owner = f"method '{method_name}'"
+    method_values: dict[str, Any] = {}
+    eval_values: dict[str, Any] = {}
+    layers = [profile_overrides.get(profile, {}), file_values, set_values]
+    for layer in layers:
+        method_layer = {k: v for k, v in layer.items() if not k.startswith("eval.")}
+        eval_layer = {k[len("eval."):]: v for k, v in layer.items() if k.startswith("eval.")}
+        _apply(config_class, method_values, method_layer, owner)
+        _apply(EvalConfig, eval_values, eval_layer, "the evaluation protocol (eval.*)")
+    evaluation = EvalConfig(**eval_values)
+    if not evaluation.cutoffs or min(evaluation.cutoffs) < 1:
+        raise BenchError("config key 'eval.cutoffs' must hold positive integers")
+    return ResolvedConfig(method=config_class(**method_values), evaluation=evaluation, profile=profile)

@@ -1,0 +1,1 @@
+"""Datasets: cards, upstream formats, preparation cache, and the leave-one-out split."""

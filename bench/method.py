@@ -1,0 +1,74 @@
+"""The method contract: fit on training data, then rank items for batches of users.
+
+A score-based method implements :meth:`Method.score` (scores over all items; the harness
+ranks, with pessimistic ties). A generative method sets ``output = "ranking"`` and
+implements :meth:`Method.rank` (a top-k list of distinct items, best first). The
+evaluator sees nothing else.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Literal, Mapping
+
+import numpy as np
+
+from bench.data.dataset import Dataset
+from bench.data.split import Split
+from bench.progress import progress_bar
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """What ``fit`` may read: the dataset's catalogue and the split (validation targets
+    are there for early stopping; test targets must not be read by a method)."""
+
+    dataset: Dataset
+    split: Split
+
+    @property
+    def n_items(self) -> int:
+        return self.dataset.n_items
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """Where a run may keep checkpoints (the same folder when the same run is started
+    again, so a killed run resumes), its seed, profile and whether to show progress."""
+
+    work_dir: Path
+    seed: int
+    profile: str
+    show_progress: bool = True
+
+    def progress(self, iterable: Iterable | None = None, **kwargs: Any):
+        return progress_bar(iterable, disable=not self.show_progress, **kwargs)
+
+
+class Method(abc.ABC):
+    config_class: ClassVar[type]
+    # Overrides of the config defaults per profile; the defaults are the paper's values.
+    profiles: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    output: ClassVar[Literal["scores", "ranking"]] = "scores"
+
+    def __init__(self, config: Any, context: RunContext) -> None:
+        self.config = config
+        self.context = context
+
+    @abc.abstractmethod
+    def fit(self, data: TrainingData) -> None:
+        """Train on ``data.split.train`` (validation targets only for model selection)."""
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        """Scores ``[len(users), n_items]``, higher is better."""
+        raise NotImplementedError(f"{type(self).__name__} declares output='scores' but has no score()")
+
+    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
+        """Item indices ``[len(users), >= k]``, best first, distinct per row."""
+        raise NotImplementedError(f"{type(self).__name__} declares output='ranking' but has no rank()")
+
+    def metadata(self) -> dict[str, Any]:
+        """Facts the run discovered (model size, vocabulary, timings) for the record."""
+        return {}

@@ -1,0 +1,80 @@
+"""The results store: one self-describing JSON record per run under ``results/``.
+
+Records are written atomically (a killed run leaves a whole record or none). Tables and
+``compare`` read nothing but these records.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.storage import atomic_write_text
+
+SCHEMA_VERSION = 1
+DEFAULT_RESULTS_DIR = Path("results")
+
+
+def record_path(results_dir: Path, record: dict[str, Any]) -> Path:
+    return results_dir / record["dataset"] / record["method"] / f"{record['run_id']}.json"
+
+
+def write_record(results_dir: Path, record: dict[str, Any]) -> Path:
+    path = record_path(results_dir, record)
+    atomic_write_text(path, json.dumps(record, indent=1, default=_to_json))
+    return path
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a run record")
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BenchError(f"{path}: run record not found") from None
+    except json.JSONDecodeError as error:
+        raise BenchError(f"{path}:{error.lineno}: not a valid run record: {error.msg}") from None
+    for key in ("run_id", "method", "dataset", "metrics", "per_user", "split"):
+        if key not in record:
+            raise BenchError(f"{path}: run record lacks key '{key}'")
+    return record
+
+
+def all_records(results_dir: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        record = read_record(path)
+        record["_path"] = str(path)
+        records.append(record)
+    return records
+
+
+def find_record(results_dir: Path, reference: str) -> dict[str, Any]:
+    """A record by path, or by run id (or a unique prefix of one) within the store."""
+    path = Path(reference)
+    if path.suffix == ".json" and path.exists():
+        return read_record(path)
+    matches = [r for r in all_records(results_dir) if r["run_id"].startswith(reference)]
+    if len(matches) != 1:
+        what = "no run" if not matches else f"{len(matches)} runs"
+        raise BenchError(f"'{reference}': {what} in {results_dir} match this path or run id")
+    return matches[0]
+
+
+def per_user(record: dict[str, Any], metric: str) -> np.ndarray:
+    try:
+        return np.asarray(record["per_user"][metric], dtype=np.float64)
+    except KeyError:
+        raise BenchError(f"run {record['run_id']} has no per-user values for '{metric}'") from None

@@ -1,0 +1,138 @@
+"""One run: dataset card -> prepared dataset -> split -> fit -> rank -> evaluate -> record.
+
+The work folder of a run is keyed by method, dataset, resolved config and seed, so
+starting the same command again after a kill hands the method its checkpoints back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import platform
+import random
+import subprocess
+import time
+import uuid
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from bench import config as config_module
+from bench.data.prepare import PROJECT_ROOT, cache_root, prepare_dataset
+from bench.data.split import leave_one_out
+from bench.evaluation.protocol import evaluate
+from bench.method import Method, RunContext, TrainingData
+from bench.registry import methods
+from bench.results import SCHEMA_VERSION, write_record
+
+RECORDED_PACKAGES = ("genrec-bench", "torch", "transformers", "sentencepiece", "recbole", "numpy", "scipy", "pandas")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    method: str
+    dataset: str
+    data_dir: Path | None = None
+    config_file: Path | None = None
+    sets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    seed: int = 42
+    profile: str = "cpu"
+    results_dir: Path = Path("results")
+    show_progress: bool = True
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def git_commit() -> str | None:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)
+
+
+def resolve_run_config(request: RunRequest) -> tuple[type[Method], config_module.ResolvedConfig]:
+    method_class: type[Method] = methods().get(request.method)
+    file_values = config_module.read_config_file(request.config_file) if request.config_file else {}
+    resolved = config_module.resolve(request.method, method_class.config_class, method_class.profiles,
+                                     request.profile, file_values, request.sets)
+    return method_class, resolved
+
+
+def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, data_digest: str) -> Path:
+    key = json.dumps({"method": request.method, "dataset": request.dataset, "data": data_digest,
+                      "config": resolved.to_dict(), "seed": request.seed}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_root() / "work" / f"{request.method}-{request.dataset}-{digest}"
+
+
+def execute(request: RunRequest, log=print) -> Path:
+    """Run one method on one dataset and write its record; returns the record's path."""
+    method_class, resolved = resolve_run_config(request)
+    dataset = prepare_dataset(request.dataset, request.data_dir)
+    if dataset.metadata.get("dropped_users_fewer_than_3"):
+        log(f"dataset {dataset.name}: dropped {dataset.metadata['dropped_users_fewer_than_3']} users "
+            "with fewer than 3 interactions")
+    split = leave_one_out(dataset)
+    context = RunContext(work_dir=work_dir_for(request, resolved, split.digest()), seed=request.seed,
+                         profile=resolved.profile, show_progress=request.show_progress)
+    context.work_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(request.seed)
+    method = method_class(resolved.method, context)
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.perf_counter()
+    method.fit(TrainingData(dataset=dataset, split=split))
+    fit_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
+    test = evaluate(method, split, "test", resolved.evaluation, context)
+    validation = evaluate(method, split, "valid", resolved.evaluation, context) \
+        if resolved.evaluation.include_validation else None
+    evaluate_seconds = time.perf_counter() - clock
+    record: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "run_id": f"{started:%Y%m%dT%H%M%S}-{request.method}-{uuid.uuid4().hex[:6]}",
+        "method": request.method,
+        "dataset": request.dataset,
+        "dataset_summary": dataset.summary(),
+        "dataset_source": {k: v for k, v in dataset.metadata.items() if k != "card"},
+        "split": {"protocol": "leave-one-out", "digest": split.digest(), "phase": "test"},
+        "profile": resolved.profile,
+        "config": resolved.to_dict(),
+        "seed": request.seed,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "wall_time_seconds": {"fit": round(fit_seconds, 2), "evaluate": round(evaluate_seconds, 2)},
+        "metrics": {name: round(value, 6) for name, value in test.means().items()},
+        "ties": {"users_with_tied_target": test.tied_users, "tied_items_total": test.tied_items_total},
+        "method_metadata": method.metadata(),
+        "per_user": {name: np.round(values, 6) for name, values in test.per_user.items()},
+    }
+    if validation is not None:
+        record["validation_metrics"] = {name: round(value, 6) for name, value in validation.means().items()}
+    return write_record(request.results_dir, record)
