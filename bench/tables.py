@@ -60,7 +60,8 @@ def _standard() -> list[TableSpec]:
               ("IDGenRec", "idgenrec", "IDGenRec")]
     columns = tuple(Column(label, method, {"training": "alternate", "ids": "user+item"} if method == "idgenrec" else {},
                            paper) for label, method, paper in labels)
-    return [TableSpec("Table 4: standard evaluation", "standard", columns)]
+    return [TableSpec("Table 4: standard evaluation", "standard", columns,
+                      ("sports", "beauty", "toys", "yelp", "demo"))]
 
 
 def _ablation() -> list[TableSpec]:
@@ -177,7 +178,7 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
 
 
 def render_table(name: str, results_dir: Path, output_format: str = "markdown", with_paper: bool = False) -> str:
-    specs = table_registry().get(name)()
+    specs = table_registry().get(name)
     records = all_records(results_dir) if Path(results_dir).exists() else []
     if not Path(results_dir).exists():
         raise BenchError(f"{results_dir}: results store not found")

@@ -1,0 +1,35 @@
+"""An example third-party plugin: a first-order Markov chain over items.
+
+The next item is scored by how often it followed the user's last item in the training
+sequences, with popularity as a small tie-breaker. Registered from this folder's
+pyproject.toml exactly as the built-in methods are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from bench.method import Method, TrainingData
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkovConfig:
+    popularity_weight: float = dataclasses.field(
+        default=1e-6, metadata={"help": "weight of training popularity added to break ties"})
+
+
+class FirstOrderMarkov(Method):
+    config_class = MarkovConfig
+
+    def fit(self, data: TrainingData) -> None:
+        n = data.n_items
+        self.transitions = np.zeros((n, n))
+        for sequence in data.split.train:
+            np.add.at(self.transitions, (sequence[:-1], sequence[1:]), 1.0)
+        self.popularity = np.bincount(np.concatenate(data.split.train), minlength=n).astype(float)
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        last_items = np.array([history[-1] for history in histories])
+        return self.transitions[last_items] + self.config.popularity_weight * self.popularity

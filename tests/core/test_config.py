@@ -1,0 +1,61 @@
+import dataclasses
+
+import pytest
+
+from bench.config import EvalConfig, parse_sets, read_config_file, resolve
+from bench.errors import BenchError
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    loss_type: str = "CE"
+    use_text: bool = False
+    sizes: tuple[int, ...] = (64, 64)
+
+
+PROFILES = {"cpu": {"epochs": 2}, "paper": {}}
+
+
+def test_layers_resolve_in_order(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('epochs = 5\nlearning_rate = 0.01\n[eval]\nmask_history = true\n')
+    resolved = resolve("toy", ToyConfig, PROFILES, "cpu", read_config_file(path),
+                       parse_sets(["epochs=7", "use_text=yes", "sizes=8,16"]))
+    assert resolved.method == ToyConfig(epochs=7, learning_rate=0.01, use_text=True, sizes=(8, 16))
+    assert resolved.evaluation == EvalConfig(mask_history=True)
+    assert resolved.to_dict()["profile"] == "cpu"
+    assert resolve("toy", ToyConfig, PROFILES, "cpu", {}, {}).method.epochs == 2
+    assert resolve("toy", ToyConfig, PROFILES, "paper", {}, {}).method.epochs == 10
+
+
+def test_unknown_key_names_key_and_method():
+    with pytest.raises(BenchError, match=r"unknown config key 'epoch' for method 'toy' \(did you mean 'epochs'"):
+        resolve("toy", ToyConfig, PROFILES, "cpu", {}, {"epoch": "3"})
+    with pytest.raises(BenchError, match="eval"):
+        resolve("toy", ToyConfig, PROFILES, "cpu", {}, {"eval.mask": "1"})
+
+
+def test_bad_values_are_errors():
+    with pytest.raises(BenchError, match="epochs"):
+        resolve("toy", ToyConfig, PROFILES, "cpu", {}, {"epochs": "many"})
+    with pytest.raises(BenchError, match="key=value"):
+        parse_sets(["epochs"])
+    with pytest.raises(BenchError, match="profile"):
+        resolve("toy", ToyConfig, PROFILES, "gpu", {}, {})
+
+
+def test_config_is_frozen():
+    resolved = resolve("toy", ToyConfig, PROFILES, "cpu", {}, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resolved.method.epochs = 3
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(BenchError, match="not found"):
+        read_config_file(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("epochs = = 3\n")
+    with pytest.raises(BenchError, match="broken.toml"):
+        read_config_file(broken)
