@@ -61,6 +61,10 @@ def prepare_dataset(name: str, data_dir: Path | None = None) -> Dataset:
         if data_dir is not None and not source.is_dir():
             raise BenchError(f"{source}: data directory not found")
         source.mkdir(parents=True, exist_ok=True)
+        if card["format"] == "amazon2014" and not is_openp5_folder(source):
+            # Download first, so the cache key covers the files actually read.
+            from bench.data.amazon import ensure_downloaded
+            ensure_downloaded(card, source)
     cached = cache_root() / "prepared" / f"{name}-{_fingerprint(card, source)}.json"
     if cached.is_file():
         return Dataset.load(cached)
