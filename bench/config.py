@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping
@@ -68,7 +69,7 @@ def _coerce(value: Any, annotation: Any, key: str, owner: str) -> Any:
                 raise BenchError(f"config key '{key}' of {owner} must be one of {', '.join(map(str, allowed))}; "
                                  f"got '{value}'")
             return value
-        if origin is typing.Union:  # Optional[X]
+        if origin is typing.Union or origin is types.UnionType:  # Optional[X] or X | None
             if value is None or str(value).lower() == "none":
                 return None
             inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)][0]

@@ -1,0 +1,120 @@
+"""The T5 backbone and the options every T5-based method shares.
+
+Method configs inherit :class:`T5EngineConfig` and add their own fields. Its defaults are
+the ``paper`` values of P5/IDGenRec (pre-trained ``t5-small``, learning rate 1e-3, history
+of 20 items, beam of 20); the ``cpu`` profile trains a much smaller T5 from scratch and
+sizes it with the fields whose help starts "cpu profile", which the paper profile ignores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, T5ForConditionalGeneration
+
+
+def _field(default: Any, help_text: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class T5EngineConfig:
+    backbone: str = _field("t5-small", "paper profile: pre-trained T5 checkpoint (hub name or local folder)")
+    d_model: int = _field(128, "cpu profile: hidden size of the T5 trained from scratch")
+    d_ff: int = _field(512, "cpu profile: feed-forward size")
+    num_layers: int = _field(2, "cpu profile: encoder layers (the decoder has as many)")
+    num_heads: int = _field(4, "cpu profile: attention heads")
+    d_kv: int = _field(32, "cpu profile: size of each attention head")
+    vocab_size: int = _field(8000, "cpu profile: target size of the SentencePiece vocabulary trained on the "
+                                       "dataset's text (smaller if the text does not support it)")
+    max_history: int = _field(20, "most recent history items written into a prompt")
+    with_user_id: bool = _field(False, "write the user's ID into the prompt (P5 does; IDGenRec reports both)")
+    last_position_only: bool = _field(False, "train on the last training position of each user only, instead of "
+                                             "every position t >= 1 (P5/IDGenRec data augmentation)")
+    learning_rate: float = _field(1e-3, "peak AdamW learning rate")
+    warmup_ratio: float = _field(0.05, "share of optimizer steps with linear warm-up; linear decay after it")
+    weight_decay: float = _field(0.01, "AdamW weight decay (not applied to layer norms)")
+    epochs: int = _field(10, "passes over the training examples")
+    batch_size: int = _field(32, "training examples per forward pass")
+    gradient_accumulation: int = _field(1, "forward passes per optimizer step")
+    max_grad_norm: float = _field(1.0, "gradient clipping norm (0 switches clipping off)")
+    beam_width: int = _field(20, "beams of the constrained beam search (at least the ranking length k)")
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size",
+                     "max_history", "epochs", "batch_size", "gradient_accumulation", "beam_width"):
+            if getattr(self, name) < 1:
+                raise BenchError(f"config key '{name}' must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise BenchError(f"config key 'warmup_ratio' must lie in [0, 1], got {self.warmup_ratio}")
+        if self.learning_rate <= 0:
+            raise BenchError(f"config key 'learning_rate' must be positive, got {self.learning_rate}")
+
+
+def count_parameters(model: Any) -> int:
+    return int(sum(parameter.numel() for parameter in model.parameters()))
+
+
+def load_pretrained_model(name_or_path: str, offline: bool | None = None) -> "T5ForConditionalGeneration":
+    from transformers import T5ForConditionalGeneration
+
+    from bench.engine.tokenizer import _offline_message, hub_offline
+
+    offline = hub_offline() if offline is None else offline
+    try:
+        return T5ForConditionalGeneration.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError):
+        if offline:
+            raise BenchError(_offline_message("model", name_or_path)) from None
+    try:
+        return T5ForConditionalGeneration.from_pretrained(name_or_path)
+    except (OSError, ValueError):
+        raise BenchError(_offline_message("model", name_or_path)) from None
+
+
+def build_small_model(config: T5EngineConfig, vocab_size: int, seed: int) -> "T5ForConditionalGeneration":
+    """A randomly initialised T5 of the cpu-profile sizes; the same seed gives the same weights."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from bench.engine.tokenizer import EOS_ID, PAD_ID
+
+    t5_config = T5Config(
+        vocab_size=vocab_size, d_model=config.d_model, d_ff=config.d_ff, d_kv=config.d_kv,
+        num_layers=config.num_layers, num_decoder_layers=config.num_layers,
+        num_heads=config.num_heads, feed_forward_proj="relu", tie_word_embeddings=True,
+        # T5 starts decoding from the pad token.
+        pad_token_id=PAD_ID, eos_token_id=EOS_ID, decoder_start_token_id=PAD_ID)
+    # Initialise under a forked generator so building a model leaves the caller's RNG alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return T5ForConditionalGeneration(t5_config)
+
+
+def build_model(config: T5EngineConfig, profile: str, tokenizer: "PreTrainedTokenizerBase",
+                seed: int) -> "T5ForConditionalGeneration":
+    """``paper``: the pre-trained backbone; ``cpu``: a small T5 from scratch. Embeddings grow
+    to cover tokens added to the tokenizer (pre-trained T5 already has spare rows: its
+    embedding table (32128) is larger than its vocabulary (32100), so it is never shrunk)."""
+    if profile == "paper":
+        model = load_pretrained_model(config.backbone)
+    elif profile == "cpu":
+        model = build_small_model(config, len(tokenizer), seed)
+    else:
+        raise BenchError(f"unknown profile '{profile}' for the T5 engine; known: cpu, paper")
+    resize_embeddings(model, len(tokenizer), seed)
+    return model
+
+
+def resize_embeddings(model: Any, vocab_size: int, seed: int) -> None:
+    """Give every token of the tokenizer an embedding row; new rows are drawn with ``seed``."""
+    import torch
+
+    if vocab_size > model.get_input_embeddings().num_embeddings:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model.resize_token_embeddings(vocab_size, mean_resizing=False)

@@ -1,0 +1,125 @@
+"""A generative recommender that needs only an item ID scheme.
+
+P5's ID schemes (sequential, random, collaborative, ...) and many ablations differ only
+in the string that names each item. A subclass of :class:`GenerativeRecommender`
+implements :meth:`~GenerativeRecommender.item_identifiers`; the engine does the rest:
+tokenizer and T5 per profile, the trie of the items' tokenized IDs, seq2seq training on
+P5-style prompts (resumable), and ranking by beam search constrained to that trie.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import numpy as np
+
+from bench.engine.model import T5EngineConfig, build_model, count_parameters
+from bench.engine.prompts import TEST_TEMPLATE, build_prompt, template_words
+from bench.engine.tokenizer import build_tokenizer
+from bench.engine.training import SequentialExamples, TrainingReport, train_seq2seq
+from bench.errors import BenchError
+from bench.method import Method, TrainingData
+
+if TYPE_CHECKING:
+    from bench.engine.trie import ItemTrie
+
+
+def check_unique_identifiers(identifiers: Sequence[Any], item_names: Sequence[str], owner: str,
+                             what: str = "the identifier") -> None:
+    """Each item needs its own ID, or decoding one ID could not tell which item was meant."""
+    first_item: dict[Any, int] = {}
+    for item, identifier in enumerate(identifiers):
+        other = first_item.setdefault(identifier, item)
+        if other != item:
+            raise BenchError(f"{owner}: items '{item_names[other]}' and '{item_names[item]}' share "
+                             f"{what} {identifier!r}; item IDs must be unique")
+
+
+class GenerativeRecommender(Method):
+    """Subclasses implement :meth:`item_identifiers`, optionally :meth:`extra_tokens` and
+    :meth:`user_identifiers`; everything else is the shared T5 engine."""
+
+    config_class: ClassVar[type] = T5EngineConfig
+    output = "ranking"
+
+    @abc.abstractmethod
+    def item_identifiers(self, data: TrainingData) -> list[str]:
+        """One ID string per item index (``data.n_items`` of them, all distinct)."""
+
+    def extra_tokens(self) -> list[str]:
+        """Whole tokens the ID scheme needs in the vocabulary (e.g. ``<CI12>``); called
+        after :meth:`item_identifiers`, so it may read what that method computed."""
+        return []
+
+    def user_identifiers(self, data: TrainingData) -> list[str]:
+        """One ID string per user index, written into prompts when ``with_user_id`` is on."""
+        return list(data.dataset.user_ids)
+
+    def fit(self, data: TrainingData) -> None:
+        from bench.engine.trie import ItemTrie
+
+        config: T5EngineConfig = self.config
+        context = self.context
+        owner = f"method {type(self).__name__}"
+        identifiers = [str(identifier) for identifier in self.item_identifiers(data)]
+        if len(identifiers) != data.n_items:
+            raise BenchError(f"{owner}: item_identifiers returned {len(identifiers)} IDs for {data.n_items} items")
+        empty = [item for item, identifier in enumerate(identifiers) if not identifier.strip()]
+        if empty:
+            raise BenchError(f"{owner}: item '{data.dataset.item_ids[empty[0]]}' has an empty ID")
+        check_unique_identifiers(identifiers, data.dataset.item_ids, owner)
+        users = [str(user) for user in self.user_identifiers(data)] if config.with_user_id else None
+        if users is not None and len(users) != data.split.n_users:
+            raise BenchError(f"{owner}: user_identifiers returned {len(users)} IDs for {data.split.n_users} users")
+
+        # The cpu tokenizer learns its pieces from what it will read: item text, the IDs,
+        # the prompts' wording (and user IDs when prompts carry them).
+        corpus = list(data.dataset.item_text) + identifiers + template_words(config.with_user_id) + (users or [])
+        tokenizer = build_tokenizer(context.profile, config.backbone, corpus, context.work_dir / "tokenizer",
+                                    config.vocab_size, context.seed, self.extra_tokens())
+        model = build_model(config, context.profile, tokenizer, context.seed)
+        token_sequences = tokenizer(identifiers).input_ids  # EOS-terminated, as the targets in training
+        check_unique_identifiers([tuple(tokens) for tokens in token_sequences], data.dataset.item_ids, owner,
+                                 what="the token sequence")
+        self.trie: ItemTrie = ItemTrie.build(token_sequences, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        examples = SequentialExamples(data.split.train, identifiers, config.max_history, context.seed,
+                                      users, config.last_position_only)
+        self.report: TrainingReport = train_seq2seq(model, tokenizer, examples, config,
+                                                    context.work_dir / "checkpoints", context)
+        self.tokenizer, self.model = tokenizer, model
+        self.identifiers, self.users = identifiers, users
+
+    def prompts(self, users: np.ndarray, histories: list[np.ndarray]) -> list[str]:
+        """Test prompts: the fixed template, the most recent items of each history."""
+        max_history = self.config.max_history
+        return [build_prompt([self.identifiers[item] for item in history[-max_history:]], max_history,
+                             TEST_TEMPLATE, self.users[user] if self.users is not None else None)
+                for user, history in zip(users.tolist(), histories)]
+
+    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
+        from bench.engine.beam_search import constrained_beam_search
+
+        encoded = self.tokenizer(self.prompts(np.asarray(users), histories), padding=True, return_tensors="pt")
+        items, _ = constrained_beam_search(self.model, encoded.input_ids, encoded.attention_mask, self.trie,
+                                           beam_width=max(self.config.beam_width, k), num_results=k)
+        return items.numpy()
+
+    def metadata(self) -> dict[str, Any]:
+        report = self.report
+        found = {
+            "profile": self.context.profile,
+            "parameters": count_parameters(self.model),
+            "vocab_size": len(self.tokenizer),
+            "extra_tokens": len(self.extra_tokens()),
+            "max_id_tokens": self.trie.max_depth - 1,  # EOS not counted
+            "epochs": report.epochs,
+            "examples_per_epoch": report.examples_per_epoch,
+            "optimizer_steps": report.optimizer_steps,
+            "train_seconds": report.train_seconds,
+            "final_epoch_loss": None if report.final_epoch_loss is None else round(report.final_epoch_loss, 6),
+            "resumed_from_epoch": report.resumed_from_epoch,
+        }
+        if self.context.profile == "paper":
+            found["backbone"] = self.config.backbone
+        return found

@@ -1,0 +1,116 @@
+"""Tokenizers for the T5 engine, one per profile, and no silent fallback between them.
+
+``paper``: the backbone's own SentencePiece tokenizer (``t5-small`` in P5 and IDGenRec),
+loaded with transformers. Without the Hugging Face hub, and with nothing cached, that
+fails: the run stops with a message instead of quietly training something else.
+
+``cpu``: a small SentencePiece unigram model trained on the dataset's own text (item
+text, item ID strings, prompt wording), wrapped as a transformers ``T5Tokenizer`` with
+T5's special-token layout (pad=0, eos=1, unk=2), so the rest of the engine cannot tell
+the two apart.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from bench.errors import BenchError
+from bench.storage import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+# T5's layout: the trie, the beam search and the model config rely on these ids.
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+SPM_FILE = "spiece.model"  # the file name transformers' T5Tokenizer looks for
+
+
+def hub_offline() -> bool:
+    """True when the environment tells transformers not to reach the hub."""
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def load_pretrained_tokenizer(name_or_path: str, offline: bool | None = None) -> "PreTrainedTokenizerBase":
+    """The backbone's tokenizer (local folder, cache, or hub unless ``offline``)."""
+    from transformers import AutoTokenizer
+
+    offline = hub_offline() if offline is None else offline
+    try:
+        # Cache first: a machine without network would otherwise spend a minute on retries
+        # before failing, even though the files may be right there.
+        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError):
+        if offline:
+            raise BenchError(_offline_message("tokenizer", name_or_path)) from None
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError):
+        raise BenchError(_offline_message("tokenizer", name_or_path)) from None
+
+
+def _offline_message(what: str, name_or_path: str) -> str:
+    return (f"the {what} of checkpoint '{name_or_path}' cannot be loaded (no Hugging Face hub access and "
+            "not in the local cache); use --profile cpu, or set backbone=<local folder with the checkpoint>")
+
+
+def train_sentencepiece(texts: Iterable[str], vocab_size: int, seed: int) -> bytes:
+    """A unigram SentencePiece model (serialised) trained on ``texts``, deterministically:
+    one thread, input in the given order, the library's random generator seeded."""
+    import sentencepiece
+
+    lines = [line for line in (" ".join(text.split()) for text in texts) if line]
+    if not lines:
+        raise BenchError("cannot train a tokenizer: the dataset has no item text and no item identifiers")
+    sentencepiece.set_random_generator_seed(seed)
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, model_type="unigram", vocab_size=vocab_size,
+        pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+        # Every character of the corpus gets a piece: an item ID must never contain <unk>,
+        # or two different IDs could become the same token sequence.
+        character_coverage=1.0,
+        # A small catalogue may not support the requested size; take what it supports.
+        hard_vocab_limit=False,
+        num_threads=1, shuffle_input_sentence=False, input_sentence_size=0, minloglevel=2)
+    return model.getvalue()
+
+
+def train_cpu_tokenizer(texts: Iterable[str], directory: Path, vocab_size: int,
+                        seed: int) -> "PreTrainedTokenizerBase":
+    """Train the ``cpu`` profile's tokenizer into ``directory`` and load it as a T5 tokenizer."""
+    from transformers import T5Tokenizer
+
+    atomic_write_bytes(Path(directory) / SPM_FILE, train_sentencepiece(texts, vocab_size, seed))
+    # No sentinel tokens: they serve T5's span-corruption pre-training, which a model
+    # trained from scratch on recommendation prompts never sees.
+    tokenizer = T5Tokenizer.from_pretrained(str(directory), extra_ids=0)
+    if (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) != (PAD_ID, EOS_ID, UNK_ID):
+        raise RuntimeError(f"{directory / SPM_FILE}: special tokens are not at T5's positions")
+    return tokenizer
+
+
+def build_tokenizer(profile: str, backbone: str, corpus: Iterable[str], directory: Path, vocab_size: int,
+                    seed: int, extra_tokens: Sequence[str] = ()) -> "PreTrainedTokenizerBase":
+    """The tokenizer of a profile, with ``extra_tokens`` (e.g. collaborative ``<CI12>``) added."""
+    if profile == "paper":
+        tokenizer = load_pretrained_tokenizer(backbone)
+    elif profile == "cpu":
+        tokenizer = train_cpu_tokenizer(corpus, directory, vocab_size, seed)
+    else:
+        raise BenchError(f"unknown profile '{profile}' for the T5 engine; known: cpu, paper")
+    add_tokens(tokenizer, extra_tokens)
+    return tokenizer
+
+
+def add_tokens(tokenizer: "PreTrainedTokenizerBase", tokens: Sequence[str]) -> int:
+    """Add whole-word tokens the ID scheme needs; returns how many were new. The model's
+    embeddings must then be resized (:func:`bench.engine.model.build_model` does)."""
+    tokens = list(dict.fromkeys(tokens))
+    blank = [token for token in tokens if not token.strip() or token != token.strip()]
+    if blank:
+        raise BenchError(f"extra token {blank[0]!r} is empty or has surrounding whitespace")
+    return tokenizer.add_tokens(tokens) if tokens else 0

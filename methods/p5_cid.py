@@ -1,0 +1,50 @@
+"""P5 with collaborative indexing (CID), Hua et al. 2023 Sec. 4.2: recursive spectral
+clustering of the items' co-occurrence graph; an ID is one new token per cluster level
+and one for the item's place in its leaf cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from bench.engine.model import T5EngineConfig
+from bench.engine.recommender import GenerativeRecommender
+from bench.errors import BenchError
+from bench.method import TrainingData
+from methods.p5_indexing import CollaborativeIndex, collaborative_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class P5CollaborativeConfig(T5EngineConfig):
+    # Defaults: the authors' released CID run (--cluster_size 500 --cluster_number 20).
+    cluster_size: int = dataclasses.field(
+        default=500, metadata={"help": "a cluster with more items than this is clustered again (k in Sec. 4.2)"})
+    n_clusters: int = dataclasses.field(
+        default=20, metadata={"help": "clusters made at each split (N in Sec. 4.2)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cluster_size < 1:
+            raise BenchError(f"config key 'cluster_size' must be at least 1, got {self.cluster_size}")
+        if self.n_clusters < 2:
+            raise BenchError(f"config key 'n_clusters' must be at least 2, got {self.n_clusters}")
+
+
+class P5CollaborativeIndexing(GenerativeRecommender):
+    config_class = P5CollaborativeConfig
+
+    def item_identifiers(self, data: TrainingData) -> list[str]:
+        started = time.perf_counter()
+        self.index: CollaborativeIndex = collaborative_ids(
+            data.split.train, data.n_items, cluster_size=self.config.cluster_size,
+            n_clusters=self.config.n_clusters, seed=self.context.seed, progress=self.context.progress)
+        self.index_seconds = time.perf_counter() - started
+        return self.index.item_ids
+
+    def extra_tokens(self) -> list[str]:
+        return self.index.tokens
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "cid_levels": self.index.depth, "cid_tokens": len(self.index.tokens),
+                "cid_index_seconds": round(self.index_seconds, 2)}

@@ -1,0 +1,40 @@
+"""P5 with semantic indexing (SemID), Hua et al. 2023 Sec. 4.3: the item's category path
+as new tokens, then a number that tells apart the items on that path."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from bench.engine.model import T5EngineConfig
+from bench.engine.recommender import GenerativeRecommender
+from bench.errors import BenchError
+from bench.method import TrainingData
+from methods.p5_indexing import SemanticIndex, semantic_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class P5SemanticConfig(T5EngineConfig):
+    # Optional[...] rather than "int | None": the config reader coerces typing.Union only.
+    max_categories: Optional[int] = dataclasses.field(
+        default=None, metadata={"help": "keep only the first this many category names of an item's path "
+                                        "(shorter IDs); None keeps them all, as the paper does"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_categories is not None and self.max_categories < 1:
+            raise BenchError(f"config key 'max_categories' must be at least 1 or None, got {self.max_categories}")
+
+
+class P5SemanticIndexing(GenerativeRecommender):
+    config_class = P5SemanticConfig
+
+    def item_identifiers(self, data: TrainingData) -> list[str]:
+        self.index: SemanticIndex = semantic_ids(data.dataset.item_attributes, self.config.max_categories)
+        return self.index.item_ids
+
+    def extra_tokens(self) -> list[str]:
+        return self.index.tokens
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "semid_category_tokens": len(self.index.tokens)}

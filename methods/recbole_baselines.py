@@ -1,0 +1,405 @@
+"""Sequential baselines from RecBole 1.2.1 (GRU4Rec, Caser, HGN, SASRec, BERT4Rec, FDSA,
+S3Rec): RecBole's own models and trainers, ranked by the harness from their full-sort scores.
+
+Hand-off: each user's *training part* (plus, for early stopping, the validation item) is
+written as RecBole atomic files and split by RecBole's leave-one-out ``valid_only``. RecBole
+turns a sequence ``i1..in`` into the samples ``i1..ik -> i(k+1)`` and keeps the last sample
+for validation, so every training target lies in ``split.train`` and the test item is never
+written. A user with a single training item would have only the validation sample, which
+RecBole's splitter would put into *training*; such users are written without their
+validation item (they have nothing to train on and are left out of early stopping).
+
+Scores come back in RecBole's internal item ids (0 is padding); ``score`` gathers the
+columns in the harness's item order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from bench.data.dataset import Dataset
+from bench.data.split import Split
+from bench.errors import BenchError
+from bench.method import Method, TrainingData
+from bench.storage import atomic_write_text
+
+RECBOLE_DATASET = "bench"
+CATEGORY_FIELD = "categories"
+NO_CATEGORY = "none"
+# Early stopping watches RecBole's own full-ranking NDCG@10 over the validation users.
+VALID_METRIC = "NDCG@10"
+
+
+class _TimeBudgetReached(Exception):
+    """Raised from RecBole's per-validation callback, which runs after the best checkpoint is saved."""
+
+
+def _option(default: Any, help_text: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class RecBoleConfig:
+    """Training options shared by every RecBole baseline; defaults are RecBole's."""
+
+    epochs: int = _option(300, "maximum training epochs (RecBole's default)")
+    train_batch_size: int = _option(2048, "training samples per batch")
+    learning_rate: float = _option(0.001, "Adam learning rate")
+    weight_decay: float = _option(0.0, "Adam weight decay")
+    max_seq_length: int = _option(20, "most recent history items the model reads (MAX_ITEM_LIST_LENGTH)")
+    loss_type: Literal["CE", "BPR"] = _option(
+        "CE", "CE: softmax over all items; BPR: one uniform negative per target "
+              "(RecBole's sequential models offer no BCE)")
+    stopping_step: int = _option(10, "early stopping: validations without a better NDCG@10 before stopping")
+    eval_step: int = _option(1, "epochs between validations")
+    eval_batch_size: int = _option(1024, "users per validation batch")
+    threads: int = _option(2, "torch CPU threads")
+    max_train_minutes: float = _option(
+        0.0, "stop training when one more validation interval would end past this many minutes "
+             "(0: no limit); the best checkpoint so far is kept")
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU4RecConfig(RecBoleConfig):
+    embedding_size: int = _option(64, "item embedding size")
+    hidden_size: int = _option(128, "GRU hidden state size")
+    num_layers: int = _option(1, "GRU layers")
+    dropout_prob: float = _option(0.3, "dropout on the item embeddings")
+
+
+@dataclasses.dataclass(frozen=True)
+class CaserConfig(RecBoleConfig):
+    embedding_size: int = _option(64, "user and item embedding size")
+    dropout_prob: float = _option(0.4, "dropout before the output layer")
+    reg_weight: float = _option(1e-4, "L2 weight on the convolution filters")
+    nv: int = _option(4, "vertical convolution filters")
+    nh: int = _option(8, "horizontal convolution filters per height")
+
+
+@dataclasses.dataclass(frozen=True)
+class HGNConfig(RecBoleConfig):
+    embedding_size: int = _option(64, "user and item embedding size")
+    pooling_type: Literal["average", "max"] = _option("average", "pooling of the gated item embeddings")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig(RecBoleConfig):
+    n_layers: int = _option(2, "transformer layers")
+    n_heads: int = _option(2, "attention heads")
+    hidden_size: int = _option(64, "hidden (and item embedding) size")
+    inner_size: int = _option(256, "feed-forward size")
+    hidden_dropout_prob: float = _option(0.5, "dropout on hidden states")
+    attn_dropout_prob: float = _option(0.5, "dropout on attention weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class BERT4RecConfig(TransformerConfig):
+    hidden_dropout_prob: float = _option(0.2, "dropout on hidden states")
+    attn_dropout_prob: float = _option(0.2, "dropout on attention weights")
+    mask_ratio: float = _option(0.2, "share of items replaced by the mask token (cloze task)")
+    ft_ratio: float = _option(0.5, "share of samples that mask only the last item")
+
+
+@dataclasses.dataclass(frozen=True)
+class S3RecConfig(TransformerConfig):
+    pretrain_epochs: int = _option(500, "self-supervised pre-training epochs before fine-tuning")
+    mask_ratio: float = _option(0.2, "share of items masked in pre-training")
+
+
+def write_atomic_files(dataset: Dataset, split: Split, directory: Path, with_categories: bool) -> dict[str, Any]:
+    """Write ``bench.inter`` (training part plus validation item) and ``bench.item``.
+
+    The item file lists every harness item, so items never seen in training still get a
+    RecBole id (and a score column). Returns counts and a digest of what was written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    validation_users = 0
+    for user, (history, valid_item) in enumerate(zip(split.train, split.valid_target)):
+        # A lone training item plus the validation item would make the validation item
+        # RecBole's only sample, which its leave-one-out splitter assigns to training.
+        written = np.append(history, valid_item) if len(history) >= 2 else history
+        validation_users += len(history) >= 2
+        lines.extend(f"{user}\t{item}\t{position}" for position, item in enumerate(written.tolist()))
+    inter_text = "\n".join(lines) + "\n"
+    if with_categories:
+        names = sorted({name for attributes in dataset.item_attributes for name in attributes})
+        # Attribute names may hold spaces, RecBole's token separator: write indices instead.
+        token = {name: f"c{index}" for index, name in enumerate(names)}
+        # An empty field reaches RecBole as NaN, which its reader fails to fill under
+        # pandas 3 (copy-on-write); an item without attributes gets one "none" category.
+        item_lines = [f"item_id:token\t{CATEGORY_FIELD}:token_seq"] + [
+            f"{item}\t{' '.join(token[name] for name in attributes) or NO_CATEGORY}"
+            for item, attributes in enumerate(dataset.item_attributes)]
+        items_without_categories = sum(1 for attributes in dataset.item_attributes if not attributes)
+    else:
+        item_lines = ["item_id:token"] + [str(item) for item in range(dataset.n_items)]
+        items_without_categories = 0
+    item_text = "\n".join(item_lines) + "\n"
+    atomic_write_text(directory / f"{RECBOLE_DATASET}.inter", inter_text)
+    atomic_write_text(directory / f"{RECBOLE_DATASET}.item", item_text)
+    digest = hashlib.sha256(inter_text.encode() + item_text.encode()).hexdigest()[:16]
+    return {"validation_users": int(validation_users), "interactions_written": len(lines) - 1,
+            "items_without_categories": items_without_categories, "digest": digest}
+
+
+class RecBoleSequential(Method):
+    """One RecBole sequential model; subclasses name it and its config."""
+
+    recbole_model: ClassVar[str]
+    config_class = RecBoleConfig
+    uses_categories: ClassVar[bool] = False
+    # RecBole's 300 epochs are days of CPU time on Amazon Toys (one CE epoch of SASRec is
+    # minutes on one core); bound a run by wall clock with max_train_minutes where it matters.
+    profiles = {"cpu": {"epochs": 30, "stopping_step": 5}}
+
+    def fit(self, data: TrainingData) -> None:
+        import torch
+        from recbole.utils import init_seed
+
+        from bench import recbole_compat
+
+        torch.set_num_threads(self.config.threads)
+        work_dir = Path(self.context.work_dir)
+        written = write_atomic_files(data.dataset, data.split, work_dir / "recbole" / RECBOLE_DATASET,
+                                     self.uses_categories)
+        recbole_config = recbole_compat.make_config(self.recbole_model, self._recbole_options(work_dir))
+        with recbole_compat.recbole_logging(work_dir / "recbole.log", type(self).__name__.lower()):
+            init_seed(self.context.seed, True)
+            self._prepare_data(recbole_config)
+            finished_file = work_dir / "finished.json"
+            fingerprint = self._fingerprint(written["digest"])
+            finished = json.loads(finished_file.read_text()) if finished_file.is_file() else {}
+            best_file = self._checkpoint_dir(work_dir) / f"{self.recbole_model}-best.pth"
+            if finished.get("fingerprint") == fingerprint and best_file.is_file():
+                init_seed(self.context.seed, True)
+                self.model = self._new_model(recbole_config, work_dir)
+                facts = finished["facts"]
+            else:
+                facts = self._train(recbole_config, work_dir, best_file)
+                atomic_write_text(finished_file, json.dumps({"fingerprint": fingerprint, "facts": facts}))
+        checkpoint = recbole_compat.load_checkpoint(best_file)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.model.eval()
+        self.facts = {**facts, **{key: value for key, value in written.items() if key != "digest"}}
+        token_id = self.recbole_dataset.field2token_id
+        self.item_to_internal = np.asarray([token_id["item_id"][str(i)] for i in range(data.n_items)], dtype=np.int64)
+        self.user_to_internal = np.asarray([token_id["user_id"][str(u)] for u in range(data.split.n_users)],
+                                           dtype=np.int64)
+
+    def _recbole_options(self, work_dir: Path) -> dict[str, Any]:
+        options = dataclasses.asdict(self.config)
+        for harness_only in ("threads", "max_train_minutes"):
+            options.pop(harness_only)
+        load_item = ["item_id", CATEGORY_FIELD] if self.uses_categories else ["item_id"]
+        options.update({
+            "MAX_ITEM_LIST_LENGTH": options.pop("max_seq_length"),
+            "dataset": RECBOLE_DATASET, "data_path": str(work_dir / "recbole"),
+            "checkpoint_dir": str(self._checkpoint_dir(work_dir)),
+            "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": load_item},
+            "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
+            "eval_args": {"split": {"LS": "valid_only"}, "order": "TO", "group_by": "user", "mode": "full"},
+            "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": VALID_METRIC,
+            "train_neg_sample_args": None if self.config.loss_type == "CE" else {
+                "distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False, "candidate_num": 0},
+            "seed": self.context.seed, "reproducibility": True, "use_gpu": False, "gpu_id": "",
+            "show_progress": self.context.show_progress, "worker": 0, "log_wandb": False,
+            "save_dataset": False, "save_dataloaders": False,
+        })
+        options.update(self._extra_options())
+        return options
+
+    def _extra_options(self) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def _checkpoint_dir(work_dir: Path) -> Path:
+        return work_dir / "checkpoints"
+
+    def _fingerprint(self, data_digest: str) -> str:
+        key = json.dumps({"model": self.recbole_model, "config": dataclasses.asdict(self.config),
+                          "data": data_digest, "seed": self.context.seed}, sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def _prepare_data(self, recbole_config) -> None:
+        from recbole.data import create_dataset, data_preparation
+
+        from bench import recbole_compat
+
+        with recbole_compat.elementwise_series_len():
+            self.recbole_dataset = create_dataset(recbole_config)
+            self.train_data, self.valid_data, _ = data_preparation(recbole_config, self.recbole_dataset)
+        if len(self.train_data.dataset) == 0:
+            raise BenchError(f"{self.recbole_model}: no user has two training items; nothing to train on")
+
+    def _new_model(self, recbole_config, work_dir: Path):
+        from recbole.utils import get_model
+
+        return get_model(self.recbole_model)(recbole_config, self.recbole_dataset)
+
+    def _trainer(self, recbole_config, model):
+        from recbole.utils import get_trainer
+
+        return get_trainer(recbole_config["MODEL_TYPE"], self.recbole_model)(recbole_config, model)
+
+    def _train(self, recbole_config, work_dir: Path, best_file: Path) -> dict[str, Any]:
+        """Train with RecBole's trainer (early stopping on validation NDCG@10); a best
+        checkpoint left by a killed run is resumed from."""
+        from recbole.utils import init_seed
+
+        from bench import recbole_compat
+
+        facts: dict[str, Any] = self._before_training(recbole_config, work_dir)
+        init_seed(self.context.seed, True)
+        self.model = self._new_model(recbole_config, work_dir)
+        trainer = self._trainer(recbole_config, self.model)
+        trainer.saved_model_file = str(best_file)
+        if best_file.is_file():
+            with recbole_compat.trusted_checkpoints(work_dir):
+                trainer.resume_checkpoint(best_file)
+            facts["resumed_after_epoch"] = trainer.start_epoch - 1
+        started, validations = time.monotonic(), [0]
+
+        def stop_when_out_of_time(epoch: int, valid_score: float) -> None:
+            # Stop when one more validation interval, at the mean pace so far, would overrun.
+            validations[0] += 1
+            elapsed = time.monotonic() - started
+            if self.config.max_train_minutes and elapsed * (1 + 1 / validations[0]) > 60 * self.config.max_train_minutes:
+                raise _TimeBudgetReached()
+
+        out_of_time = False
+        if trainer.start_epoch < self.config.epochs:
+            try:
+                trainer.fit(self.train_data, self.valid_data, saved=True, show_progress=self.context.show_progress,
+                            callback_fn=stop_when_out_of_time)
+            except _TimeBudgetReached:
+                out_of_time = True
+        checkpoint = recbole_compat.load_checkpoint(best_file)
+        epochs_trained = max(trainer.train_loss_dict, default=trainer.start_epoch - 1) + 1
+        stopped_by = "time budget" if out_of_time else \
+            "early stopping" if epochs_trained < self.config.epochs else "max epochs"
+        facts.update({"epochs_trained": int(epochs_trained), "stopped_by": stopped_by,
+                      "best_epoch": int(checkpoint["epoch"]),
+                      "recbole_valid_ndcg@10": round(float(checkpoint["best_valid_score"]), 6)})
+        return facts
+
+    def _before_training(self, recbole_config, work_dir: Path) -> dict[str, Any]:
+        return {}
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        import torch
+        from recbole.data.interaction import Interaction
+
+        max_length = self.config.max_seq_length
+        lengths = np.asarray([len(history) for history in histories], dtype=np.int64)
+        kept = np.minimum(lengths, max_length)
+        flat = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else \
+            np.zeros(0, dtype=np.int64)
+        # RecBole's layout: the most recent ``max_length`` items, left-aligned, 0-padded.
+        rows = np.repeat(np.arange(len(histories)), kept)
+        columns = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
+        sources = np.repeat(np.cumsum(lengths) - kept, kept) + columns
+        item_seq = np.zeros((len(histories), max_length), dtype=np.int64)
+        item_seq[rows, columns] = self.item_to_internal[flat[sources]]
+        interaction = Interaction({
+            "item_id_list": torch.from_numpy(item_seq),
+            "item_length": torch.from_numpy(np.maximum(kept, 1)),
+            "user_id": torch.from_numpy(self.user_to_internal[np.asarray(users, dtype=np.int64)]),
+        })
+        self.model.eval()
+        with torch.no_grad():
+            scores = self.model.full_sort_predict(interaction).reshape(len(histories), -1)
+        return scores[:, torch.from_numpy(self.item_to_internal)].double().numpy()
+
+    def metadata(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        return {"recbole_model": self.recbole_model, "recbole_version": version("recbole"),
+                "loss_type": self.config.loss_type, "max_seq_length": self.config.max_seq_length,
+                "n_parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "training_samples": len(self.train_data.dataset),
+                "recbole_valid_protocol": "RecBole full ranking, no history masking, users with >= 2 training items",
+                **self.facts}
+
+
+class GRU4Rec(RecBoleSequential):
+    recbole_model = "GRU4Rec"
+    config_class = GRU4RecConfig
+
+
+class Caser(RecBoleSequential):
+    recbole_model = "Caser"
+    config_class = CaserConfig
+
+
+class HGN(RecBoleSequential):
+    recbole_model = "HGN"
+    config_class = HGNConfig
+
+
+class SASRec(RecBoleSequential):
+    recbole_model = "SASRec"
+    config_class = TransformerConfig
+
+
+class BERT4Rec(RecBoleSequential):
+    recbole_model = "BERT4Rec"
+    config_class = BERT4RecConfig
+
+
+class FDSA(RecBoleSequential):
+    recbole_model = "FDSA"
+    config_class = TransformerConfig
+    uses_categories = True
+
+    def _extra_options(self) -> dict[str, Any]:
+        return {"selected_features": [CATEGORY_FIELD]}
+
+
+class S3Rec(RecBoleSequential):
+    """Pre-trains (RecBole's four self-supervised tasks over item categories) and then
+    fine-tunes from that checkpoint, as RecBole runs S3Rec in two stages."""
+
+    recbole_model = "S3Rec"
+    config_class = S3RecConfig
+    uses_categories = True
+    profiles = {"cpu": {"epochs": 30, "stopping_step": 5, "pretrain_epochs": 10}}
+
+    def _extra_options(self) -> dict[str, Any]:
+        if self.config.pretrain_epochs < 1:
+            raise BenchError(f"config key 'pretrain_epochs' of method 's3rec' must be >= 1, "
+                             f"got {self.config.pretrain_epochs}")
+        return {"item_attribute": CATEGORY_FIELD, "train_stage": "finetune",
+                "save_step": self.config.pretrain_epochs}
+
+    def _pretrained_file(self, work_dir: Path) -> Path:
+        # The name RecBole's PretrainTrainer gives its checkpoint after the last epoch.
+        return self._checkpoint_dir(work_dir) / f"S3Rec-{RECBOLE_DATASET}-{self.config.pretrain_epochs}.pth"
+
+    def _before_training(self, recbole_config, work_dir: Path) -> dict[str, Any]:
+        from recbole.utils import init_seed
+
+        pretrained = self._pretrained_file(work_dir)
+        if not pretrained.is_file():
+            recbole_config["train_stage"] = "pretrain"
+            init_seed(self.context.seed, True)
+            model = self._new_model(recbole_config, work_dir)
+            self._trainer(recbole_config, model).pretrain(self.train_data, show_progress=self.context.show_progress)
+            recbole_config["train_stage"] = "finetune"
+        return {"pretrain_epochs": self.config.pretrain_epochs}
+
+    def _new_model(self, recbole_config, work_dir: Path):
+        from bench import recbole_compat
+
+        recbole_config["pre_model_path"] = str(self._pretrained_file(work_dir))
+        with recbole_compat.trusted_checkpoints(work_dir):
+            return super()._new_model(recbole_config, work_dir)

@@ -1,0 +1,150 @@
+"""The seq2seq loop: it learns, it schedules, and a killed run resumes to identical weights."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.engine.model import T5EngineConfig, build_model
+from bench.engine.prompts import TEMPLATES_WITHOUT_USER
+from bench.engine.tokenizer import train_cpu_tokenizer
+from bench.engine.training import SequentialExamples, latest_checkpoint, train_seq2seq
+from bench.errors import BenchError
+from bench.method import RunContext
+
+CONFIG = T5EngineConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=100, epochs=2,
+                        batch_size=2, gradient_accumulation=2, learning_rate=5e-3, warmup_ratio=0.25)
+SEQUENCES = [np.array([0, 1, 2, 3]), np.array([4, 5]), np.array([6]), np.array([2, 3, 4, 5, 6])]
+IDS = [f"item {i}" for i in range(7)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tokenizer(tmp_path: Path):
+    corpus = IDS + [t.replace("{history}", " ") for t in TEMPLATES_WITHOUT_USER]
+    return train_cpu_tokenizer(corpus, tmp_path / "tokenizer", vocab_size=100, seed=0)
+
+
+def context(tmp_path: Path, seed: int = 0) -> RunContext:
+    return RunContext(work_dir=tmp_path, seed=seed, profile="cpu", show_progress=False)
+
+
+def test_every_position_after_the_first_is_an_example() -> None:
+    examples = SequentialExamples(SEQUENCES, IDS, max_history=2, seed=0)
+    assert len(examples) == 3 + 1 + 0 + 4
+    pairs = examples(0)
+    assert [target for _, target in pairs] == ["item 1", "item 2", "item 3", "item 5", "item 3", "item 4",
+                                               "item 5", "item 6"]
+    # Position 3 of the first user: history items 1, 2 (max_history=2), not item 0.
+    assert "item 1, item 2 " in pairs[2][0] and "item 0" not in pairs[2][0]
+
+
+def test_last_position_only_and_user_ids() -> None:
+    users = ["u0", "u1", "u2", "u3"]
+    examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0, user_identifiers=users,
+                                  last_position_only=True)
+    pairs = examples(0)
+    assert [target for _, target in pairs] == ["item 3", "item 5", "item 6"]
+    assert [user in source for (source, _), user in zip(pairs, ["u0", "u1", "u3"])] == [True] * 3
+
+
+def test_templates_are_drawn_per_epoch_from_the_seed() -> None:
+    sequences = [np.arange(7)] * 30
+    examples = SequentialExamples(sequences, IDS, max_history=20, seed=0)
+    assert examples(1) == SequentialExamples(sequences, IDS, max_history=20, seed=0)(1)
+    assert examples(0) != examples(1)
+    assert [t for _, t in examples(0)] == [t for _, t in examples(1)]
+
+
+def _loss(model, tokenizer, pairs) -> float:
+    sources = tokenizer([s for s, _ in pairs], padding=True, return_tensors="pt")
+    labels = tokenizer([t for _, t in pairs], padding=True, return_tensors="pt").input_ids
+    labels[labels == tokenizer.pad_token_id] = -100
+    model.eval()
+    with torch.no_grad():
+        return float(model(**sources, labels=labels).loss)
+
+
+def test_training_lowers_the_loss_and_schedules_to_zero(tokenizer, tmp_path: Path) -> None:
+    examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
+    config = dataclasses.replace(CONFIG, epochs=6)
+    model = build_model(config, "cpu", tokenizer, seed=0)
+    before = _loss(model, tokenizer, examples(0))
+    report = train_seq2seq(model, tokenizer, examples, config, tmp_path / "checkpoints", context(tmp_path))
+    assert _loss(model, tokenizer, examples(0)) < before * 0.8
+    # 8 examples, batches of 2, 2 batches per step: 2 optimizer steps per epoch.
+    assert report.optimizer_steps == 12 and report.examples_per_epoch == 8
+    state = torch.load(latest_checkpoint(tmp_path / "checkpoints") / "state.pt", weights_only=False)
+    assert state["scheduler"]["last_epoch"] == 12 and state["epoch"] == 6
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0.0  # linear decay ends at zero
+    assert not model.training
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_identical_weights(tokenizer, tmp_path: Path) -> None:
+    examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
+    straight = build_model(CONFIG, "cpu", tokenizer, seed=0)
+    train_seq2seq(straight, tokenizer, examples, CONFIG, tmp_path / "straight", context(tmp_path))
+
+    def killed_in_second_epoch(epoch: int):
+        if epoch == 1:
+            raise Killed
+        return examples(epoch)
+
+    first = build_model(CONFIG, "cpu", tokenizer, seed=0)
+    with pytest.raises(Killed):
+        train_seq2seq(first, tokenizer, killed_in_second_epoch, CONFIG, tmp_path / "killed", context(tmp_path))
+    # A half-written checkpoint of a later kill must be ignored.
+    (tmp_path / "killed" / ".tmp-epoch-0002-999").mkdir()
+    torch.manual_seed(999)  # the new process's RNG differs; the checkpoint's must win
+    resumed = build_model(CONFIG, "cpu", tokenizer, seed=7)  # weights must come from the checkpoint
+    report = train_seq2seq(resumed, tokenizer, examples, CONFIG, tmp_path / "killed", context(tmp_path))
+    assert report.resumed_from_epoch == 1
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), name
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["epoch-0002"]
+
+
+def test_finished_run_is_not_trained_again(tokenizer, tmp_path: Path) -> None:
+    examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
+    model = build_model(CONFIG, "cpu", tokenizer, seed=0)
+    train_seq2seq(model, tokenizer, examples, CONFIG, tmp_path / "checkpoints", context(tmp_path))
+
+    def never(epoch: int):
+        if epoch > 0:
+            raise AssertionError("trained again")
+        return examples(epoch)
+
+    again = build_model(CONFIG, "cpu", tokenizer, seed=1)
+    report = train_seq2seq(again, tokenizer, never, CONFIG, tmp_path / "checkpoints", context(tmp_path))
+    assert report.resumed_from_epoch == CONFIG.epochs
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+
+
+def test_checkpoint_of_another_setup_is_refused(tokenizer, tmp_path: Path) -> None:
+    examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
+    config = dataclasses.replace(CONFIG, epochs=1)
+    train_seq2seq(build_model(config, "cpu", tokenizer, seed=0), tokenizer, examples, config,
+                  tmp_path / "checkpoints", context(tmp_path))
+    other = dataclasses.replace(CONFIG, epochs=1, batch_size=4)
+    with pytest.raises(BenchError, match="epoch-0001"):
+        train_seq2seq(build_model(other, "cpu", tokenizer, seed=0), tokenizer, examples, other,
+                      tmp_path / "checkpoints", context(tmp_path))
+
+
+def test_no_examples_is_an_error(tokenizer, tmp_path: Path) -> None:
+    examples = SequentialExamples([np.array([0]), np.array([1])], IDS, max_history=20, seed=0)
+    with pytest.raises(BenchError, match="no training examples"):
+        train_seq2seq(build_model(CONFIG, "cpu", tokenizer, seed=0), tokenizer, examples, CONFIG,
+                      tmp_path / "checkpoints", context(tmp_path))
