@@ -12,12 +12,13 @@ for ``--warm-start-epochs`` epochs on the title-words copy task (0: untrained). 
 
 Run (one thread, the CPU is shared):
 
-    .venv/bin/python benchmarks/diverse_ids.py --threads 1 --warm-start-epochs 3
+    .venv/bin/python benchmarks/diverse_ids.py --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import statistics
@@ -72,12 +73,13 @@ def main() -> None:
     from bench.engine.tokenizer import build_tokenizer
     from bench.method import RunContext
     from bench.progress import progress_bar
-    from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, warm_start
+    from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, warm_start, warm_start_target
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--warm-start-epochs", type=int, default=3)
+    parser.add_argument("--warm-start-epochs", type=int, default=None,
+                        help="warm-start epochs (default: the config's generator_warm_start_epochs; 0: untrained)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sample", type=int, default=200)
     parser.add_argument("--single-long-calls", type=int, default=20,
@@ -97,7 +99,9 @@ def main() -> None:
     tokenizer = build_tokenizer("cpu", "t5-small", list(texts) + template_words(False), work_dir / "tokenizer",
                                 8000, args.seed)
     tokenizer_seconds = time.perf_counter() - clock
-    config = IDGeneratorConfig(generator_warm_start_epochs=args.warm_start_epochs, id_batch_size=args.batch_size)
+    config = IDGeneratorConfig(id_batch_size=args.batch_size)
+    if args.warm_start_epochs is not None:
+        config = dataclasses.replace(config, generator_warm_start_epochs=args.warm_start_epochs)
     generator = build_id_generator(config, "cpu", tokenizer, args.seed)
     context = RunContext(work_dir=work_dir, seed=args.seed, profile="cpu")
     report = warm_start(generator, texts, context)
@@ -133,7 +137,9 @@ def main() -> None:
         "threads": args.threads,
         "vocab_size": len(tokenizer),
         "tokenizer_seconds": round(tokenizer_seconds, 1),
-        "warm_start_epochs": args.warm_start_epochs,
+        "warm_start_epochs": config.generator_warm_start_epochs,
+        "warm_start_learning_rate": config.generator_learning_rate,
+        "warm_start_batch_size": config.generator_warm_start_batch_size,
         "warm_start_seconds": report.train_seconds if report else 0.0,
         "warm_start_final_loss": round(report.final_epoch_loss, 4) if report else None,
         "batch_size": args.batch_size,
@@ -143,6 +149,9 @@ def main() -> None:
         "stats": full.stats.to_dict(),
         "mean_id_words": round(statistics.mean(len(identifier.split()) for identifier in full.ids), 2),
         "ids_equal_to_paper_phase0": same_as_paper,
+        "ids_equal_to_warm_start_target": sum(
+            identifier == warm_start_target(text, config.generator_warm_start_words)
+            for identifier, text in zip(full.ids, texts)),
         "first_ids": [(dataset.item_ids[item], full.ids[item], phase0.get(dataset.item_ids[item]))
                       for item in range(10)],
         "sample_items": len(sample),

@@ -23,7 +23,7 @@ board games"; 1 to 10 words, median 6 on Toys), so a title prefix reproduces the
 and length. Copying a prefix is also learnt in a few epochs by a small model trained from
 scratch, whereas picking TF-IDF words would ask it to learn catalogue statistics first.
 Items whose title prefixes collide are exactly what diverse ID generation (Algorithm 1,
-:mod:`methods.idgenrec.diverse_ids`) is for: the other beams groups write other words.
+:mod:`methods.idgenrec.diverse_ids`) is for: the other beam groups write other words.
 
 Generated IDs are lower-cased and reduced to runs of letters and digits joined by single
 spaces (the form of the paper's released IDs, e.g. "dutch 7quot"), so that the tags of
@@ -74,11 +74,11 @@ class IDGeneratorConfig:
     generator_d_ff: int = _field(512, "cpu profile: feed-forward size of the ID generator")
     generator_num_layers: int = _field(2, "cpu profile: encoder layers of the ID generator (decoder: as many)")
     generator_num_heads: int = _field(4, "cpu profile: attention heads of the ID generator")
-    generator_warm_start_epochs: int = _field(3, "cpu profile: epochs of the warm-start copy task (0: untrained)")
+    generator_warm_start_epochs: int = _field(10, "cpu profile: epochs of the warm-start copy task (0: untrained)")
     generator_warm_start_words: int = _field(6, "cpu profile: content words of the title the warm start "
                                                 "teaches the generator to write")
-    generator_warm_start_batch_size: int = _field(64, "cpu profile: items per warm-start batch")
-    generator_learning_rate: float = _field(1e-3, "cpu profile: peak learning rate of the warm start")
+    generator_warm_start_batch_size: int = _field(32, "cpu profile: items per warm-start batch")
+    generator_learning_rate: float = _field(2e-3, "cpu profile: peak learning rate of the warm start")
     generator_max_text_tokens: int = _field(256, "tokens of item text the ID generator reads (the rest is cut)")
     id_num_groups: int = _field(10, "k: diverse beam search groups, one candidate ID each (Alg. 1)")
     id_max_diversity_penalty: int = _field(10, "largest diversity penalty lambda tried per length range (Alg. 1)")
