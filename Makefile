@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RESULTS ?= .cache/demo-results
-DEMO_METHODS ?= pop sasrec gru4rec p5-sid idgenrec
+DEMO_METHODS ?= pop gru4rec sasrec
 
 .PHONY: setup demo test clean-cache
 
