@@ -37,6 +37,11 @@ class EvalConfig:
         default=False, metadata={"help": "also evaluate on the validation targets and record them"})
 
 
+def option(default: Any, help_text: str) -> Any:
+    """A config field with its default and its help text (the one place that text lives)."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 def field_help(config_class: type) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_class)}
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from bench.config import option
 from bench.data.dataset import Dataset
 from bench.data.split import Split
 from bench.errors import BenchError
@@ -41,76 +42,73 @@ class _TimeBudgetReached(Exception):
     """Raised from RecBole's per-validation callback, which runs after the best checkpoint is saved."""
 
 
-def _option(default: Any, help_text: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
 
 @dataclasses.dataclass(frozen=True)
 class RecBoleConfig:
     """Training options shared by every RecBole baseline; defaults are RecBole's."""
 
-    epochs: int = _option(300, "maximum training epochs (RecBole's default)")
-    train_batch_size: int = _option(2048, "training samples per batch")
-    learning_rate: float = _option(0.001, "Adam learning rate")
-    weight_decay: float = _option(0.0, "Adam weight decay")
-    max_seq_length: int = _option(20, "most recent history items the model reads (MAX_ITEM_LIST_LENGTH)")
-    loss_type: Literal["CE", "BPR"] = _option(
+    epochs: int = option(300, "maximum training epochs (RecBole's default)")
+    train_batch_size: int = option(2048, "training samples per batch")
+    learning_rate: float = option(0.001, "Adam learning rate")
+    weight_decay: float = option(0.0, "Adam weight decay")
+    max_seq_length: int = option(20, "most recent history items the model reads (MAX_ITEM_LIST_LENGTH)")
+    loss_type: Literal["CE", "BPR"] = option(
         "CE", "CE: softmax over all items; BPR: one uniform negative per target "
               "(RecBole's sequential models offer no BCE)")
-    stopping_step: int = _option(10, "early stopping: validations without a better NDCG@10 before stopping")
-    eval_step: int = _option(1, "epochs between validations")
-    eval_batch_size: int = _option(1024, "users per validation batch")
-    threads: int = _option(2, "torch CPU threads")
-    max_train_minutes: float = _option(
+    stopping_step: int = option(10, "early stopping: validations without a better NDCG@10 before stopping")
+    eval_step: int = option(1, "epochs between validations")
+    eval_batch_size: int = option(1024, "users per validation batch")
+    threads: int = option(2, "torch CPU threads")
+    max_train_minutes: float = option(
         0.0, "stop training when one more validation interval would end past this many minutes "
              "(0: no limit); the best checkpoint so far is kept")
 
 
 @dataclasses.dataclass(frozen=True)
 class GRU4RecConfig(RecBoleConfig):
-    embedding_size: int = _option(64, "item embedding size")
-    hidden_size: int = _option(128, "GRU hidden state size")
-    num_layers: int = _option(1, "GRU layers")
-    dropout_prob: float = _option(0.3, "dropout on the item embeddings")
+    embedding_size: int = option(64, "item embedding size")
+    hidden_size: int = option(128, "GRU hidden state size")
+    num_layers: int = option(1, "GRU layers")
+    dropout_prob: float = option(0.3, "dropout on the item embeddings")
 
 
 @dataclasses.dataclass(frozen=True)
 class CaserConfig(RecBoleConfig):
-    embedding_size: int = _option(64, "user and item embedding size")
-    dropout_prob: float = _option(0.4, "dropout before the output layer")
-    reg_weight: float = _option(1e-4, "L2 weight on the convolution filters")
-    nv: int = _option(4, "vertical convolution filters")
-    nh: int = _option(8, "horizontal convolution filters per height")
+    embedding_size: int = option(64, "user and item embedding size")
+    dropout_prob: float = option(0.4, "dropout before the output layer")
+    reg_weight: float = option(1e-4, "L2 weight on the convolution filters")
+    nv: int = option(4, "vertical convolution filters")
+    nh: int = option(8, "horizontal convolution filters per height")
 
 
 @dataclasses.dataclass(frozen=True)
 class HGNConfig(RecBoleConfig):
-    embedding_size: int = _option(64, "user and item embedding size")
-    pooling_type: Literal["average", "max"] = _option("average", "pooling of the gated item embeddings")
+    embedding_size: int = option(64, "user and item embedding size")
+    pooling_type: Literal["average", "max"] = option("average", "pooling of the gated item embeddings")
 
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig(RecBoleConfig):
-    n_layers: int = _option(2, "transformer layers")
-    n_heads: int = _option(2, "attention heads")
-    hidden_size: int = _option(64, "hidden (and item embedding) size")
-    inner_size: int = _option(256, "feed-forward size")
-    hidden_dropout_prob: float = _option(0.5, "dropout on hidden states")
-    attn_dropout_prob: float = _option(0.5, "dropout on attention weights")
+    n_layers: int = option(2, "transformer layers")
+    n_heads: int = option(2, "attention heads")
+    hidden_size: int = option(64, "hidden (and item embedding) size")
+    inner_size: int = option(256, "feed-forward size")
+    hidden_dropout_prob: float = option(0.5, "dropout on hidden states")
+    attn_dropout_prob: float = option(0.5, "dropout on attention weights")
 
 
 @dataclasses.dataclass(frozen=True)
 class BERT4RecConfig(TransformerConfig):
-    hidden_dropout_prob: float = _option(0.2, "dropout on hidden states")
-    attn_dropout_prob: float = _option(0.2, "dropout on attention weights")
-    mask_ratio: float = _option(0.2, "share of items replaced by the mask token (cloze task)")
-    ft_ratio: float = _option(0.5, "share of samples that mask only the last item")
+    hidden_dropout_prob: float = option(0.2, "dropout on hidden states")
+    attn_dropout_prob: float = option(0.2, "dropout on attention weights")
+    mask_ratio: float = option(0.2, "share of items replaced by the mask token (cloze task)")
+    ft_ratio: float = option(0.5, "share of samples that mask only the last item")
 
 
 @dataclasses.dataclass(frozen=True)
 class S3RecConfig(TransformerConfig):
-    pretrain_epochs: int = _option(500, "self-supervised pre-training epochs before fine-tuning")
-    mask_ratio: float = _option(0.2, "share of items masked in pre-training")
+    pretrain_epochs: int = option(500, "self-supervised pre-training epochs before fine-tuning")
+    mask_ratio: float = option(0.2, "share of items masked in pre-training")
 
 
 def write_atomic_files(dataset: Dataset, split: Split, directory: Path, with_categories: bool) -> dict[str, Any]:

@@ -11,38 +11,36 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from bench.config import option
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, T5ForConditionalGeneration
 
 
-def _field(default: Any, help_text: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
 
 @dataclasses.dataclass(frozen=True)
 class T5EngineConfig:
-    backbone: str = _field("t5-small", "paper profile: pre-trained T5 checkpoint (hub name or local folder)")
-    d_model: int = _field(128, "cpu profile: hidden size of the T5 trained from scratch")
-    d_ff: int = _field(512, "cpu profile: feed-forward size")
-    num_layers: int = _field(2, "cpu profile: encoder layers (the decoder has as many)")
-    num_heads: int = _field(4, "cpu profile: attention heads")
-    d_kv: int = _field(32, "cpu profile: size of each attention head")
-    vocab_size: int = _field(8000, "cpu profile: target size of the SentencePiece vocabulary trained on the "
+    backbone: str = option("t5-small", "paper profile: pre-trained T5 checkpoint (hub name or local folder)")
+    d_model: int = option(128, "cpu profile: hidden size of the T5 trained from scratch")
+    d_ff: int = option(512, "cpu profile: feed-forward size")
+    num_layers: int = option(2, "cpu profile: encoder layers (the decoder has as many)")
+    num_heads: int = option(4, "cpu profile: attention heads")
+    d_kv: int = option(32, "cpu profile: size of each attention head")
+    vocab_size: int = option(8000, "cpu profile: target size of the SentencePiece vocabulary trained on the "
                                        "dataset's text (smaller if the text does not support it)")
-    max_history: int = _field(20, "most recent history items written into a prompt")
-    with_user_id: bool = _field(False, "write the user's ID into the prompt (P5 does; IDGenRec reports both)")
-    last_position_only: bool = _field(False, "train on the last training position of each user only, instead of "
+    max_history: int = option(20, "most recent history items written into a prompt")
+    with_user_id: bool = option(False, "write the user's ID into the prompt (P5 does; IDGenRec reports both)")
+    last_position_only: bool = option(False, "train on the last training position of each user only, instead of "
                                              "every position t >= 1 (P5/IDGenRec data augmentation)")
-    learning_rate: float = _field(1e-3, "peak AdamW learning rate")
-    warmup_ratio: float = _field(0.05, "share of optimizer steps with linear warm-up; linear decay after it")
-    weight_decay: float = _field(0.01, "AdamW weight decay (not applied to layer norms)")
-    epochs: int = _field(10, "passes over the training examples")
-    batch_size: int = _field(32, "training examples per forward pass")
-    gradient_accumulation: int = _field(1, "forward passes per optimizer step")
-    max_grad_norm: float = _field(1.0, "gradient clipping norm (0 switches clipping off)")
-    beam_width: int = _field(20, "beams of the constrained beam search (at least the ranking length k)")
+    learning_rate: float = option(1e-3, "peak AdamW learning rate")
+    warmup_ratio: float = option(0.05, "share of optimizer steps with linear warm-up; linear decay after it")
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to layer norms)")
+    epochs: int = option(10, "passes over the training examples")
+    batch_size: int = option(32, "training examples per forward pass")
+    gradient_accumulation: int = option(1, "forward passes per optimizer step")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)")
+    beam_width: int = option(20, "beams of the constrained beam search (at least the ranking length k)")
 
     def __post_init__(self) -> None:
         for name in ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size",

@@ -36,6 +36,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
+from bench.config import option
 from bench.errors import BenchError
 from methods.idgenrec.diverse_ids import Progress, UniqueIds, generate_unique_ids
 
@@ -59,33 +60,30 @@ them their what which who whom whose why how where when here there also per via
 """.split())
 
 
-def _field(default: Any, help_text: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
 
 @dataclasses.dataclass(frozen=True)
 class IDGeneratorConfig:
     """The ID generator's options. A method config that inherits this together with
     another dataclass should call :func:`check_generator_config` in its ``__post_init__``."""
 
-    generator_checkpoint: str = _field(PAPER_GENERATOR, "paper profile: pre-trained ID generator (hub name or "
+    generator_checkpoint: str = option(PAPER_GENERATOR, "paper profile: pre-trained ID generator (hub name or "
                                                         "local folder)")
-    generator_d_model: int = _field(128, "cpu profile: hidden size of the ID generator trained from scratch")
-    generator_d_ff: int = _field(512, "cpu profile: feed-forward size of the ID generator")
-    generator_num_layers: int = _field(2, "cpu profile: encoder layers of the ID generator (decoder: as many)")
-    generator_num_heads: int = _field(4, "cpu profile: attention heads of the ID generator")
-    generator_warm_start_epochs: int = _field(10, "cpu profile: epochs of the warm-start copy task (0: untrained)")
-    generator_warm_start_words: int = _field(6, "cpu profile: content words of the title the warm start "
+    generator_d_model: int = option(128, "cpu profile: hidden size of the ID generator trained from scratch")
+    generator_d_ff: int = option(512, "cpu profile: feed-forward size of the ID generator")
+    generator_num_layers: int = option(2, "cpu profile: encoder layers of the ID generator (decoder: as many)")
+    generator_num_heads: int = option(4, "cpu profile: attention heads of the ID generator")
+    generator_warm_start_epochs: int = option(10, "cpu profile: epochs of the warm-start copy task (0: untrained)")
+    generator_warm_start_words: int = option(6, "cpu profile: content words of the title the warm start "
                                                 "teaches the generator to write")
-    generator_warm_start_batch_size: int = _field(32, "cpu profile: items per warm-start batch")
-    generator_learning_rate: float = _field(2e-3, "cpu profile: peak learning rate of the warm start")
-    generator_max_text_tokens: int = _field(256, "tokens of item text the ID generator reads (the rest is cut)")
-    id_num_groups: int = _field(10, "k: diverse beam search groups, one candidate ID each (Alg. 1)")
-    id_max_diversity_penalty: int = _field(10, "largest diversity penalty lambda tried per length range (Alg. 1)")
-    id_length_range: tuple[int, ...] = _field((1, 10), "min and max ID length in tokens, first try (Alg. 1)")
-    id_longer_length_range: tuple[int, ...] = _field((10, 20), "min and max ID length in tokens once lambda is "
+    generator_warm_start_batch_size: int = option(32, "cpu profile: items per warm-start batch")
+    generator_learning_rate: float = option(2e-3, "cpu profile: peak learning rate of the warm start")
+    generator_max_text_tokens: int = option(256, "tokens of item text the ID generator reads (the rest is cut)")
+    id_num_groups: int = option(10, "k: diverse beam search groups, one candidate ID each (Alg. 1)")
+    id_max_diversity_penalty: int = option(10, "largest diversity penalty lambda tried per length range (Alg. 1)")
+    id_length_range: tuple[int, ...] = option((1, 10), "min and max ID length in tokens, first try (Alg. 1)")
+    id_longer_length_range: tuple[int, ...] = option((10, 20), "min and max ID length in tokens once lambda is "
                                                                "exhausted (Alg. 1)")
-    id_batch_size: int = _field(64, "items decoded together during diverse ID generation")
+    id_batch_size: int = option(64, "items decoded together during diverse ID generation")
 
     def __post_init__(self) -> None:
         check_generator_config(self)
