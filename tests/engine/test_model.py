@@ -15,10 +15,6 @@ from bench.errors import BenchError
 SMALL = T5EngineConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=100)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
-
 
 @pytest.fixture
 def tokenizer(tmp_path: Path):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from bench.data.split import leave_one_out
 from bench.engine.model import T5EngineConfig
@@ -19,10 +18,6 @@ from tests.conftest import tiny_dataset
 CONFIG = T5EngineConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=150, epochs=2,
                         batch_size=16, beam_width=5)
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 class NumberIds(GenerativeRecommender):

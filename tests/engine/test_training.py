@@ -22,10 +22,6 @@ SEQUENCES = [np.array([0, 1, 2, 3]), np.array([4, 5]), np.array([6]), np.array([
 IDS = [f"item {i}" for i in range(7)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
-
 
 @pytest.fixture
 def tokenizer(tmp_path: Path):
