@@ -116,6 +116,38 @@ def table(name: str, output_format: str, with_paper: bool, results_dir: Path) ->
     click.echo(render_table(name, results_dir, output_format, with_paper))
 
 
+@cli.group()
+def ids() -> None:
+    """Textual item IDs of a run."""
+
+
+@ids.command()
+@click.option("--dataset", required=True, help="the dataset of the run")
+@click.option("--run", "run_id", default=None, help="run id or record path (default: the newest run with IDs)")
+@click.option("--method", default="idgenrec", show_default=True, help="method whose newest run is shown")
+@click.option("--sample", type=int, default=10, show_default=True, help="items to print")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the item sample")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="where to write all IDs (default: <run_id>.ids.tsv beside the record)")
+@RESULTS_OPTION
+def show(dataset: str, run_id: str | None, method: str, sample: int, seed: int, output: Path | None,
+         results_dir: Path) -> None:
+    """Print item text, initial ID and final ID for sampled items; export all IDs."""
+    from tabulate import tabulate
+
+    from bench.ids import export_path, find_run, read_ids, sample_rows, write_ids
+
+    record = find_run(results_dir, dataset, run_id, method)
+    rows = read_ids(results_dir, record)
+    shown = sample_rows(rows, sample, seed)
+    click.echo(f"run {record['run_id']} ({record['method']} on {record['dataset']}), {len(rows)} items")
+    click.echo(tabulate([(row["item"], row["text"][:70], row["initial_id"], row["final_id"]) for row in shown],
+                        headers=["item", "text", "initial ID", "final ID"], tablefmt="github"))
+    destination = output or export_path(results_dir, record)
+    write_ids(destination, rows)
+    click.echo(f"all IDs: {destination}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -41,16 +41,26 @@ class T5EngineConfig:
     gradient_accumulation: int = option(1, "forward passes per optimizer step")
     max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)")
     beam_width: int = option(20, "beams of the constrained beam search (at least the ranking length k)")
+    threads: int = option(0, "torch CPU threads for training and decoding (0 keeps torch's default)")
 
     def __post_init__(self) -> None:
         for name in ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size",
                      "max_history", "epochs", "batch_size", "gradient_accumulation", "beam_width"):
             if getattr(self, name) < 1:
                 raise BenchError(f"config key '{name}' must be at least 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise BenchError(f"config key 'threads' must be 0 (torch's default) or more, got {self.threads}")
         if not 0.0 <= self.warmup_ratio <= 1.0:
             raise BenchError(f"config key 'warmup_ratio' must lie in [0, 1], got {self.warmup_ratio}")
         if self.learning_rate <= 0:
             raise BenchError(f"config key 'learning_rate' must be positive, got {self.learning_rate}")
+
+
+def apply_threads(config: T5EngineConfig) -> None:
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
 
 
 def count_parameters(model: Any) -> int:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-from bench.engine.model import T5EngineConfig, build_model, count_parameters
+from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
 from bench.engine.prompts import TEST_TEMPLATE, build_prompt, template_words
 from bench.engine.tokenizer import build_tokenizer
 from bench.engine.training import SequentialExamples, TrainingReport, train_seq2seq
@@ -61,6 +61,7 @@ class GenerativeRecommender(Method):
 
         config: T5EngineConfig = self.config
         context = self.context
+        apply_threads(config)
         owner = f"method {type(self).__name__}"
         identifiers = [str(identifier) for identifier in self.item_identifiers(data)]
         if len(identifiers) != data.n_items:

@@ -30,7 +30,8 @@ from bench.method import RunContext
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-Example = tuple[str, str]  # (source prompt, target text)
+# (source prompt, target text), either as strings or already as token IDs (EOS-terminated).
+Example = tuple[str | Sequence[int], str | Sequence[int]]
 ExamplesForEpoch = Callable[[int], Sequence[Example]]
 
 CHECKPOINT_PREFIX = "epoch-"
@@ -153,17 +154,28 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _tokenize_batch(tokenizer: "PreTrainedTokenizerBase", batch: Sequence[Example]):
-    sources = tokenizer([source for source, _ in batch], padding=True, return_tensors="pt")
-    labels = tokenizer([target for _, target in batch], padding=True, return_tensors="pt").input_ids
-    labels[labels == tokenizer.pad_token_id] = IGNORE_INDEX
-    return sources.input_ids, sources.attention_mask, labels
+    from bench.engine.prompt_encoding import pad_token_lists
+
+    def encode(texts):
+        if all(isinstance(text, str) for text in texts):
+            encoded = tokenizer(list(texts), padding=True, return_tensors="pt")
+            return encoded.input_ids, encoded.attention_mask
+        return pad_token_lists(texts, tokenizer.pad_token_id)
+
+    input_ids, attention_mask = encode([source for source, _ in batch])
+    labels, label_mask = encode([target for _, target in batch])
+    labels[label_mask == 0] = IGNORE_INDEX
+    return input_ids, attention_mask, labels
 
 
 def train_seq2seq(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", examples_for_epoch: ExamplesForEpoch,
                   config: T5EngineConfig, checkpoint_dir: Path, context: RunContext,
-                  description: str = "train") -> TrainingReport:
+                  description: str = "train", checkpoint_interval_seconds: float = 0.0) -> TrainingReport:
     """Train ``model`` for ``config.epochs`` epochs, resuming from ``checkpoint_dir`` if a
-    previous run left a checkpoint there. ``examples_for_epoch(e)`` must return the same
+    previous run left a checkpoint there. A checkpoint is written after every epoch, or,
+    with ``checkpoint_interval_seconds``, after the first epoch that ends at least that long
+    after the previous checkpoint (and after the last epoch): for loops of many tiny epochs,
+    whose checkpoints would cost more than the epochs. ``examples_for_epoch(e)`` must return the same
     number of examples for every epoch and depend only on ``e``."""
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -198,6 +210,7 @@ def train_seq2seq(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase"
         torch.manual_seed(context.seed)  # dropout draws from here; restored on resume
 
     model.train()
+    last_checkpoint = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         clock = time.perf_counter()
         examples = first_epoch_examples if epoch == 0 else examples_for_epoch(epoch)
@@ -206,6 +219,9 @@ def train_seq2seq(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase"
         epoch_loss = _train_one_epoch(model, tokenizer, examples, optimizer, scheduler, config, context,
                                       epoch, f"{description} epoch {epoch + 1}/{config.epochs}")
         train_seconds += time.perf_counter() - clock
+        if epoch + 1 < config.epochs and time.perf_counter() - last_checkpoint < checkpoint_interval_seconds:
+            continue
+        last_checkpoint = time.perf_counter()
         _save_checkpoint(checkpoint_dir, epoch + 1, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": _rng_states(), "epoch": epoch + 1, "train_seconds": train_seconds, "epoch_loss": epoch_loss,

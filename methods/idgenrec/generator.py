@@ -9,8 +9,9 @@ recommender. If it cannot be loaded offline the run stops; nothing else is subst
 ``cpu`` profile: no pre-trained checkpoint is available, so a small T5 is built with the
 engine's builder over the recommender's own tokenizer (IDGenRec shares one vocabulary
 between the two models, so every token of a generated ID is a recommender token), then
-warm-started for ``generator_warm_start_epochs`` epochs with the engine's training loop
-on a self-supervised copy task:
+warm-started for ``generator_warm_start_epochs`` epochs (more on a small catalogue, to reach
+``generator_warm_start_min_steps`` optimizer steps) with the engine's training loop on a
+self-supervised copy task:
 
     target = the first ``generator_warm_start_words`` (6) words of the item's title field
     (``title``, else ``name``, else the first field), lower-cased, punctuation removed,
@@ -33,6 +34,7 @@ the pre-trained generator ("a, b, c") and the small model's output read alike.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
     from bench.engine.training import TrainingReport
     from bench.method import RunContext
 
+# Small catalogues make epochs of a few batches; a checkpoint every such epoch cost more
+# than the epoch itself.
+WARM_START_CHECKPOINT_SECONDS = 60.0
 PAPER_GENERATOR = "nandkishormpai/t5-small-machine-articles-tag-generation"
 TITLE_KEYS = ("title", "name")
 WORD = re.compile(r"[^\W_]+")
@@ -73,6 +78,8 @@ class IDGeneratorConfig:
     generator_num_layers: int = option(2, "cpu profile: encoder layers of the ID generator (decoder: as many)")
     generator_num_heads: int = option(4, "cpu profile: attention heads of the ID generator")
     generator_warm_start_epochs: int = option(10, "cpu profile: epochs of the warm-start copy task (0: untrained)")
+    generator_warm_start_min_steps: int = option(1500, "cpu profile: at least this many warm-start optimizer "
+                                                       "steps (a small catalogue gets more epochs)")
     generator_warm_start_words: int = option(6, "cpu profile: content words of the title the warm start "
                                                 "teaches the generator to write")
     generator_warm_start_batch_size: int = option(32, "cpu profile: items per warm-start batch")
@@ -95,6 +102,9 @@ def check_generator_config(config: IDGeneratorConfig) -> None:
                  "id_num_groups", "id_max_diversity_penalty", "id_batch_size"):
         if getattr(config, name) < 1:
             raise BenchError(f"config key '{name}' must be at least 1, got {getattr(config, name)}")
+    if config.generator_warm_start_min_steps < 0:
+        raise BenchError(f"config key 'generator_warm_start_min_steps' must be >= 0, "
+                         f"got {config.generator_warm_start_min_steps}")
     if config.generator_warm_start_epochs < 0:
         raise BenchError(f"config key 'generator_warm_start_epochs' must be >= 0, "
                          f"got {config.generator_warm_start_epochs}")
@@ -233,10 +243,13 @@ def warm_start(generator: IDGenerator, texts: Sequence[str], context: "RunContex
                                    config.generator_max_text_tokens)
     if not examples:
         raise BenchError("ID generator warm start: no item text has a word to copy")
-    schedule = T5EngineConfig(epochs=config.generator_warm_start_epochs,
+    batches = math.ceil(len(examples) / config.generator_warm_start_batch_size)
+    epochs = max(config.generator_warm_start_epochs, math.ceil(config.generator_warm_start_min_steps / batches))
+    schedule = T5EngineConfig(epochs=epochs,
                               batch_size=config.generator_warm_start_batch_size,
                               learning_rate=config.generator_learning_rate)
     report = train_seq2seq(generator.model, generator.tokenizer, lambda epoch: examples, schedule,
-                           context.work_dir / "generator-warm-start", context, description="ID generator warm start")
+                           context.work_dir / "generator-warm-start", context, description="ID generator warm start",
+                           checkpoint_interval_seconds=WARM_START_CHECKPOINT_SECONDS)
     generator.model.eval()
     return report

@@ -149,6 +149,7 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory):
 
 def small_config(**changes) -> IDGeneratorConfig:
     values = dict(generator_d_model=32, generator_d_ff=64, generator_num_layers=1, generator_num_heads=4,
+                  generator_warm_start_min_steps=0,
                   id_num_groups=4, id_max_diversity_penalty=2, id_length_range=(1, 4),
                   id_longer_length_range=(4, 6), id_batch_size=8)
     values.update(changes)

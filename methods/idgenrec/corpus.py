@@ -1,0 +1,73 @@
+"""What IDGenRec trains on: one dataset's training part, or a fusion of several datasets
+for the foundation model of Sec. 3.5 (zero-shot evaluation on a dataset it never saw).
+
+A :class:`Corpus` has its own item catalogue (item texts), training sequences over it and,
+when user IDs are on, the text each training user's ID is generated from. The training
+part of a dataset is what leave-one-out leaves for training (sequence minus its last two
+items); user texts are built from that part only (``valid`` phase, see
+:mod:`methods.idgenrec.user_ids`), so nothing of a validation or test target reaches them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from bench.data.dataset import Dataset
+from bench.data.split import Split, leave_one_out
+from bench.errors import BenchError
+from methods.idgenrec.user_ids import user_id_texts
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    item_texts: list[str]
+    train_sequences: list[np.ndarray]
+    user_texts: list[str] | None  # per training user, or None when prompts carry no user ID
+    sources: dict[str, dict[str, int]]  # dataset name -> {"users": ..., "items": ...}
+
+
+def dataset_corpus(dataset: Dataset, split: Split, with_users: bool, user_max_items: int) -> Corpus:
+    return Corpus(item_texts=list(dataset.item_text), train_sequences=list(split.train),
+                  user_texts=user_id_texts(split, dataset, "valid", user_max_items) if with_users else None,
+                  sources={dataset.name: {"users": split.n_users, "items": dataset.n_items}})
+
+
+def sample_users(n_users: int, limit: int, seed: int) -> np.ndarray:
+    """All users, or ``limit`` of them drawn without replacement (kept in dataset order)."""
+    if n_users <= limit:
+        return np.arange(n_users)
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=limit, replace=False))
+
+
+def foundation_corpus(names: Sequence[str], data_dirs: Sequence[str], evaluated_on: str, users_per_dataset: int,
+                      with_users: bool, user_max_items: int, seed: int) -> Corpus:
+    """The fusion of ``names`` (each down-sampled to ``users_per_dataset`` users); its
+    catalogue is the union of their catalogues, item indices offset dataset after dataset."""
+    from bench.data.prepare import prepare_dataset
+
+    if evaluated_on in names:
+        raise BenchError(f"config key 'foundation_datasets' lists '{evaluated_on}', the dataset being evaluated; "
+                         "a zero-shot model must not train on it")
+    if data_dirs and len(data_dirs) != len(names):
+        raise BenchError(f"config key 'foundation_data_dirs' has {len(data_dirs)} entries for "
+                         f"{len(names)} foundation datasets; give one per dataset or none")
+    item_texts: list[str] = []
+    sequences: list[np.ndarray] = []
+    user_texts: list[str] = []
+    sources: dict[str, dict[str, int]] = {}
+    for position, name in enumerate(names):
+        dataset = prepare_dataset(name, Path(data_dirs[position]) if data_dirs else None)
+        split = leave_one_out(dataset)
+        users = sample_users(split.n_users, users_per_dataset, seed + position)
+        offset = len(item_texts)
+        item_texts.extend(dataset.item_text)
+        sequences.extend(split.train[user] + offset for user in users.tolist())
+        if with_users:
+            texts = user_id_texts(split, dataset, "valid", user_max_items)
+            user_texts.extend(texts[user] for user in users.tolist())
+        sources[name] = {"users": int(len(users)), "items": dataset.n_items}
+    return Corpus(item_texts, sequences, user_texts if with_users else None, sources)

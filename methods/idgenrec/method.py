@@ -1,0 +1,453 @@
+"""The ``idgenrec`` plugin: ID generator + diverse IDs + T5 recommender, alternate training,
+the paper's ablations as config switches, and the zero-shot foundation model.
+
+A run goes through these steps (each resumable; see :meth:`IDGenRec.fit`):
+
+1. **Start** (shared by every run with the same data, profile, seed and generator
+   options, so the ablations of one dataset do it once): the tokenizer (``cpu``: trained
+   on the item text and the prompts' words), the ID generator (``cpu``: warm-started, see
+   :mod:`methods.idgenrec.generator`) and the initial item IDs by Algorithm 1.
+2. **Schedule** of phases, after Sec. 2.5: ``rounds`` rounds of (ID generator phase,
+   recommender phase). A generator phase trains the generator for ``generator_epochs``
+   through the frozen recommender (:mod:`methods.idgenrec.soft_ids`), then regenerates the
+   IDs of all items (and users). A recommender phase trains the recommender for
+   ``epochs`` on prompts written with the current IDs. ``training`` picks the phases:
+   ``alternate`` both, ``rec-only`` only recommender phases (the initial IDs stay),
+   ``id-only`` only generator phases (the recommender keeps its initial weights).
+3. **Evaluation** by beam search constrained to the final item IDs. User IDs of the test
+   phase are generated from the training part plus the validation item; never from the
+   test item.
+
+With ``foundation_datasets`` set, steps 1-2 run on the fusion of those datasets instead
+of the evaluated one, and step 3 generates IDs for the evaluated dataset's items and
+users with the trained generator: nothing is trained on it (zero-shot, Sec. 3.5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from bench.config import option
+from bench.data.prepare import cache_root
+from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
+from bench.engine.prompt_encoding import USER_SLOT, PromptEncoder, pad_token_lists
+from bench.engine.prompts import TEST_TEMPLATE, sample_template_indices, template_words
+from bench.engine.recommender import check_unique_identifiers
+from bench.engine.tokenizer import build_tokenizer
+from bench.engine.training import SequentialExamples, train_seq2seq
+from bench.errors import BenchError
+from bench.method import Method, RunContext, TrainingData
+from bench.storage import atomic_write_bytes, atomic_write_text
+from methods.idgenrec.corpus import Corpus, dataset_corpus, foundation_corpus
+from methods.idgenrec.generator import IDGenerator, IDGeneratorConfig, build_id_generator, check_generator_config, \
+    clean_id, warm_start
+from methods.idgenrec.soft_ids import SoftBatch, frozen, soft_id_loss
+from methods.idgenrec.user_ids import user_id_texts
+
+if TYPE_CHECKING:
+    from bench.engine.trie import ItemTrie
+
+TRAINING_STRATEGIES = ("alternate", "id-only", "rec-only")
+ID_MODES = ("item", "user", "user+item")
+SNAPSHOT_FILE = "snapshot.pt"
+IDS_FILE = "ids.tsv"
+
+
+@dataclasses.dataclass(frozen=True)
+class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig):
+    """Recommender (engine) options, ID generator options, and IDGenRec's own. ``epochs`` is
+    the recommender's epochs per round; ``learning_rate`` its learning rate."""
+
+    training: str = option("alternate", "training strategy (Table 5): alternate | id-only | rec-only")
+    ids: str = option("user+item", "IDs written into prompts (Table 6): item | user | user+item")
+    rounds: int = option(3, "rounds of (ID generator phase, recommender phase)")
+    generator_first: bool = option(True, "each round starts with the ID generator phase, the first round too "
+                                         "(paper); off: the first round trains the recommender only")
+    generator_epochs: int = option(1, "ID generator epochs per round (through the frozen recommender)")
+    generator_phase_learning_rate: float = option(1e-8, "AdamW learning rate of the ID generator phase")
+    generator_phase_examples: int = option(0, "training examples per generator epoch, drawn afresh each "
+                                              "round (0: all of them)")
+    user_id_max_items: int = option(20, "most recent visible items whose text makes a user's ID")
+    foundation_datasets: tuple[str, ...] = option((), "zero-shot (Sec. 3.5): train on these datasets only and "
+                                                      "evaluate on the run's dataset without training on it")
+    foundation_data_dirs: tuple[str, ...] = option((), "data folders of foundation_datasets, one each (empty: "
+                                                       "the download cache)")
+    foundation_users: int = option(30000, "users sampled from each foundation dataset that has more")
+
+    def __post_init__(self) -> None:
+        T5EngineConfig.__post_init__(self)
+        check_generator_config(self)
+        if self.training not in TRAINING_STRATEGIES:
+            raise BenchError(f"config key 'training' must be one of {', '.join(TRAINING_STRATEGIES)}, "
+                             f"got '{self.training}'")
+        if self.ids not in ID_MODES:
+            raise BenchError(f"config key 'ids' must be one of {', '.join(ID_MODES)}, got '{self.ids}'")
+        for name in ("rounds", "generator_epochs", "user_id_max_items", "foundation_users"):
+            if getattr(self, name) < 1:
+                raise BenchError(f"config key '{name}' must be at least 1, got {getattr(self, name)}")
+        if self.generator_phase_examples < 0:
+            raise BenchError("config key 'generator_phase_examples' must be 0 (all) or more, "
+                             f"got {self.generator_phase_examples}")
+
+    @property
+    def with_items(self) -> bool:
+        return "item" in self.ids
+
+    @property
+    def with_users(self) -> bool:
+        return "user" in self.ids
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    index: int
+    kind: str  # "generator" or "recommender"
+    round: int
+
+
+def schedule(config: IDGenRecConfig) -> list[Phase]:
+    kinds: list[tuple[str, int]] = []
+    for round_number in range(1, config.rounds + 1):
+        if config.training != "rec-only" and (round_number > 1 or config.generator_first):
+            kinds.append(("generator", round_number))
+        if config.training != "id-only":
+            kinds.append(("recommender", round_number))
+    return [Phase(index, kind, round_number) for index, (kind, round_number) in enumerate(kinds)]
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Runs sharing a start folder (ablations started together) prepare it one at a time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class IDGenRec(Method):
+    config_class = IDGenRecConfig
+    output = "ranking"
+    # cpu: a small recommender trained from scratch, so fewer epochs per round than the
+    # paper's 10 (a few minutes on demo; Toys runs set their budget in benchmarks/configs).
+    # The generator phase's learning rate: the paper's 1e-8 moves AdamW's weights by about
+    # 1e-8 per step, which changes no decoded token of a small generator in one epoch
+    # (its IDs would never change); 1e-4 lets the phase matter. The first round starts with
+    # the recommender, as a randomly initialised recommender gives the generator no signal
+    # (the paper's recommender starts from pre-trained t5-small).
+    profiles = {"cpu": {"epochs": 3, "generator_phase_learning_rate": 1e-4, "generator_first": False}}
+
+    # ----------------------------------------------------------------- fit
+
+    def fit(self, data: TrainingData) -> None:
+        config: IDGenRecConfig = self.config
+        context = self.context
+        apply_threads(config)
+        self.data = data
+        zero_shot = bool(config.foundation_datasets)
+        if zero_shot:
+            corpus = foundation_corpus(config.foundation_datasets, config.foundation_data_dirs, data.dataset.name,
+                                       config.foundation_users, config.with_users, config.user_id_max_items,
+                                       context.seed)
+        else:
+            corpus = dataset_corpus(data.dataset, data.split, config.with_users, config.user_id_max_items)
+        self.corpus = corpus
+        started = time.perf_counter()
+        tokenizer, generator, initial = self._start(corpus)
+        self.start_seconds = round(time.perf_counter() - started, 2)
+        self.tokenizer, self.generator = tokenizer, generator
+        self.encoder = PromptEncoder(tokenizer, config.with_users)
+        recommender = build_model(config, context.profile, tokenizer, context.seed)
+        self.recommender = recommender
+
+        state = {"item_ids": list(initial["ids"]), "user_ids": None, "log": [],
+                 "initial_item_stats": initial["stats"], "user_stats": None}
+        if config.with_users:
+            users = generator.unique_ids(corpus.user_texts, self._progress("user IDs"))
+            state["user_ids"], state["user_stats"] = users.ids, users.stats.to_dict()
+        state = self._run_schedule(corpus, state)
+        self.log = state["log"]
+        self.initial_item_ids = list(initial["ids"])
+        self.initial_item_stats = initial["stats"]
+        self.train_item_stats = state.get("item_stats", initial["stats"])
+
+        # IDs of the evaluated dataset: the trained ones, or (zero-shot) new ones written
+        # by the trained generator for a catalogue it never saw.
+        if zero_shot:
+            unique = generator.unique_ids(list(data.dataset.item_text), self._progress("item IDs, evaluated"))
+            self.item_ids, self.eval_item_stats = unique.ids, unique.stats.to_dict()
+        else:
+            self.item_ids, self.eval_item_stats = state["item_ids"], None
+        self.user_ids: dict[str, list[str]] = {}
+        if config.with_users:
+            for phase in ("valid", "test"):
+                if phase == "valid" and not zero_shot:
+                    self.user_ids[phase] = state["user_ids"]  # the training prompts' IDs
+                    continue
+                texts = user_id_texts(data.split, data.dataset, phase, config.user_id_max_items)
+                self.user_ids[phase] = generator.unique_ids(texts, self._progress(f"user IDs, {phase}")).ids
+        self._build_trie(data.dataset.item_ids)
+        self._write_ids(data)
+
+    def _progress(self, label: str):
+        return lambda iterable, **kwargs: self.context.progress(iterable, **{**kwargs, "desc": f"{label}: "
+                                                                             f"{kwargs.get('desc', '')}"})
+
+    def _start(self, corpus: Corpus):
+        """Tokenizer, warm-started generator and initial item IDs, from the shared start folder."""
+        config, context = self.config, self.context
+        generator_options = {field.name: getattr(config, field.name) for field in dataclasses.fields(IDGeneratorConfig)}
+        key = _digest({"profile": context.profile, "seed": context.seed, "backbone": config.backbone,
+                       "vocab_size": config.vocab_size, "generator": generator_options,
+                       "items": hashlib.sha256("\n".join(corpus.item_texts).encode()).hexdigest()})
+        directory = cache_root() / "idgenrec-start" / key
+        with locked(directory):
+            # One tokenizer for both wordings (with and without user IDs), so that every
+            # ablation of a dataset shares the start.
+            lowered = [clean_id(text) for text in corpus.item_texts]
+            tokenizer_corpus = corpus.item_texts + lowered + template_words(True) + template_words(False)
+            tokenizer = build_tokenizer(context.profile, config.backbone, tokenizer_corpus, directory / "tokenizer",
+                                        config.vocab_size, context.seed)
+            generator = build_id_generator(config, context.profile, tokenizer, context.seed)
+            if context.profile == "cpu":
+                warm_start(generator, corpus.item_texts, dataclasses.replace(context, work_dir=directory))
+            initial_file = directory / "initial-ids.json"
+            if initial_file.is_file():
+                initial = json.loads(initial_file.read_text())
+            else:
+                unique = generator.unique_ids(corpus.item_texts, self._progress("initial item IDs"))
+                initial = {"ids": unique.ids, "stats": unique.stats.to_dict()}
+                atomic_write_text(initial_file, json.dumps(initial))
+        self.start_dir = directory
+        return tokenizer, generator, initial
+
+    # ------------------------------------------------------------ schedule
+
+    def _run_schedule(self, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+        """Run the phases after the last one a snapshot records (resume at a phase boundary)."""
+        import torch
+
+        snapshot_file = self.context.work_dir / SNAPSHOT_FILE
+        done = 0
+        if snapshot_file.is_file():
+            try:
+                saved = torch.load(snapshot_file, map_location="cpu", weights_only=False)
+            except (OSError, RuntimeError, EOFError) as error:
+                raise BenchError(f"{snapshot_file}: cannot read ({error}); delete it to train from scratch") from None
+            self.recommender.load_state_dict(saved["recommender"])
+            self.generator.model.load_state_dict(saved["generator"])
+            state, done = saved["state"], saved["phases_done"]
+        for phase in schedule(self.config)[done:]:
+            clock = time.perf_counter()
+            if phase.kind == "recommender":
+                entry = self._recommender_phase(phase, corpus, state)
+            else:
+                entry = self._generator_phase(phase, corpus, state)
+            entry.update({"phase": phase.index, "kind": phase.kind, "round": phase.round,
+                          "seconds": round(time.perf_counter() - clock, 2)})
+            state["log"].append(entry)
+            buffer = io.BytesIO()
+            torch.save({"recommender": self.recommender.state_dict(), "generator": self.generator.model.state_dict(),
+                        "state": state, "phases_done": phase.index + 1}, buffer)
+            atomic_write_bytes(snapshot_file, buffer.getvalue())
+        self.generator.model.eval()
+        self.recommender.eval()
+        return state
+
+    def _token_lists(self, ids: list[str]) -> list[list[int]]:
+        return [list(tokens) for tokens in self.tokenizer(ids, add_special_tokens=False).input_ids]
+
+    def _positions(self, corpus: Corpus) -> SequentialExamples:
+        # Only its (user, position) pairs are used: which example predicts which item.
+        return SequentialExamples(corpus.train_sequences, [""] * len(corpus.item_texts), self.config.max_history,
+                                  self.context.seed, last_position_only=self.config.last_position_only)
+
+    def _prompt(self, template: int, history: np.ndarray, item_tokens, user_tokens) -> Any:
+        config = self.config
+        written = [item_tokens[item] for item in history.tolist()] if config.with_items else []
+        return self.encoder.encode(template, written, config.max_history if config.with_items else 0, user_tokens)
+
+    def _recommender_phase(self, phase: Phase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+        config, context = self.config, self.context
+        item_tokens = self._token_lists(state["item_ids"])
+        user_tokens = self._token_lists(state["user_ids"]) if config.with_users else None
+        positions = self._positions(corpus)
+        eos = self.tokenizer.eos_token_id
+
+        def examples(epoch: int) -> list[tuple[list[int], list[int]]]:
+            rng = np.random.default_rng([context.seed, phase.index, epoch, 0])
+            templates = sample_template_indices(len(positions), rng)
+            made = []
+            for user, position, template in zip(positions.users.tolist(), positions.positions.tolist(),
+                                                templates.tolist()):
+                sequence = corpus.train_sequences[user]
+                history = sequence[max(0, position - config.max_history):position]
+                prompt = self._prompt(template, history, item_tokens, user_tokens[user] if user_tokens else None)
+                made.append((prompt.input_ids, item_tokens[sequence[position]] + [eos]))
+            return made
+
+        report = train_seq2seq(self.recommender, self.tokenizer, examples, config,
+                               context.work_dir / f"phase-{phase.index:02d}-recommender", context,
+                               description=f"round {phase.round}/{config.rounds} recommender")
+        return {"epochs": report.epochs, "examples_per_epoch": report.examples_per_epoch,
+                "final_epoch_loss": None if report.final_epoch_loss is None else round(report.final_epoch_loss, 6),
+                "resumed_from_epoch": report.resumed_from_epoch}
+
+    def _generator_phase(self, phase: Phase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+        """Train the generator through the frozen recommender, then regenerate all IDs."""
+        import torch
+
+        config, context = self.config, self.context
+        generator, recommender = self.generator, self.recommender
+        item_tokens = self._token_lists(state["item_ids"])
+        user_tokens = self._token_lists(state["user_ids"]) if config.with_users else None
+        positions = self._positions(corpus)
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        torch.manual_seed(context.seed + 1000 + phase.index)
+        optimizer = torch.optim.AdamW(generator.model.parameters(), lr=config.generator_phase_learning_rate,
+                                      weight_decay=0.0)
+        losses = []
+        generator.model.train()
+        with frozen(recommender):
+            for epoch in range(config.generator_epochs):
+                rng = np.random.default_rng([context.seed, phase.index, epoch, 1])
+                order = rng.permutation(len(positions))
+                if config.generator_phase_examples:
+                    order = order[:config.generator_phase_examples]
+                templates = sample_template_indices(len(order), rng)
+                starts = range(0, len(order), config.batch_size)
+                bar = context.progress(starts, desc=f"round {phase.round}/{config.rounds} ID generator "
+                                                    f"epoch {epoch + 1}/{config.generator_epochs}", unit="batch")
+                for start in bar:
+                    batch = self._soft_batch(corpus, positions, order[start:start + config.batch_size],
+                                             templates[start:start + config.batch_size], item_tokens, user_tokens,
+                                             state, eos)
+                    loss = soft_id_loss(generator, recommender, batch, pad)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.max_grad_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(generator.model.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    losses.append(float(loss.detach()))
+        generator.model.eval()
+        previous = state["item_ids"]
+        unique = generator.unique_ids(corpus.item_texts, self._progress(f"round {phase.round} item IDs"))
+        state["item_ids"], state["item_stats"] = unique.ids, unique.stats.to_dict()
+        entry = {"examples": int(len(order) * config.generator_epochs),
+                 "mean_loss": round(float(np.mean(losses)), 6) if losses else None,
+                 "item_ids_changed": int(sum(a != b for a, b in zip(previous, unique.ids))),
+                 "item_id_stats": unique.stats.to_dict()}
+        if config.with_users:
+            users = generator.unique_ids(corpus.user_texts, self._progress(f"round {phase.round} user IDs"))
+            entry["user_ids_changed"] = int(sum(a != b for a, b in zip(state["user_ids"], users.ids)))
+            state["user_ids"], state["user_stats"] = users.ids, users.stats.to_dict()
+        return entry
+
+    def _soft_batch(self, corpus: Corpus, positions: SequentialExamples, examples: np.ndarray,
+                    templates: np.ndarray, item_tokens, user_tokens, state: dict[str, Any], eos: int) -> SoftBatch:
+        config = self.config
+        prompts, span_entities, targets = [], [], []
+        entity_text: dict[Any, str] = {}
+        entity_tokens: dict[Any, list[int]] = {}
+        for example, template in zip(examples.tolist(), templates.tolist()):
+            user, position = int(positions.users[example]), int(positions.positions[example])
+            sequence = corpus.train_sequences[user]
+            history = sequence[max(0, position - config.max_history):position]
+            prompt = self._prompt(template, history, item_tokens, user_tokens[user] if user_tokens else None)
+            written = history[-config.max_history:].tolist() if config.with_items else []
+            entities = []
+            for span in prompt.spans:
+                if span.slot == USER_SLOT:
+                    entity = ("user", user)
+                    entity_text[entity], entity_tokens[entity] = corpus.user_texts[user], user_tokens[user]
+                else:
+                    item = written[span.slot]
+                    entity = ("item", item)
+                    entity_text[entity], entity_tokens[entity] = corpus.item_texts[item], item_tokens[item]
+                entities.append(entity)
+            prompts.append(prompt)
+            span_entities.append(entities)
+            targets.append(item_tokens[sequence[position]] + [eos])
+        return SoftBatch(prompts, span_entities, entity_text, entity_tokens, targets)
+
+    # ---------------------------------------------------------- evaluation
+
+    def _build_trie(self, item_names: list[str]) -> None:
+        from bench.engine.trie import ItemTrie
+
+        owner = "method idgenrec"
+        check_unique_identifiers(self.item_ids, item_names, owner)
+        tokens = [tokens + [self.tokenizer.eos_token_id] for tokens in self._token_lists(self.item_ids)]
+        check_unique_identifiers([tuple(t) for t in tokens], item_names, owner, what="the token sequence")
+        self.item_tokens = [t[:-1] for t in tokens]
+        self.trie: ItemTrie = ItemTrie.build(tokens, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
+        self.user_tokens = {phase: self._token_lists(ids) for phase, ids in self.user_ids.items()}
+
+    def _phase_of(self, user: int, history: np.ndarray) -> str:
+        """The evaluator hands over histories only; the validation one is the training part."""
+        return "valid" if len(history) == len(self.data.split.train[user]) else "test"
+
+    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
+        from bench.engine.beam_search import constrained_beam_search
+
+        config = self.config
+        prompts = []
+        for user, history in zip(np.asarray(users).tolist(), histories):
+            user_tokens = self.user_tokens[self._phase_of(user, history)][user] if config.with_users else None
+            prompts.append(self._prompt(TEST_TEMPLATE, np.asarray(history)[-config.max_history:], self.item_tokens,
+                                        user_tokens).input_ids)
+        input_ids, attention_mask = pad_token_lists(prompts, self.tokenizer.pad_token_id)
+        items, _ = constrained_beam_search(self.recommender, input_ids, attention_mask, self.trie,
+                                           beam_width=max(config.beam_width, k), num_results=k)
+        return items.numpy()
+
+    # -------------------------------------------------------------- record
+
+    def _write_ids(self, data: TrainingData) -> None:
+        """All item IDs of the run (initial and final) for ``bench ids show``."""
+        initial = self.initial_item_ids if not self.config.foundation_datasets else [""] * data.n_items
+        lines = ["item\tinitial_id\tfinal_id\ttext"]
+        for item, (name, text) in enumerate(zip(data.dataset.item_ids, data.dataset.item_text)):
+            cells = [name, initial[item], self.item_ids[item], " ".join(text.split())]
+            lines.append("\t".join(cell.replace("\t", " ") for cell in cells))
+        self.ids_file = self.context.work_dir / IDS_FILE
+        atomic_write_text(self.ids_file, "\n".join(lines) + "\n")
+
+    def metadata(self) -> dict[str, Any]:
+        config = self.config
+        found = {
+            "profile": self.context.profile,
+            "zero_shot": bool(config.foundation_datasets),
+            "trained_on": self.corpus.sources,
+            "recommender_parameters": count_parameters(self.recommender),
+            "generator_parameters": count_parameters(self.generator.model),
+            "vocab_size": len(self.tokenizer),
+            "schedule": [entry for entry in self.log],
+            "start_seconds": self.start_seconds,
+            "initial_item_id_stats": self.initial_item_stats,
+            "final_item_id_stats": self.train_item_stats,
+            "max_item_id_tokens": self.trie.max_depth - 1,
+            "mean_item_id_words": round(float(np.mean([len(i.split()) for i in self.item_ids])), 3),
+            "ids_file": str(self.ids_file),
+        }
+        if self.eval_item_stats is not None:
+            found["evaluated_item_id_stats"] = self.eval_item_stats
+        if self.context.profile == "paper":
+            found["backbone"], found["generator_checkpoint"] = config.backbone, config.generator_checkpoint
+        return found
