@@ -129,3 +129,28 @@ def test_example_plugin_registers_through_an_entry_point(tmp_path):
     pop_record = json.loads(Path(pop.stdout.strip().splitlines()[-1]).read_text())
     # The demo data is sequential on purpose: a sequence model must clearly beat popularity.
     assert markov_record["metrics"]["HR@10"] > 2 * pop_record["metrics"]["HR@10"]
+
+
+def test_ids_show_prints_a_sample_and_exports_every_id(tmp_path):
+    results = tmp_path / "r"
+    table = tmp_path / "work" / "ids.tsv"
+    table.parent.mkdir()
+    rows = [f"i{n}\tthing {n}\tthing number {n}\ttitle: thing number {n}; categories: toys" for n in range(30)]
+    table.write_text("item\tinitial_id\tfinal_id\ttext\n" + "\n".join(rows) + "\n")
+    record = {"run_id": "20260101T000000-idgenrec-abc123", "method": "idgenrec", "dataset": "demo",
+              "started_at": "2026-01-01T00:00:00+00:00", "metrics": {}, "config": {"method": {}, "eval": {}},
+              "per_user": {}, "split": {}, "schema": 1,
+              "method_metadata": {"ids_file": str(table)}}
+    (results / "demo" / "idgenrec").mkdir(parents=True)
+    (results / "demo" / "idgenrec" / f"{record['run_id']}.json").write_text(json.dumps(record))
+
+    result = bench("ids", "show", "--dataset", "demo", "--sample", "5", "--results-dir", str(results))
+    assert result.returncode == 0, result.stderr
+    assert "30 items" in result.stdout and result.stdout.count("thing number") >= 5
+    exported = results / "demo" / "idgenrec" / f"{record['run_id']}.ids.tsv"
+    assert exported.read_text().splitlines()[1:] == rows
+
+    table.unlink()  # the export is read once the work folder is gone
+    assert bench("ids", "show", "--dataset", "demo", "--results-dir", str(results)).returncode == 0
+    assert_one_line_error(bench("ids", "show", "--dataset", "toys", "--results-dir", str(results)),
+                          "no run of 'idgenrec' on 'toys'")

@@ -23,6 +23,11 @@ SHORT_RUN = {
     "hidden_size": 16, "inner_size": 32, "embedding_size": 16, "n_layers": 1, "num_layers": 1, "n_heads": 2,
     "num_heads": 2, "d_model": 32, "d_ff": 64, "d_kv": 16, "vocab_size": 200, "batch_size": 16,
     "train_batch_size": 64, "threads": 1, "beam_width": 12, "stopping_step": 1,
+    # IDGenRec's ID generator
+    "generator_d_model": 32, "generator_d_ff": 64, "generator_num_layers": 1, "generator_num_heads": 2,
+    "generator_warm_start_epochs": 1, "generator_warm_start_min_steps": 0, "id_num_groups": 3,
+    "id_max_diversity_penalty": 2, "id_length_range": (1, 4), "id_longer_length_range": (4, 6),
+    "user_id_max_items": 3,
 }
 
 

@@ -45,8 +45,9 @@ def sample_users(n_users: int, limit: int, seed: int) -> np.ndarray:
 
 def foundation_corpus(names: Sequence[str], data_dirs: Sequence[str], evaluated_on: str, users_per_dataset: int,
                       with_users: bool, user_max_items: int, seed: int) -> Corpus:
-    """The fusion of ``names`` (each down-sampled to ``users_per_dataset`` users); its
-    catalogue is the union of their catalogues, item indices offset dataset after dataset."""
+    """The fusion of ``names``, each down-sampled to ``users_per_dataset`` users. The
+    catalogue is the items those users' training sequences hold (a dataset's other items
+    would only be IDs to generate, never read), dataset after dataset."""
     from bench.data.prepare import prepare_dataset
 
     if evaluated_on in names:
@@ -63,11 +64,13 @@ def foundation_corpus(names: Sequence[str], data_dirs: Sequence[str], evaluated_
         dataset = prepare_dataset(name, Path(data_dirs[position]) if data_dirs else None)
         split = leave_one_out(dataset)
         users = sample_users(split.n_users, users_per_dataset, seed + position)
-        offset = len(item_texts)
-        item_texts.extend(dataset.item_text)
-        sequences.extend(split.train[user] + offset for user in users.tolist())
+        kept = np.unique(np.concatenate([split.train[user] for user in users.tolist()]))
+        new_index = np.full(dataset.n_items, -1, dtype=np.int64)
+        new_index[kept] = np.arange(len(kept)) + len(item_texts)
+        item_texts.extend(dataset.item_text[item] for item in kept.tolist())
+        sequences.extend(new_index[split.train[user]] for user in users.tolist())
         if with_users:
             texts = user_id_texts(split, dataset, "valid", user_max_items)
             user_texts.extend(texts[user] for user in users.tolist())
-        sources[name] = {"users": int(len(users)), "items": dataset.n_items}
+        sources[name] = {"users": int(len(users)), "items": int(len(kept))}
     return Corpus(item_texts, sequences, user_texts if with_users else None, sources)

@@ -135,7 +135,7 @@ def generate_unique_ids(generate_fn: GenerateFn, texts: Sequence[str], batch_siz
         candidates: dict[int, list[str]] = {}
         batches = [pending[start:start + batch_size] for start in range(0, len(pending), batch_size)]
         if progress is not None:
-            batches = progress(batches, desc=f"item IDs ({level.label()})", total=len(batches))
+            batches = progress(batches, desc=f"IDs ({level.label()})", total=len(batches))
         for batch in batches:
             output = generate_fn([texts[item] for item in batch], level.diversity_penalty,
                                  level.min_length, level.max_length)
