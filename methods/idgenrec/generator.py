@@ -78,7 +78,7 @@ class IDGeneratorConfig:
     generator_num_layers: int = option(2, "cpu profile: encoder layers of the ID generator (decoder: as many)")
     generator_num_heads: int = option(4, "cpu profile: attention heads of the ID generator")
     generator_warm_start_epochs: int = option(10, "cpu profile: epochs of the warm-start copy task (0: untrained)")
-    generator_warm_start_min_steps: int = option(1500, "cpu profile: at least this many warm-start optimizer "
+    generator_warm_start_min_steps: int = option(600, "cpu profile: at least this many warm-start optimizer "
                                                        "steps (a small catalogue gets more epochs)")
     generator_warm_start_words: int = option(6, "cpu profile: content words of the title the warm start "
                                                 "teaches the generator to write")
