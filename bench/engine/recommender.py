@@ -42,6 +42,11 @@ class GenerativeRecommender(Method):
 
     config_class: ClassVar[type] = T5EngineConfig
     output = "ranking"
+    # cpu: 4 epochs keep each P5 method on `demo` under a minute and above pop (collaborative
+    # IDs, made of new tokens, need them: at 2 epochs p5-cid ranked like pop); long runs set
+    # their own budget (benchmarks/README.md). One thread: these small models gain nothing
+    # from more, and under load two threads took 3-4x the CPU time of one (measured on demo).
+    profiles = {"cpu": {"epochs": 4, "threads": 1}}
 
     @abc.abstractmethod
     def item_identifiers(self, data: TrainingData) -> list[str]:

@@ -154,7 +154,7 @@ class IDGenRec(Method):
     # The generator phase reads every ID of a batch's prompts through the generator (item
     # text and user text), so it costs several recommender epochs per epoch; the cpu
     # profile draws 512 examples for it, and builds user IDs from the 5 most recent items.
-    profiles = {"cpu": {"epochs": 3, "generator_phase_learning_rate": 1e-4, "generator_first": False,
+    profiles = {"cpu": {"epochs": 3, "threads": 1, "generator_phase_learning_rate": 1e-4, "generator_first": False,
                         "generator_phase_examples": 512, "user_id_max_items": 5}}
 
     # ----------------------------------------------------------------- fit
