@@ -198,14 +198,11 @@ class IDGenRec(Method):
             self.item_ids, self.eval_item_stats = unique.ids, unique.stats.to_dict()
         else:
             self.item_ids, self.eval_item_stats = state["item_ids"], None
+        # User IDs per evaluated phase, made when that phase is first ranked (a run that
+        # evaluates only the test phase never pays for the validation phase's).
         self.user_ids: dict[str, list[str]] = {}
-        if config.with_users:
-            for phase in ("valid", "test"):
-                if phase == "valid" and not zero_shot:
-                    self.user_ids[phase] = state["user_ids"]  # the training prompts' IDs
-                    continue
-                texts = user_id_texts(data.split, data.dataset, phase, config.user_id_max_items)
-                self.user_ids[phase] = generator.unique_ids(texts, self._progress(f"user IDs, {phase}")).ids
+        if config.with_users and not zero_shot:
+            self.user_ids["valid"] = state["user_ids"]  # the training prompts' IDs
         self._build_trie(data.dataset.item_ids)
         self._write_ids(data)
 
@@ -400,8 +397,18 @@ class IDGenRec(Method):
         tokens = [tokens + [self.tokenizer.eos_token_id] for tokens in self._token_lists(self.item_ids)]
         check_unique_identifiers([tuple(t) for t in tokens], item_names, owner, what="the token sequence")
         self.item_tokens = [t[:-1] for t in tokens]
+        self._user_token_cache: dict[str, list[list[int]]] = {}
         self.trie: ItemTrie = ItemTrie.build(tokens, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
-        self.user_tokens = {phase: self._token_lists(ids) for phase, ids in self.user_ids.items()}
+
+    def _user_tokens(self, phase: str) -> list[list[int]]:
+        """Token lists of the phase's user IDs, generated from what the phase may see."""
+        if phase not in self.user_ids:
+            config = self.config
+            texts = user_id_texts(self.data.split, self.data.dataset, phase, config.user_id_max_items)
+            self.user_ids[phase] = self.generator.unique_ids(texts, self._progress(f"user IDs, {phase}")).ids
+        if phase not in self._user_token_cache:
+            self._user_token_cache[phase] = self._token_lists(self.user_ids[phase])
+        return self._user_token_cache[phase]
 
     def _phase_of(self, user: int, history: np.ndarray) -> str:
         """The evaluator hands over histories only; the validation one is the training part."""
@@ -413,7 +420,7 @@ class IDGenRec(Method):
         config = self.config
         prompts = []
         for user, history in zip(np.asarray(users).tolist(), histories):
-            user_tokens = self.user_tokens[self._phase_of(user, history)][user] if config.with_users else None
+            user_tokens = self._user_tokens(self._phase_of(user, history))[user] if config.with_users else None
             prompts.append(self._prompt(TEST_TEMPLATE, np.asarray(history)[-config.max_history:], self.item_tokens,
                                         user_tokens).input_ids)
         input_ids, attention_mask = pad_token_lists(prompts, self.tokenizer.pad_token_id)

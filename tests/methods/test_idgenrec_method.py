@@ -194,7 +194,7 @@ def test_id_switch_decides_what_prompts_carry(tmp_path, ids) -> None:
     dataset = tiny_dataset(n_users=24, n_items=20)
     method = fit(tmp_path, ids, dataset, ids=ids, rounds=1)
     history = leave_one_out(dataset).histories("test")[0]
-    user_tokens = method.user_tokens["test"][0] if "user" in ids else None
+    user_tokens = method._user_tokens("test")[0] if "user" in ids else None
     prompt = method._prompt(0, history, method.item_tokens, user_tokens)
     slots = [span.slot for span in prompt.spans]
     assert (USER_SLOT in slots) == ("user" in ids)
@@ -205,7 +205,10 @@ def test_id_switch_decides_what_prompts_carry(tmp_path, ids) -> None:
 
 
 def test_test_phase_user_ids_differ_from_training_ones_only_by_what_is_visible(tmp_path) -> None:
-    method = fit(tmp_path, "users", ids="user+item", rounds=1)
+    dataset = tiny_dataset(n_users=24, n_items=20)
+    method = fit(tmp_path, "users", dataset, ids="user+item", rounds=1)
+    assert set(method.user_ids) == {"valid"}  # the training prompts' IDs; test ones when first ranked
+    method.rank(np.arange(3), leave_one_out(dataset).histories("test")[:3], 10)
     assert set(method.user_ids) == {"valid", "test"}
     assert len(method.user_ids["test"]) == 24 and len(set(method.user_ids["test"])) == 24
     assert len(method.user_ids["valid"]) == 24 and len(set(method.user_ids["valid"])) == 24
