@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RESULTS ?= .cache/demo-results
-DEMO_METHODS ?= pop gru4rec sasrec
+DEMO_METHODS ?= pop gru4rec sasrec p5-sid idgenrec
 
 .PHONY: setup demo test clean-cache
 
