@@ -182,9 +182,6 @@ class IDGenRec(Method):
 
         state = {"item_ids": list(initial["ids"]), "user_ids": None, "log": [],
                  "initial_item_stats": initial["stats"], "user_stats": None}
-        if config.with_users:
-            users = generator.unique_ids(corpus.user_texts, self._progress("user IDs"))
-            state["user_ids"], state["user_stats"] = users.ids, users.stats.to_dict()
         state = self._run_schedule(corpus, state)
         self.log = state["log"]
         self.initial_item_ids = list(initial["ids"])
@@ -254,6 +251,9 @@ class IDGenRec(Method):
             self.recommender.load_state_dict(saved["recommender"])
             self.generator.model.load_state_dict(saved["generator"])
             state, done = saved["state"], saved["phases_done"]
+        elif self.config.with_users:
+            users = self.generator.unique_ids(corpus.user_texts, self._progress("user IDs"))
+            state["user_ids"], state["user_stats"] = users.ids, users.stats.to_dict()
         for phase in schedule(self.config)[done:]:
             clock = time.perf_counter()
             if phase.kind == "recommender":
