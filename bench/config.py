@@ -42,6 +42,13 @@ def option(default: Any, help_text: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help_text})
 
 
+def require_at_least_one(config: Any, names: tuple[str, ...]) -> None:
+    """Config fields that count something (sizes, epochs, items) must be 1 or more."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise BenchError(f"config key '{name}' must be at least 1, got {getattr(config, name)}")
+
+
 def field_help(config_class: type) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_class)}
 

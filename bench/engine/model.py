@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from bench.config import option
+from bench.config import option, require_at_least_one
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -44,10 +44,8 @@ class T5EngineConfig:
     threads: int = option(0, "torch CPU threads for training and decoding (0 keeps torch's default)")
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size",
-                     "max_history", "epochs", "batch_size", "gradient_accumulation", "beam_width"):
-            if getattr(self, name) < 1:
-                raise BenchError(f"config key '{name}' must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size",
+                                    "max_history", "epochs", "batch_size", "gradient_accumulation", "beam_width"))
         if self.threads < 0:
             raise BenchError(f"config key 'threads' must be 0 (torch's default) or more, got {self.threads}")
         if not 0.0 <= self.warmup_ratio <= 1.0:

@@ -36,9 +36,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from bench.config import option
+from bench.config import option, require_at_least_one
 from bench.errors import BenchError
 from methods.idgenrec.diverse_ids import Progress, UniqueIds, generate_unique_ids
 
@@ -97,11 +97,10 @@ class IDGeneratorConfig:
 
 
 def check_generator_config(config: IDGeneratorConfig) -> None:
-    for name in ("generator_d_model", "generator_d_ff", "generator_num_layers", "generator_num_heads",
-                 "generator_warm_start_words", "generator_warm_start_batch_size", "generator_max_text_tokens",
-                 "id_num_groups", "id_max_diversity_penalty", "id_batch_size"):
-        if getattr(config, name) < 1:
-            raise BenchError(f"config key '{name}' must be at least 1, got {getattr(config, name)}")
+    require_at_least_one(config, ("generator_d_model", "generator_d_ff", "generator_num_layers",
+                                  "generator_num_heads", "generator_warm_start_words",
+                                  "generator_warm_start_batch_size", "generator_max_text_tokens",
+                                  "id_num_groups", "id_max_diversity_penalty", "id_batch_size"))
     if config.generator_warm_start_min_steps < 0:
         raise BenchError(f"config key 'generator_warm_start_min_steps' must be >= 0, "
                          f"got {config.generator_warm_start_min_steps}")

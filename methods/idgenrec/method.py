@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from bench.config import option
+from bench.config import option, require_at_least_one
 from bench.data.prepare import cache_root
 from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
 from bench.engine.prompt_encoding import USER_SLOT, PromptEncoder, pad_token_lists
@@ -46,11 +46,11 @@ from bench.engine.recommender import check_unique_identifiers
 from bench.engine.tokenizer import build_tokenizer
 from bench.engine.training import SequentialExamples, train_seq2seq
 from bench.errors import BenchError
-from bench.method import Method, RunContext, TrainingData
+from bench.method import Method, TrainingData
 from bench.storage import atomic_write_bytes, atomic_write_text
 from methods.idgenrec.corpus import Corpus, dataset_corpus, foundation_corpus
-from methods.idgenrec.generator import IDGenerator, IDGeneratorConfig, build_id_generator, check_generator_config, \
-    clean_id, warm_start
+from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, check_generator_config, clean_id, \
+    warm_start
 from methods.idgenrec.soft_ids import SoftBatch, frozen, soft_id_loss
 from methods.idgenrec.user_ids import user_id_texts
 
@@ -92,9 +92,7 @@ class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig):
                              f"got '{self.training}'")
         if self.ids not in ID_MODES:
             raise BenchError(f"config key 'ids' must be one of {', '.join(ID_MODES)}, got '{self.ids}'")
-        for name in ("rounds", "generator_epochs", "user_id_max_items", "foundation_users"):
-            if getattr(self, name) < 1:
-                raise BenchError(f"config key '{name}' must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, ("rounds", "generator_epochs", "user_id_max_items", "foundation_users"))
         if self.generator_phase_examples < 0:
             raise BenchError("config key 'generator_phase_examples' must be 0 (all) or more, "
                              f"got {self.generator_phase_examples}")
