@@ -1,0 +1,338 @@
+"""Device, precision and processes: the one module that places tensors and talks to the other processes.
+
+Every torch-based part of the engine (training loop, beam searches, IDGenRec's phases) and
+the evaluator ask the process's :class:`Runtime` for placement, autocast, the data-parallel
+wrapper, sharding and gathering; nothing else calls ``.to(device)`` or ``torch.distributed``.
+It is a thin layer over Hugging Face Accelerate (placement, autocast, fp16 loss scaling,
+DDP), so a run started by ``torchrun`` or ``accelerate launch`` (``WORLD_SIZE``/``RANK`` in
+the environment, as in a SLURM job) joins the same process group as ``bench run --processes N``.
+
+Options (identical for every method that has them):
+- ``device``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``;
+  with several processes each takes ``cuda:LOCAL_RANK``, so ``cuda:N`` is refused there.
+- ``precision``: ``fp32``, ``bf16`` (autocast; on CPU it runs natively with AVX-512 BF16 or
+  AMX, emulated and slow otherwise), ``fp16`` (autocast with loss scaling, CUDA only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+_runtime: "Runtime | None" = None
+
+
+def launched_processes() -> int:
+    """Processes of this run as the launcher (torchrun, accelerate launch, SLURM) set them; 1 when none."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        raise BenchError(f"environment variable WORLD_SIZE must be an integer, got '{os.environ['WORLD_SIZE']}'") \
+            from None
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher set it (0 when not launched), readable before torch is imported."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _cuda_index(device: str) -> int | None:
+    """N of ``cuda:N``, None for ``cuda``; BenchError for anything else that starts with ``cuda``."""
+    if device == "cuda":
+        return None
+    suffix = device[len("cuda:"):]
+    if not device.startswith("cuda:") or not suffix.isdigit():
+        raise BenchError(f"config key 'device' must be one of {', '.join(DEVICES)}; got '{device}'")
+    return int(suffix)
+
+
+def resolve_device_type(device: str) -> str:
+    """``cpu``, ``cuda`` or ``mps`` for a validated ``device`` option (``auto`` = CUDA when present)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device.startswith("cuda") else device
+
+
+def validate_device_options(device: str, precision: str) -> None:
+    """BenchError naming the key when ``device``/``precision`` is unknown or not available on this machine."""
+    if precision not in PRECISIONS:
+        raise BenchError(f"config key 'precision' must be one of {', '.join(PRECISIONS)}; got '{precision}'")
+    if device not in ("auto", "cpu", "mps") and not device.startswith("cuda"):
+        raise BenchError(f"config key 'device' must be one of {', '.join(DEVICES)}; got '{device}'")
+    import torch
+
+    if device.startswith("cuda"):
+        index = _cuda_index(device)
+        if not torch.cuda.is_available():
+            raise BenchError(f"config key 'device' is '{device}' but torch finds no CUDA device on this machine "
+                             f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); "
+                             "use device=cpu or device=auto, and see `bench doctor`")
+        if index is not None and index >= torch.cuda.device_count():
+            raise BenchError(f"config key 'device' is '{device}' but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        if index is not None and launched_processes() > 1:
+            raise BenchError(f"config key 'device' is '{device}' in a {launched_processes()}-process run; each "
+                             "process takes the GPU of its local rank, so use device=cuda (or choose the GPUs "
+                             "with CUDA_VISIBLE_DEVICES)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise BenchError("config key 'device' is 'mps' but torch finds no Apple MPS device on this machine")
+    device_type = resolve_device_type(device)
+    if precision == "fp16" and device_type != "cuda":
+        raise BenchError(f"config key 'precision' is 'fp16', which needs a CUDA device (loss scaling); this run's "
+                         f"device is {device_type}; use precision=bf16 or fp32")
+    if precision == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise BenchError(f"config key 'precision' is 'bf16' but the GPU ({torch.cuda.get_device_name()}) does not "
+                         "support bfloat16; use precision=fp16 or fp32")
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX); else bf16 is emulated."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class Runtime:
+    """This process's device, precision and place among the processes of the run.
+
+    Build it with :func:`get_runtime`. Training: ``prepare_training`` places (and, with
+    several processes, wraps in DDP) the model, then each step runs under ``autocast()``
+    and calls ``backward``/``clip_grad_norm_`` here (fp16's loss scaler lives here).
+    Checkpoints hold ``unwrap(model).state_dict()``, so they load with any process count.
+    """
+
+    def __init__(self, device: str, precision: str) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        validate_device_options(device, precision)
+        self.requested_device, self.precision = device, precision
+        device_type = resolve_device_type(device)
+        index = _cuda_index(device) if device.startswith("cuda") else None
+        previous = os.environ.get("ACCELERATE_TORCH_DEVICE")
+        if index is not None:
+            # Accelerate's one documented way to pick a GPU other than the local rank's.
+            os.environ["ACCELERATE_TORCH_DEVICE"] = device
+        try:
+            self._accelerator = Accelerator(
+                cpu=device_type == "cpu", mixed_precision=_ACCELERATE_PRECISION[precision],
+                # The loop steps the scheduler once per optimizer step, whatever the process
+                # count: the global batch (and so the schedule) is that of one process.
+                step_scheduler_with_optimizer=False,
+                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+        finally:
+            if index is not None:
+                if previous is None:
+                    os.environ.pop("ACCELERATE_TORCH_DEVICE", None)
+                else:
+                    os.environ["ACCELERATE_TORCH_DEVICE"] = previous
+
+    # -- where and who ------------------------------------------------------------------
+    @property
+    def device(self) -> "torch.device":
+        return self._accelerator.device
+
+    @property
+    def num_processes(self) -> int:
+        return self._accelerator.num_processes
+
+    @property
+    def process_index(self) -> int:
+        return self._accelerator.process_index
+
+    @property
+    def is_main_process(self) -> bool:
+        return self._accelerator.is_main_process
+
+    # -- training -----------------------------------------------------------------------
+    def prepare_training(self, model: Any, optimizer: Any, scheduler: Any) -> tuple[Any, Any, Any]:
+        """The model on this process's device (DDP-wrapped with several processes), the
+        optimizer (stepping through the fp16 loss scaler) and the scheduler."""
+        model, optimizer, scheduler = self._accelerator.prepare(model, optimizer, scheduler)
+        return model, optimizer, scheduler
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed-precision autocast of the chosen precision (a no-op for fp32)."""
+        return self._accelerator.autocast()
+
+    def backward(self, loss: "torch.Tensor") -> None:
+        """``loss.backward()``, through the loss scaler for fp16 (DDP averages gradients over processes)."""
+        self._accelerator.backward(loss)
+
+    def clip_grad_norm_(self, parameters: Any, max_norm: float) -> "torch.Tensor":
+        """Clip the (unscaled) gradient norm; returns the norm before clipping."""
+        return self._accelerator.clip_grad_norm_(parameters, max_norm)
+
+    def no_sync(self, model: Any) -> contextlib.AbstractContextManager:
+        """Skip DDP's gradient all-reduce inside the block (accumulation steps before the last)."""
+        return self._accelerator.no_sync(model)
+
+    def unwrap(self, model: Any) -> Any:
+        """The plain model under the DDP/autocast wrappers (what a checkpoint saves and loads)."""
+        return self._accelerator.unwrap_model(model)
+
+    def scaler_state(self) -> dict[str, Any] | None:
+        """fp16's loss-scaler state for an exact resume (None when there is no scaler)."""
+        scaler = self._accelerator.scaler
+        return None if scaler is None else scaler.state_dict()
+
+    def load_scaler_state(self, state: dict[str, Any] | None) -> None:
+        if state is not None and self._accelerator.scaler is not None:
+            self._accelerator.scaler.load_state_dict(state)
+
+    # -- inference ----------------------------------------------------------------------
+    def place(self, model: Any) -> Any:
+        """``model`` moved to this process's device for inference (no wrapper)."""
+        return model.to(self.device)
+
+    def to_device(self, obj: Any) -> Any:
+        """A tensor, or a dict/list/tuple of tensors (other values left alone), on this device."""
+        import torch
+
+        if isinstance(obj, torch.Tensor):
+            return obj.to(self.device, non_blocking=True)
+        if isinstance(obj, dict):
+            return type(obj)({key: self.to_device(value) for key, value in obj.items()})
+        if isinstance(obj, (list, tuple)):
+            moved = [self.to_device(value) for value in obj]
+            return type(obj)(*moved) if hasattr(obj, "_fields") else type(obj)(moved)
+        if hasattr(obj, "to") and hasattr(obj, "keys"):  # transformers' BatchEncoding
+            return obj.to(self.device)
+        return obj
+
+    # -- processes ----------------------------------------------------------------------
+    def shard(self, n: int) -> np.ndarray:
+        """This process's indices of ``0..n-1``: contiguous blocks, sizes differing by at most
+        one, nothing padded or repeated, so gathering the blocks in process order restores 0..n-1."""
+        return shard_indices(n, self.num_processes, self.process_index)
+
+    def gather_shards(self, local: np.ndarray, n: int) -> np.ndarray:
+        """The full ``[n, ...]`` array on every process, from each process's rows for its :meth:`shard`."""
+        local = np.asarray(local)
+        expected = len(self.shard(n))
+        if local.shape[0] != expected:
+            raise RuntimeError(f"process {self.process_index} holds {local.shape[0]} rows for a shard of {expected}")
+        if self.num_processes == 1:
+            return local
+        import torch.distributed as distributed
+
+        parts: list[Any] = [None] * self.num_processes
+        # Objects, not tensors: exact dtypes and unequal shard sizes without padding.
+        distributed.all_gather_object(parts, local)
+        full = np.concatenate(parts, axis=0)
+        if full.shape[0] != n:
+            raise RuntimeError(f"gathered {full.shape[0]} rows from {self.num_processes} processes, expected {n}")
+        return full
+
+    def mean_across_processes(self, value: float) -> float:
+        """The mean of one number over the processes (e.g. an epoch's loss), the same on every process."""
+        if self.num_processes == 1:
+            return float(value)
+        import torch.distributed as distributed
+
+        values: list[Any] = [None] * self.num_processes
+        distributed.all_gather_object(values, float(value))
+        return float(np.mean(values))
+
+    def broadcast(self, obj: Any) -> Any:
+        """The main process's ``obj`` on every process (e.g. a run id drawn at random)."""
+        if self.num_processes == 1:
+            return obj
+        import torch.distributed as distributed
+
+        holder = [obj]
+        distributed.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def barrier(self) -> None:
+        self._accelerator.wait_for_everyone()
+
+    @contextlib.contextmanager
+    def main_process_first(self) -> Iterator[None]:
+        """The main process runs the block first (e.g. writes a cache), the others after it (and read it)."""
+        with self._accelerator.main_process_first():
+            yield
+
+    # -- record -------------------------------------------------------------------------
+    def hardware(self) -> dict[str, Any]:
+        """What the record says the run ran on."""
+        import torch
+
+        device = self.device
+        if device.type == "cuda":
+            name = torch.cuda.get_device_name(device)
+        elif device.type == "mps":
+            name = f"Apple MPS ({platform.machine()})"
+        else:
+            name = cpu_name()
+        return {
+            "device_type": device.type,
+            "device": str(device),
+            "device_name": name,
+            "processes": self.num_processes,
+            "distributed_backend": self._accelerator.state.backend if self.num_processes > 1 else None,
+            "precision": self.precision,
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+        }
+
+
+def shard_indices(n: int, processes: int, index: int) -> np.ndarray:
+    """Process ``index``'s contiguous block of ``0..n-1`` out of ``processes`` blocks."""
+    return np.array_split(np.arange(n, dtype=np.int64), processes)[index]
+
+
+def get_runtime(device: str = "auto", precision: str = "fp32") -> Runtime:
+    """This process's runtime. The first call builds it (and, under a launcher, joins the
+    process group); later calls with the same options return it. A single process may
+    switch options between runs (tests do); a multi-process run may not."""
+    global _runtime
+    if _runtime is not None and (_runtime.requested_device, _runtime.precision) == (device, precision):
+        return _runtime
+    if _runtime is not None:
+        if _runtime.num_processes > 1:
+            raise BenchError(f"this {_runtime.num_processes}-process run already uses device="
+                             f"{_runtime.requested_device}, precision={_runtime.precision}; one run cannot "
+                             f"switch to device={device}, precision={precision}")
+        from accelerate.state import AcceleratorState, GradientState
+
+        validate_device_options(device, precision)
+        # Accelerate keeps its state in process-wide singletons: clear them to rebuild.
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    _runtime = Runtime(device, precision)
+    return _runtime
+
+
+def current_runtime() -> Runtime:
+    """The runtime :func:`get_runtime` built in this process, or the default one (auto, fp32)."""
+    return _runtime if _runtime is not None else get_runtime()
