@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 
@@ -38,9 +38,28 @@ NO_CATEGORY = "none"
 VALID_METRIC = "NDCG@10"
 
 
+# The allowed range of every numeric option (a test, its words), checked once when a config
+# is built, so a bad value is a one-line error naming the key, not a traceback from RecBole.
+Range = tuple[Callable[[float], bool], str]
+AT_LEAST_ONE: Range = (lambda value: value >= 1, "at least 1")
+NON_NEGATIVE: Range = (lambda value: value >= 0, "0 or more")
+DROPOUT: Range = (lambda value: 0 <= value < 1, "in [0, 1)")
+OPTION_RANGES: dict[str, Range] = {
+    **dict.fromkeys(("epochs", "train_batch_size", "max_seq_length", "stopping_step", "eval_step",
+                     "eval_batch_size", "embedding_size", "hidden_size", "num_layers", "nv", "nh", "n_layers",
+                     "n_heads", "inner_size", "pretrain_epochs"), AT_LEAST_ONE),
+    **dict.fromkeys(("weight_decay", "reg_weight", "max_train_minutes"), NON_NEGATIVE),
+    **dict.fromkeys(("dropout_prob", "hidden_dropout_prob", "attn_dropout_prob"), DROPOUT),
+    "learning_rate": (lambda value: value > 0, "positive"),
+    "threads": (lambda value: value >= 0, "0 (torch's default) or more"),
+    "ft_ratio": (lambda value: 0 <= value <= 1, "in [0, 1]"),
+    # No masked item means no cloze target (BERT4Rec) and no masked-item task (S3Rec).
+    "mask_ratio": (lambda value: 0 < value < 1, "in (0, 1)"),
+}
+
+
 class _TimeBudgetReached(Exception):
     """Raised from RecBole's per-validation callback, which runs after the best checkpoint is saved."""
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +77,22 @@ class RecBoleConfig:
     stopping_step: int = option(10, "early stopping: validations without a better NDCG@10 before stopping")
     eval_step: int = option(1, "epochs between validations")
     eval_batch_size: int = option(1024, "users per validation batch")
-    threads: int = option(2, "torch CPU threads")
+    threads: int = option(2, "torch CPU threads (0 keeps torch's default)")
     max_train_minutes: float = option(
-        0.0, "stop training when one more validation interval would end past this many minutes "
-             "(0: no limit); the best checkpoint so far is kept")
+        0.0, "stop training when one more validation interval would end past this many minutes of "
+             "training, counted across resumes (0: no limit); the best checkpoint so far is kept")
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in OPTION_RANGES:
+                accepts, allowed = OPTION_RANGES[field.name]
+                if not accepts(value):
+                    raise BenchError(f"config key '{field.name}' must be {allowed}, got {value}")
+        if hasattr(self, "n_heads") and self.hidden_size % self.n_heads:
+            # RecBole's multi-head attention splits the hidden state evenly over the heads.
+            raise BenchError(f"config key 'hidden_size' must be a multiple of 'n_heads' ({self.n_heads}), "
+                             f"got {self.hidden_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +195,8 @@ class RecBoleSequential(Method):
 
         from bench import recbole_compat
 
-        torch.set_num_threads(self.config.threads)
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
         work_dir = Path(self.context.work_dir)
         written = write_atomic_files(data.dataset, data.split, work_dir / "recbole" / RECBOLE_DATASET,
                                      self.uses_categories)
@@ -373,9 +405,6 @@ class S3Rec(RecBoleSequential):
     profiles = {"cpu": {"epochs": 30, "stopping_step": 5, "pretrain_epochs": 10}}
 
     def _extra_options(self) -> dict[str, Any]:
-        if self.config.pretrain_epochs < 1:
-            raise BenchError(f"config key 'pretrain_epochs' of method 's3rec' must be >= 1, "
-                             f"got {self.config.pretrain_epochs}")
         return {"item_attribute": CATEGORY_FIELD, "train_stage": "finetune",
                 "save_step": self.config.pretrain_epochs}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 # T5's layout: the trie, the beam search and the model config rely on these ids.
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 SPM_FILE = "spiece.model"  # the file name transformers' T5Tokenizer looks for
+_REQUIRED_PIECES = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 
 
 def hub_offline() -> bool:
@@ -65,17 +67,30 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, seed: int) -> byt
     lines = [line for line in (" ".join(text.split()) for text in texts) if line]
     if not lines:
         raise BenchError("cannot train a tokenizer: the dataset has no item text and no item identifiers")
+    special_tokens = len({PAD_ID, EOS_ID, UNK_ID})
+    if vocab_size <= special_tokens:
+        raise BenchError(f"config key 'vocab_size' must be more than the {special_tokens} special tokens "
+                         f"(and at least one piece per distinct character of the text), got {vocab_size}")
     sentencepiece.set_random_generator_seed(seed)
     model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, model_type="unigram", vocab_size=vocab_size,
-        pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
-        # Every character of the corpus gets a piece: an item ID must never contain <unk>,
-        # or two different IDs could become the same token sequence.
-        character_coverage=1.0,
-        # A small catalogue may not support the requested size; take what it supports.
-        hard_vocab_limit=False,
-        num_threads=1, shuffle_input_sentence=False, input_sentence_size=0, minloglevel=2)
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_writer=model, model_type="unigram", vocab_size=vocab_size,
+            pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+            # Every character of the corpus gets a piece: an item ID must never contain <unk>,
+            # or two different IDs could become the same token sequence.
+            character_coverage=1.0,
+            # A small catalogue may not support the requested size; take what it supports.
+            hard_vocab_limit=False,
+            num_threads=1, shuffle_input_sentence=False, input_sentence_size=0, minloglevel=2)
+    except RuntimeError as error:
+        # The smallest size is known only after SentencePiece normalised the text: one piece per
+        # distinct character plus the special tokens. It reports both numbers ("10 vs 32").
+        needed = _REQUIRED_PIECES.search(str(error))
+        if needed is None:
+            raise
+        raise BenchError(f"config key 'vocab_size' must be at least {needed.group(2)} for this dataset's text "
+                         f"(one piece per distinct character plus the special tokens), got {vocab_size}") from None
     return model.getvalue()
 
 
