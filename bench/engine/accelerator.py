@@ -68,12 +68,21 @@ def resolve_device_type(device: str) -> str:
     return "cuda" if device.startswith("cuda") else device
 
 
-def validate_device_options(device: str, precision: str) -> None:
-    """BenchError naming the key when ``device``/``precision`` is unknown or not available on this machine."""
+def check_option_values(device: str, precision: str) -> None:
+    """The checks a config can make without torch and without the run's machine (a sweep
+    resolves configs on a login node that has no GPU): known values, fp16 never on CPU/MPS."""
     if precision not in PRECISIONS:
         raise BenchError(f"config key 'precision' must be one of {', '.join(PRECISIONS)}; got '{precision}'")
-    if device not in ("auto", "cpu", "mps") and not device.startswith("cuda"):
-        raise BenchError(f"config key 'device' must be one of {', '.join(DEVICES)}; got '{device}'")
+    if device not in ("auto", "cpu", "mps"):
+        _cuda_index(device)
+    if precision == "fp16" and device in ("cpu", "mps"):
+        raise BenchError(f"config key 'precision' is 'fp16', which needs a CUDA device (loss scaling); this run's "
+                         f"device is {device}; use precision=bf16 or fp32")
+
+
+def validate_device_options(device: str, precision: str) -> None:
+    """BenchError naming the key when ``device``/``precision`` is unknown or not available on this machine."""
+    check_option_values(device, precision)
     import torch
 
     if device.startswith("cuda"):

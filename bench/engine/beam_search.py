@@ -6,7 +6,11 @@ one row per prompt (beams attend to it as a group) instead of one copy per beam.
 tokens the trie allows are scored, gathered along the beams' trie edges. A beam that
 writes EOS has reached an item: it is kept as a result and no longer expanded. A user is
 finished once it holds ``num_results`` items that no open beam can beat
-(log-probabilities only fall as a beam grows), and is then dropped from the batch."""
+(log-probabilities only fall as a beam grows), and is then dropped from the batch.
+
+The model runs on the run's device under its precision's autocast
+(:mod:`bench.engine.accelerator`); the beams' bookkeeping (trie walk, results) stays on
+the CPU, and only the allowed tokens' log-probabilities cross over each step."""
 
 from __future__ import annotations
 
@@ -75,23 +79,33 @@ class IncrementalDecoder:
     def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+        from bench.engine.accelerator import current_runtime
+
         if model.config.decoder_start_token_id is None:
             raise BenchError("IncrementalDecoder: the model config has no decoder_start_token_id")
-        self.model = model
+        self.runtime = current_runtime()
+        self.model = self.runtime.place(model)
+        self.device = self.runtime.device
+        input_ids, attention_mask = self.runtime.to_device((input_ids, attention_mask))
         self.attention_mask = attention_mask
-        self.encoder_hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        with self.runtime.autocast():
+            self.encoder_hidden = model.get_encoder()(input_ids=input_ids,
+                                                      attention_mask=attention_mask).last_hidden_state
         self.cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
-        self.prompts = torch.arange(input_ids.shape[0])  # the prompts still in the cache
+        self.prompts = torch.arange(input_ids.shape[0], device=self.device)  # the prompts still in the cache
 
     def start(self) -> torch.Tensor:
-        """Logits ``[n_prompts, vocab]`` of the first token."""
-        tokens = torch.full((self.prompts.numel(), 1), self.model.config.decoder_start_token_id, dtype=torch.long)
+        """Logits ``[n_prompts, vocab]`` of the first token (float32, on the model's device)."""
+        tokens = torch.full((self.prompts.numel(), 1), self.model.config.decoder_start_token_id, dtype=torch.long,
+                            device=self.device)
         return self._forward(tokens, self.encoder_hidden, self.attention_mask)
 
     def step(
         self, tokens: torch.Tensor, source_rows: torch.Tensor, keep_prompts: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Logits ``[n_prompts * group, vocab]`` of the token after ``tokens`` (prompt-major)."""
+        """Logits ``[n_prompts * group, vocab]`` of the token after ``tokens`` (prompt-major).
+        The arguments may be on the CPU; the logits are on the model's device."""
+        tokens, source_rows, keep_prompts = self.runtime.to_device((tokens, source_rows, keep_prompts))
         if keep_prompts is not None:
             self.cache.cross_attention_cache.reorder_cache(keep_prompts)
             self.prompts = self.prompts[keep_prompts]
@@ -106,13 +120,14 @@ class IncrementalDecoder:
     def _forward(self, tokens: torch.Tensor, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
         from transformers.modeling_outputs import BaseModelOutput
 
-        output = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
-            attention_mask=encoder_mask,
-            decoder_input_ids=tokens,
-            past_key_values=self.cache,
-            use_cache=True,
-        )
+        with self.runtime.autocast():
+            output = self.model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
+                attention_mask=encoder_mask,
+                decoder_input_ids=tokens,
+                past_key_values=self.cache,
+                use_cache=True,
+            )
         self.cache = output.past_key_values
         return output.logits[:, -1, :].float()
 
@@ -170,7 +185,9 @@ def constrained_beam_search(
                 # trie edges rather than masking the whole [beams, vocab] matrix.
                 rows, tokens, children = trie.edges(beam_nodes.reshape(-1))
                 normaliser = torch.logsumexp(logits, dim=-1)
-                edge_scores = beam_scores.reshape(-1)[rows] + logits[rows, tokens] - normaliser[rows]
+                on_device = decoder.runtime.to_device((rows, tokens))
+                token_log_probs = (logits[on_device] - normaliser[on_device[0]]).cpu()
+                edge_scores = beam_scores.reshape(-1)[rows] + token_log_probs
                 ending = tokens == eos
 
                 # Every beam that may write EOS here completes exactly one item.

@@ -62,21 +62,23 @@ def diverse_beam_search(
         with torch.no_grad(), beams_share_prompt_attention(model):
             decoder = IncrementalDecoder(model, input_ids, attention_mask)
             first = torch.log_softmax(decoder.start(), dim=-1)
+            # The search state [rows, groups, beams, vocab] stays on the model's device.
+            device = decoder.device
             vocab_size = first.shape[-1]
             log_probs = first[:, None, None, :].expand(n_rows, groups, width, vocab_size)
             # Only beam 0 of each group is live at first, so a group's beams split from it
             # instead of all picking the same first token.
-            scores = torch.full((n_rows, groups, width), -torch.inf)
+            scores = torch.full((n_rows, groups, width), -torch.inf, device=device)
             scores[:, :, 0] = 0.0
-            finished = torch.zeros(n_rows, groups, width, dtype=torch.bool)
-            hashes = torch.zeros(n_rows, groups, width, dtype=torch.long)
-            history = torch.zeros(n_rows, groups, width, 0, dtype=torch.long)
-            excluded_keys, row_sets = _excluded_keys(exclude, n_rows)
+            finished = torch.zeros(n_rows, groups, width, dtype=torch.bool, device=device)
+            hashes = torch.zeros(n_rows, groups, width, dtype=torch.long, device=device)
+            history = torch.zeros(n_rows, groups, width, 0, dtype=torch.long, device=device)
+            excluded_keys, row_sets = decoder.runtime.to_device(_excluded_keys(exclude, n_rows))
             # Cache row of every beam's parent: one row per prompt after start(), then
             # groups * width rows per prompt.
-            source_offset = torch.arange(n_rows)[:, None] * (groups * width)
+            source_offset = torch.arange(n_rows, device=device)[:, None] * (groups * width)
             for step in range(max_length + 1):
-                counts = torch.zeros(n_rows, vocab_size)
+                counts = torch.zeros(n_rows, vocab_size, device=device)
                 step_scores, step_parents, step_tokens = [], [], []
                 for group in range(groups):
                     candidates = scores[:, group, :, None] + log_probs[:, group]
@@ -107,7 +109,7 @@ def diverse_beam_search(
                 if bool(finished.all()):
                     break
                 if step == 0:
-                    source_rows = torch.arange(n_rows).repeat_interleave(groups * width)
+                    source_rows = torch.arange(n_rows, device=device).repeat_interleave(groups * width)
                 else:
                     source_rows = (source_offset + flat_parents).reshape(-1)
                 logits = decoder.step(tokens.view(n_rows, -1), source_rows.view(n_rows, -1))

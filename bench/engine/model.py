@@ -12,6 +12,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from bench.config import option, require_at_least_one
+from bench.engine.accelerator import check_option_values
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ class T5EngineConfig:
     max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)")
     beam_width: int = option(20, "beams of the constrained beam search (at least the ranking length k)")
     threads: int = option(0, "torch CPU threads for training and decoding (0 keeps torch's default)")
+    device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; with several "
+                                 "processes each takes the GPU of its local rank")
+    precision: str = option("fp32", "fp32, bf16 (autocast; CUDA, or a CPU with AVX-512 BF16/AMX) or fp16 "
+                                    "(autocast with loss scaling, CUDA only)")
 
     def __post_init__(self) -> None:
         require_at_least_one(self, ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size",
@@ -52,6 +57,7 @@ class T5EngineConfig:
             raise BenchError(f"config key 'warmup_ratio' must lie in [0, 1], got {self.warmup_ratio}")
         if self.learning_rate <= 0:
             raise BenchError(f"config key 'learning_rate' must be positive, got {self.learning_rate}")
+        check_option_values(self.device, self.precision)
 
 
 def apply_threads(config: T5EngineConfig) -> None:

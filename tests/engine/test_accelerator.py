@@ -12,6 +12,13 @@ from bench.engine.accelerator import get_runtime, shard_indices, validate_device
 from bench.errors import BenchError
 
 
+@pytest.fixture(autouse=True)
+def default_runtime_afterwards():
+    """The runtime is per process: leave the default (auto, fp32) for the tests that follow."""
+    yield
+    get_runtime()
+
+
 @pytest.mark.parametrize("device, precision, message", [
     ("gpu", "fp32", "config key 'device' must be one of auto, cpu, cuda, cuda:N, mps; got 'gpu'"),
     ("cuda:x", "fp32", "config key 'device' must be one of"),
