@@ -5,6 +5,10 @@ A user follows one theme's chain, mostly one step at a time, sometimes skipping 
 rarely jumping to a random item. So the next item is predictable from the last one
 (a sequence model wins), while popularity is nearly flat (``pop`` loses). Item text
 names the theme and the position words, so text-based IDs carry the structure too.
+
+Timestamps are plausible review times: each user starts on a day spread over two years and
+comes back after a few days each time. They are drawn from their own random stream, so the
+sequences are exactly those of the demo before it had timestamps.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ THEMES = ["dinosaur", "rocket", "castle", "pirate", "robot", "garden", "ocean", 
 KINDS = ["puzzle", "figure", "book", "kit", "game", "blocks", "plush", "card", "set", "model",
          "track", "lamp", "mask", "drum", "kite"]
 BRANDS = ["Acme", "Bolt", "Cedar", "Dune", "Ember", "Fable"]
+DAY = 86_400.0
+YEAR = 365 * DAY
+DEMO_EPOCH = 1_388_534_400.0  # 2014-01-01 UTC, within the Amazon 2014 review data's years
 
 
 def generate_demo(card: dict[str, Any]) -> Dataset:
@@ -42,6 +49,8 @@ def generate_demo(card: dict[str, Any]) -> Dataset:
             item_ids.append(item)
         chains.append(chain)
     sequences: list[tuple[str, list[str]]] = []
+    clock = np.random.default_rng(int(card.get("seed", 7)) + 1)
+    timestamps: list[list[float]] = []
     for user_index in range(n_users):
         chain = chains[rng.integers(n_themes)]
         length = int(rng.integers(5, 11))
@@ -55,5 +64,8 @@ def generate_demo(card: dict[str, Any]) -> Dataset:
             else:
                 position += 1 if draw < 0.85 else 2
         sequences.append((f"U{user_index:04d}", items))
+        start = DEMO_EPOCH + clock.uniform(0, 2 * YEAR)
+        gaps = np.concatenate([[0.0], np.cumsum(clock.exponential(5 * DAY, size=len(items) - 1))])
+        timestamps.append(np.floor(start + gaps).tolist())
     metadata = {"format": "demo", "generator": "bench.data.demo", "card": dict(card)}
-    return build_dataset(card["name"], sequences, item_text, item_attributes, metadata)
+    return build_dataset(card["name"], sequences, item_text, item_attributes, metadata, timestamps=timestamps)

@@ -90,5 +90,6 @@ def read_openp5_folder(name: str, directory: Path) -> Dataset:
             parts.append(f"attributes: {', '.join(named[raw])}")
         text[raw] = "; ".join(parts) if parts else f"item: {raw}"
     metadata = {"format": "openp5", "source": str(directory.resolve()),
+                "sequence_file": str(directory / SEQUENCE_FILE),
                 "item_text_fields": "title (IDGenRec phase-0 textual id words); attributes (names where known)"}
     return build_dataset(name, sequences, text, attributes, metadata)

@@ -1,7 +1,10 @@
-"""Ranks of the target and HR/NDCG at k, vectorised over users.
+"""Ranks of the targets and HR/NDCG (one target) or Recall/NDCG/HR (several) at k,
+vectorised over users.
 
 Ranks are 0-based (0 = the target is first). A target that a ranking method did not
-return has rank ``MISSING`` and counts as a miss at every cutoff.
+return has rank ``MISSING`` and counts as a miss at every cutoff. With several targets per
+user, each target is ranked among all items (pessimistic ties) and the user's metrics are
+computed from the ranks of all of their targets (formulas in docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -13,22 +16,28 @@ from bench.errors import BenchError
 MISSING = np.iinfo(np.int64).max
 
 
-def ranks_from_scores(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ranks_from_scores(scores: np.ndarray, targets: np.ndarray,
+                      rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pessimistic rank of each target: every other item scored >= the target is ranked
     above it, so a model that scores all items equal ranks every target last.
 
+    ``rows[j]`` is the score row of target ``j`` (default: one target per row).
     Returns ``(ranks, tied)``, ``tied`` being how many other items share the target's score.
     """
     if np.isnan(scores).any():
         raise BenchError("a method returned NaN scores")
-    target_scores = scores[np.arange(len(targets)), targets][:, None]
-    above = (scores > target_scores).sum(axis=1)
-    tied = (scores == target_scores).sum(axis=1) - 1
+    rows = np.arange(len(targets)) if rows is None else rows
+    target_scores = scores[rows, targets][:, None]
+    row_scores = scores if len(rows) == len(scores) and np.array_equal(rows, np.arange(len(scores))) else scores[rows]
+    above = (row_scores > target_scores).sum(axis=1)
+    tied = (row_scores == target_scores).sum(axis=1) - 1
     return (above + tied).astype(np.int64), tied.astype(np.int64)
 
 
-def ranks_from_lists(ranked_items: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Position of each target in its ranked list, ``MISSING`` where it is absent."""
+def ranks_from_lists(ranked_items: np.ndarray, targets: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Position of each target in its ranked list (``rows[j]`` for target ``j``), ``MISSING`` where absent."""
+    if rows is not None:
+        ranked_items = ranked_items[rows]
     hits = ranked_items == targets[:, None]
     found = hits.any(axis=1)
     return np.where(found, hits.argmax(axis=1), MISSING).astype(np.int64)
@@ -44,5 +53,32 @@ def metrics_from_ranks(ranks: np.ndarray, cutoffs: tuple[int, ...]) -> dict[str,
     return values
 
 
-def metric_names(cutoffs: tuple[int, ...]) -> list[str]:
+def metrics_from_target_ranks(ranks: np.ndarray, owners: np.ndarray, n_users: int,
+                              cutoffs: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Per-user Recall@k, NDCG@k and HR@k from the ranks of several targets per user.
+
+    ``owners[j]`` is the user (0..n_users-1) of target ``j``; every user has at least one.
+    Recall@k = hits / |targets|; NDCG@k = DCG@k / IDCG@k with IDCG@k the DCG of
+    min(|targets|, k) hits at the top; HR@k = 1 if any target is in the top k.
+    """
+    counts = np.bincount(owners, minlength=n_users).astype(np.float64)
+    if (counts == 0).any():
+        raise BenchError("every evaluated user needs at least one target")
+    safe = np.where(ranks == MISSING, 0, ranks).astype(np.float64)
+    values: dict[str, np.ndarray] = {}
+    for k in cutoffs:
+        hit = ranks < k
+        hits = np.bincount(owners, weights=hit.astype(np.float64), minlength=n_users)
+        dcg = np.bincount(owners, weights=np.where(hit, 1.0 / np.log2(safe + 2.0), 0.0), minlength=n_users)
+        ideal = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))
+        idcg = ideal[np.minimum(counts, k).astype(np.int64) - 1]
+        values[f"Recall@{k}"] = hits / counts
+        values[f"NDCG@{k}"] = dcg / idcg
+        values[f"HR@{k}"] = (hits > 0).astype(np.float64)
+    return values
+
+
+def metric_names(cutoffs: tuple[int, ...], multi_target: bool = False) -> list[str]:
+    if multi_target:
+        return [name for k in cutoffs for name in (f"Recall@{k}", f"NDCG@{k}", f"HR@{k}")]
     return [name for k in cutoffs for name in (f"HR@{k}", f"NDCG@{k}")]

@@ -1,55 +1,86 @@
-"""Run a fitted method over every user of a phase and measure it.
+"""Run a fitted method over the users of a phase and measure it.
 
 Score-based methods hand back scores and the harness ranks them (pessimistic ties).
 Ranking methods hand back top-k lists; a list shorter than needed is refused rather than
 silently scored as a miss. History masking, when switched on, applies alike to both: the
-user's history items other than the target are removed from the ranking.
+user's history items other than the phase's targets are removed from the ranking.
+
+A phase may have several targets per user (temporal and published-split protocols); each
+target is ranked among all items and the user's Recall/NDCG/HR come from all of them. Warm
+and cold results take the same ranks restricted to targets that do (warm) or do not (cold)
+occur in the training part, over the users who have such a target.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from typing import Any
 
 import numpy as np
 
 from bench.config import EvalConfig
 from bench.data.split import Phase, Split
+from bench.engine.accelerator import distributed_runtime
 from bench.errors import BenchError
-from bench.evaluation.metrics import MISSING, metrics_from_ranks, ranks_from_lists, ranks_from_scores
+from bench.evaluation.metrics import (MISSING, metrics_from_ranks, metrics_from_target_ranks, ranks_from_lists,
+                                      ranks_from_scores)
 from bench.method import Method, RunContext
 
 
 @dataclasses.dataclass(frozen=True)
-class PhaseResult:
+class SubsetResult:
+    """Metrics over one group of targets (warm or cold): per user, aligned with ``users``."""
+
+    users: np.ndarray
     per_user: dict[str, np.ndarray]
-    ranks: np.ndarray
-    tied_users: int
-    tied_items_total: int
+    targets: int
 
     def means(self) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in self.per_user.items()}
 
 
-def _masked_history(history: np.ndarray, target: int) -> np.ndarray:
-    return history[history != target]
+@dataclasses.dataclass(frozen=True)
+class PhaseResult:
+    users: np.ndarray  # evaluated users (split indices), in order; per-user arrays align with it
+    per_user: dict[str, np.ndarray]
+    ranks: np.ndarray  # one per target, users' targets in order (leave-one-out: one per user)
+    owners: np.ndarray  # position in ``users`` of each target
+    tied_users: int
+    tied_items_total: int
+    warm: SubsetResult | None
+    cold: SubsetResult | None
+    inference_seconds: float
+
+    def means(self) -> dict[str, float]:
+        return {name: float(values.mean()) for name, values in self.per_user.items()}
+
+    def inference(self) -> dict[str, Any]:
+        """SETRec's "Inf. Time": ranking every evaluated user, data preparation excluded."""
+        seconds = self.inference_seconds
+        return {"seconds": round(seconds, 3), "users": int(len(self.users)),
+                "users_per_second": round(len(self.users) / seconds, 3) if seconds > 0 else None}
 
 
-def _ranks_for_scores(method: Method, users: np.ndarray, histories: list[np.ndarray], targets: np.ndarray,
-                      n_items: int, config: EvalConfig) -> tuple[np.ndarray, np.ndarray]:
+def _masked_history(history: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    return history[~np.isin(history, targets)]
+
+
+def _ranks_for_scores(method: Method, users: np.ndarray, histories: list[np.ndarray], targets: list[np.ndarray],
+                      rows: np.ndarray, n_items: int, config: EvalConfig) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(method.score(users, histories), dtype=np.float64)
     if scores.shape != (len(users), n_items):
         raise BenchError(f"method {type(method).__name__} returned scores of shape {scores.shape}, "
                          f"expected {(len(users), n_items)}")
     if config.mask_history:
-        rows = np.concatenate([np.full(len(_masked_history(h, t)), i) for i, (h, t)
-                               in enumerate(zip(histories, targets))]).astype(np.int64)
-        columns = np.concatenate([_masked_history(h, t) for h, t in zip(histories, targets)]).astype(np.int64)
-        scores[rows, columns] = -np.inf
-    return ranks_from_scores(scores, targets)
+        masked = [_masked_history(h, t) for h, t in zip(histories, targets)]
+        mask_rows = np.repeat(np.arange(len(users)), [len(m) for m in masked])
+        scores[mask_rows, np.concatenate(masked).astype(np.int64)] = -np.inf
+    return ranks_from_scores(scores, np.concatenate(targets), rows)
 
 
-def _ranks_for_lists(method: Method, users: np.ndarray, histories: list[np.ndarray], targets: np.ndarray,
-                     n_items: int, config: EvalConfig) -> np.ndarray:
+def _ranks_for_lists(method: Method, users: np.ndarray, histories: list[np.ndarray], targets: list[np.ndarray],
+                     rows: np.ndarray, n_items: int, config: EvalConfig) -> np.ndarray:
     k = max(config.cutoffs)
     extra = max((len(h) for h in histories), default=0) if config.mask_history else 0
     wanted = min(k + extra, n_items)
@@ -66,29 +97,89 @@ def _ranks_for_lists(method: Method, users: np.ndarray, histories: list[np.ndarr
         raise BenchError(f"method {type(method).__name__} returned a ranking with a repeated item")
     if config.mask_history:
         kept_rows = []
-        for row, history, target in zip(lists, histories, targets):
-            kept = row[~np.isin(row, _masked_history(history, target))][:k]
+        for row, history, user_targets in zip(lists, histories, targets):
+            kept = row[~np.isin(row, _masked_history(history, user_targets))][:k]
             kept_rows.append(np.pad(kept, (0, k - len(kept)), constant_values=-1))
         lists = np.stack(kept_rows)
-    return ranks_from_lists(lists[:, :k], targets)
+    return ranks_from_lists(lists[:, :k], np.concatenate(targets), rows)
 
 
-def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, context: RunContext) -> PhaseResult:
+def _user_metrics(ranks: np.ndarray, owners: np.ndarray, n_users: int, config: EvalConfig,
+                  single_target: bool) -> dict[str, np.ndarray]:
+    if single_target:
+        return metrics_from_ranks(ranks, config.cutoffs)
+    return metrics_from_target_ranks(ranks, owners, n_users, config.cutoffs)
+
+
+def _subset(users: np.ndarray, ranks: np.ndarray, owners: np.ndarray, chosen: np.ndarray, config: EvalConfig,
+            single_target: bool) -> SubsetResult | None:
+    """The metrics of the chosen targets only, over the users who have one."""
+    if not chosen.any():
+        return None
+    kept_owners = owners[chosen]
+    present = np.unique(kept_owners)
+    renumbered = np.searchsorted(present, kept_owners)
+    per_user = _user_metrics(ranks[chosen], renumbered, len(present), config, single_target)
+    return SubsetResult(users=users[present], per_user=per_user, targets=int(chosen.sum()))
+
+
+def phase_users(split: Split, phase: Phase, users: np.ndarray | None = None) -> np.ndarray:
+    """The users a phase evaluates: those with a target, restricted to ``users`` when given."""
+    with_targets = split.phase_users(phase)
+    if users is None:
+        return with_targets
+    return np.intersect1d(np.asarray(users, dtype=np.int64), with_targets)
+
+
+def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, context: RunContext,
+             users: np.ndarray | None = None) -> PhaseResult:
+    """Rank and measure the phase's users (all with a target, or the given subset of them;
+    a given user without a target in the phase is skipped)."""
+    evaluated = phase_users(split, phase, users)
+    if len(evaluated) == 0:
+        raise BenchError(f"no user has a {phase} target under the {split.protocol} protocol")
     histories = split.histories(phase)
-    targets = split.targets(phase)
-    ranks = np.empty(split.n_users, dtype=np.int64)
-    tied = np.zeros(split.n_users, dtype=np.int64)
-    starts = range(0, split.n_users, config.batch_size)
-    for start in context.progress(starts, desc=f"evaluate {phase}", unit="batch"):
-        users = np.arange(start, min(start + config.batch_size, split.n_users))
-        batch_histories = [histories[u] for u in users]
+    target_lists = split.target_lists(phase)
+    counts = np.asarray([len(target_lists[u]) for u in evaluated.tolist()], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    flat_targets = np.concatenate([target_lists[u] for u in evaluated.tolist()]).astype(np.int64)
+    ranks = np.empty(len(flat_targets), dtype=np.int64)
+    tied = np.zeros(len(flat_targets), dtype=np.int64)
+    owners = np.repeat(np.arange(len(evaluated)), counts)
+    clock = time.perf_counter()
+    starts = range(0, len(evaluated), config.batch_size)
+    runtime = distributed_runtime()
+    # Several processes: each ranks a contiguous block of whole batches, the very batches one
+    # process would rank (so each user's result is one process's), then the blocks are gathered.
+    mine = runtime.shard(len(starts)) if runtime is not None else np.arange(len(starts))
+    for start in context.progress([starts[b] for b in mine.tolist()], desc=f"evaluate {phase}", unit="batch"):
+        stop = min(start + config.batch_size, len(evaluated))
+        batch = evaluated[start:stop]
+        batch_histories = [histories[u] for u in batch.tolist()]
+        batch_targets = [target_lists[u] for u in batch.tolist()]
+        rows = owners[offsets[start]:offsets[stop]] - start
+        where = slice(offsets[start], offsets[stop])
         if method.output == "scores":
-            ranks[users], tied[users] = _ranks_for_scores(method, users, batch_histories, targets[users],
+            ranks[where], tied[where] = _ranks_for_scores(method, batch, batch_histories, batch_targets, rows,
                                                           split.n_items, config)
         else:
-            ranks[users] = _ranks_for_lists(method, users, batch_histories, targets[users], split.n_items, config)
-    return PhaseResult(per_user=metrics_from_ranks(ranks, config.cutoffs), ranks=ranks,
-                       tied_users=int((tied > 0).sum()), tied_items_total=int(tied.sum()))
+            ranks[where] = _ranks_for_lists(method, batch, batch_histories, batch_targets, rows, split.n_items,
+                                            config)
+    if runtime is not None:
+        first_user = starts[mine[0]] if len(mine) else 0
+        last_user = min(starts[mine[-1]] + config.batch_size, len(evaluated)) if len(mine) else 0
+        mine_targets = slice(offsets[first_user], offsets[last_user])
+        ranks = runtime.gather_shards(ranks[mine_targets], len(ranks))
+        tied = runtime.gather_shards(tied[mine_targets], len(tied))
+    seconds = time.perf_counter() - clock
+    per_user = _user_metrics(ranks, owners, len(evaluated), config, split.single_target)
+    warm_targets = split.warm_items()[flat_targets]
+    tied_per_user = np.bincount(owners, weights=(tied > 0).astype(np.float64), minlength=len(evaluated))
+    return PhaseResult(users=evaluated, per_user=per_user, ranks=ranks, owners=owners,
+                       tied_users=int((tied_per_user > 0).sum()), tied_items_total=int(tied.sum()),
+                       warm=_subset(evaluated, ranks, owners, warm_targets, config, split.single_target),
+                       cold=_subset(evaluated, ranks, owners, ~warm_targets, config, split.single_target),
+                       inference_seconds=seconds)
 
 
-__all__ = ["PhaseResult", "evaluate", "MISSING"]
+__all__ = ["PhaseResult", "SubsetResult", "evaluate", "phase_users", "MISSING"]
