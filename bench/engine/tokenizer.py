@@ -129,3 +129,25 @@ def add_tokens(tokenizer: "PreTrainedTokenizerBase", tokens: Sequence[str]) -> i
     if blank:
         raise BenchError(f"extra token {blank[0]!r} is empty or has surrounding whitespace")
     return tokenizer.add_tokens(tokens) if tokens else 0
+
+
+def whole_token_tokenizer(tokens: Sequence[str]) -> "PreTrainedTokenizerBase":
+    """A tokenizer whose vocabulary is exactly ``tokens`` (plus T5's pad/eos/unk at 0/1/2):
+    text is split on whitespace, each word is one token, and EOS is appended, as T5's
+    tokenizer does. For methods whose inputs are code tokens only (TIGER's semantic IDs),
+    where a SentencePiece model of the item text would only add unused pieces."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = {"<pad>": PAD_ID, "</s>": EOS_ID, "<unk>": UNK_ID}
+    vocabulary = dict(specials)
+    for token in tokens:
+        if not token or token != token.strip() or len(token.split()) != 1:
+            raise BenchError(f"whole-word token {token!r} is empty or contains whitespace")
+        if token in vocabulary:
+            raise BenchError(f"whole-word token {token!r} appears twice")
+        vocabulary[token] = len(vocabulary)
+    model = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token="<unk>"))
+    model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    model.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", EOS_ID)])
+    return PreTrainedTokenizerFast(tokenizer_object=model, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
