@@ -2,7 +2,8 @@
 
 Resolution order (later wins): dataclass defaults -> the method's profile overrides
 (``paper`` or ``cpu``) -> ``--config FILE`` -> repeated ``--set key=value``. Keys
-prefixed ``eval.`` address the evaluation protocol (:class:`EvalConfig`), every other
+prefixed ``eval.`` address the evaluation protocol (:class:`EvalConfig`), keys prefixed
+``data.`` the preparation of a user dataset (:class:`DataConfig`), every other
 key addresses the method's own config class. An unknown key is an error that names
 the key and the method.
 """
@@ -16,7 +17,7 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from bench.errors import BenchError
 
@@ -35,6 +36,28 @@ class EvalConfig:
     cutoffs: tuple[int, ...] = dataclasses.field(default=(5, 10), metadata={"help": "k of HR@k and NDCG@k"})
     include_validation: bool = dataclasses.field(
         default=False, metadata={"help": "also evaluate on the validation targets and record them"})
+    protocol: Literal["auto", "leave-one-out", "temporal", "files"] = dataclasses.field(
+        default="auto",
+        metadata={"help": "split protocol: leave-one-out (last item test, second last validation); temporal "
+                          "(global time cut 8:1:1, SETRec); files (a published NAME.train/valid/test.inter "
+                          "split); auto = files for a published split, else leave-one-out"})
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Preparation options for user datasets in RecBole atomic files (``data.*`` keys)."""
+
+    rating_threshold: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "keep only interactions with rating >= this value (needs a rating:float column); "
+                          "none = keep every interaction, as implicit feedback"})
+    k_core: int = dataclasses.field(
+        default=0,
+        metadata={"help": "repeatedly drop users and items with fewer than k interactions until none is left "
+                          "(0 = no filtering; the Amazon data of the papers is 5-core)"})
+
+    def is_default(self) -> bool:
+        return self == DataConfig()
 
 
 def option(default: Any, help_text: str) -> Any:
@@ -116,8 +139,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: a config file must hold a table of key = value pairs")
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "eval" and isinstance(value, dict):
-            flat.update({f"eval.{k}": v for k, v in value.items()})
+        if key in ("eval", "data") and isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             flat[key] = value
     return flat
@@ -138,10 +161,28 @@ class ResolvedConfig:
     method: Any
     evaluation: EvalConfig
     profile: str
+    data: DataConfig = DataConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "method": dataclasses.asdict(self.method),
-                "eval": dataclasses.asdict(self.evaluation)}
+        evaluation = dataclasses.asdict(self.evaluation)
+        # Defaults of options added later are left out, so the work-dir key (and resume) of a
+        # run started before them is unchanged; the record's split.protocol names the protocol.
+        if evaluation["protocol"] == "auto":
+            del evaluation["protocol"]
+        resolved = {"profile": self.profile, "method": dataclasses.asdict(self.method), "eval": evaluation}
+        if not self.data.is_default():
+            resolved["data"] = dataclasses.asdict(self.data)
+        return resolved
+
+
+def resolve_data_config(values: Mapping[str, Any]) -> DataConfig:
+    """``data.*`` keys (prefix already removed) into a validated :class:`DataConfig`."""
+    data_values: dict[str, Any] = {}
+    _apply(DataConfig, data_values, values, "data preparation (data.*)")
+    data = DataConfig(**data_values)
+    if data.k_core < 0:
+        raise BenchError(f"config key 'data.k_core' must be 0 (no filtering) or more, got {data.k_core}")
+    return data
 
 
 def resolve(method_name: str, config_class: type, profile_overrides: Mapping[str, Mapping[str, Any]],
@@ -151,13 +192,16 @@ def resolve(method_name: str, config_class: type, profile_overrides: Mapping[str
     owner = f"method '{method_name}'"
     method_values: dict[str, Any] = {}
     eval_values: dict[str, Any] = {}
+    data_values: dict[str, Any] = {}
     layers = [profile_overrides.get(profile, {}), file_values, set_values]
     for layer in layers:
-        method_layer = {k: v for k, v in layer.items() if not k.startswith("eval.")}
+        method_layer = {k: v for k, v in layer.items() if not k.startswith(("eval.", "data."))}
         eval_layer = {k[len("eval."):]: v for k, v in layer.items() if k.startswith("eval.")}
+        data_values.update({k[len("data."):]: v for k, v in layer.items() if k.startswith("data.")})
         _apply(config_class, method_values, method_layer, owner)
         _apply(EvalConfig, eval_values, eval_layer, "the evaluation protocol (eval.*)")
     evaluation = EvalConfig(**eval_values)
     if not evaluation.cutoffs or min(evaluation.cutoffs) < 1:
         raise BenchError("config key 'eval.cutoffs' must hold positive integers")
-    return ResolvedConfig(method=config_class(**method_values), evaluation=evaluation, profile=profile)
+    return ResolvedConfig(method=config_class(**method_values), evaluation=evaluation, profile=profile,
+                          data=resolve_data_config(data_values))
