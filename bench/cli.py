@@ -71,12 +71,23 @@ def data() -> None:
 
 @data.command()
 @click.argument("name")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
-def prepare(name: str, data_dir: Path | None) -> None:
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="folder with the dataset's files; a NAME no card declares is read as a user dataset")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="data.rating_threshold / data.k_core for RecBole atomic files (repeatable)")
+def prepare(name: str, data_dir: Path | None, sets: tuple[str, ...]) -> None:
     """Prepare (and cache) a dataset; prints its size."""
-    from bench.data.prepare import prepare_dataset
+    from bench.config import parse_sets, resolve_data_config
+    from bench.data.prepare import dataset_messages, prepare_dataset
+    from bench.errors import BenchError
 
-    dataset = prepare_dataset(name, data_dir)
+    values = parse_sets(sets)
+    unknown = [key for key in values if not key.startswith("data.")]
+    if unknown:
+        raise BenchError(f"bench data prepare takes only data.* keys, got '{unknown[0]}'")
+    dataset = prepare_dataset(name, data_dir, resolve_data_config({k[len("data."):]: v for k, v in values.items()}))
+    for line in dataset_messages(dataset):
+        click.echo(line, err=True)
     summary = dataset.summary()
     dropped = dataset.metadata.get("dropped_users_fewer_than_3", 0)
     click.echo(f"{name}: {summary['users']} users, {summary['items']} items, "

@@ -22,9 +22,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from bench import config as config_module
-from bench.data.prepare import PROJECT_ROOT, cache_root, prepare_dataset
-from bench.data.split import leave_one_out
-from bench.evaluation.protocol import evaluate
+from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepare_dataset
+from bench.data.split import make_split
+from bench.evaluation.protocol import PhaseResult, evaluate
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
 from bench.results import SCHEMA_VERSION, write_record
@@ -91,14 +91,32 @@ def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, da
     return cache_root() / "work" / f"{request.method}-{request.dataset}-{digest}"
 
 
+def warm_cold_fields(result: PhaseResult, always: bool) -> dict[str, Any]:
+    """``metrics_warm``/``metrics_cold`` and their per-user arrays (with the users they belong
+    to); leave-one-out records carry them only when some test target is cold."""
+    if result.cold is None and not always:
+        return {}
+    fields: dict[str, Any] = {"warm_cold": {}}
+    for label, subset in (("warm", result.warm), ("cold", result.cold)):
+        fields["warm_cold"][f"{label}_targets"] = subset.targets if subset else 0
+        fields["warm_cold"][f"{label}_users"] = int(len(subset.users)) if subset else 0
+        if subset is not None:
+            fields[f"metrics_{label}"] = {name: round(value, 6) for name, value in subset.means().items()}
+            fields[f"per_user_{label}"] = {name: np.round(values, 6) for name, values in subset.per_user.items()}
+            fields[f"users_{label}"] = subset.users
+    return fields
+
+
 def execute(request: RunRequest, log=print) -> Path:
     """Run one method on one dataset and write its record; returns the record's path."""
     method_class, resolved = resolve_run_config(request)
-    dataset = prepare_dataset(request.dataset, request.data_dir)
+    dataset = prepare_dataset(request.dataset, request.data_dir, resolved.data)
     if dataset.metadata.get("dropped_users_fewer_than_3"):
         log(f"dataset {dataset.name}: dropped {dataset.metadata['dropped_users_fewer_than_3']} users "
             "with fewer than 3 interactions")
-    split = leave_one_out(dataset)
+    for line in dataset_messages(dataset):
+        log(line)
+    dataset, split = make_split(dataset, resolved.evaluation.protocol)
     context = RunContext(work_dir=work_dir_for(request, resolved, split.digest()), seed=request.seed,
                          profile=resolved.profile, show_progress=request.show_progress)
     context.work_dir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +138,7 @@ def execute(request: RunRequest, log=print) -> Path:
         "dataset": request.dataset,
         "dataset_summary": dataset.summary(),
         "dataset_source": {k: v for k, v in dataset.metadata.items() if k != "card"},
-        "split": {"protocol": "leave-one-out", "digest": split.digest(), "phase": "test"},
+        "split": {"protocol": split.protocol, "digest": split.digest(), "phase": "test", **split.summary()},
         "profile": resolved.profile,
         "config": resolved.to_dict(),
         "seed": request.seed,
@@ -132,6 +150,8 @@ def execute(request: RunRequest, log=print) -> Path:
         "ties": {"users_with_tied_target": test.tied_users, "tied_items_total": test.tied_items_total},
         "method_metadata": method.metadata(),
         "per_user": {name: np.round(values, 6) for name, values in test.per_user.items()},
+        "inference": test.inference(),
+        **warm_cold_fields(test, always=not split.single_target),
     }
     if validation is not None:
         record["validation_metrics"] = {name: round(value, 6) for name, value in validation.means().items()}

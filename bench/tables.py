@@ -6,6 +6,9 @@ paper table whose numbers go beside the cells with ``--with-paper``. Rows are
 dataset x metric. In each row the best value is bold and the second underlined; a star
 marks a best value whose paired t-test over users against the second best has p < 0.05;
 ``Improv.`` is the best value's relative gain over the second best.
+
+When the store holds several seeds of a column's configuration, the cell is their mean ±
+standard deviation, and the test runs over users on the seed-averaged per-user values.
 """
 
 from __future__ import annotations
@@ -17,15 +20,25 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 from tabulate import tabulate
 
 from bench.errors import BenchError
 from bench.registry import Registry
-from bench.results import all_records, per_user
-from bench.statistics import ALPHA, paired_tests
+from bench.results import all_records
+from bench.statistics import ALPHA, paired_tests, seed_averaged, seed_groups
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 PAPER_DATASETS = {"sports": "Sports", "beauty": "Beauty", "toys": "Toys", "yelp": "Yelp"}
+# SETRec's Table 1: blocks of targets (all, warm, cold) x Recall/NDCG@k, and inference time;
+# the labels are those of bench/reference/setrec_paper_tables.csv.
+TARGET_BLOCKS = {"All": "", "Warm": "_warm", "Cold": "_cold"}
+INFERENCE_SECONDS = "Inference seconds (all users)"
+SETREC_METRICS = tuple(f"{block} {name}" for block in TARGET_BLOCKS for name in ("R@5", "R@10", "N@5", "N@10")) \
+    + (INFERENCE_SECONDS,)
+# The paper's Table 1 was measured on its own published split: only those rows get its numbers.
+SETREC_PAPER_DATASETS = {"setrec-toys": "Toys", "setrec-beauty": "Beauty", "setrec-sports": "Sports",
+                         "setrec-steam": "Steam"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +64,11 @@ class TableSpec:
     # The zero-shot table takes only records whose method metadata says zero_shot = True,
     # every other table only records that do not.
     record_filter: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Row metrics (see metric_value); the datasets that get the paper's numbers (None: those
+    # of PAPER_DATASETS, else the capitalised name); state_protocol: rows name their protocol.
+    metrics: tuple[str, ...] = METRICS
+    paper_datasets: Mapping[str, str] | None = None
+    state_protocol: bool = False
 
 
 def _standard() -> list[TableSpec]:
@@ -80,18 +98,62 @@ def _zero_shot_tables() -> list[TableSpec]:
                       {"zero_shot": True})]
 
 
+def _setrec() -> list[TableSpec]:
+    """SETRec's Table 1 (T5-small block): the methods the harness has, all/warm/cold, inference time."""
+    columns = (Column("IDGenRec", "idgenrec", {"training": "alternate", "ids": "user+item"}, "IDGenRec"),
+               Column("P5-CID", "p5-cid", {}, "CID"), Column("P5-SemID", "p5-semid", {}, "SemID"),
+               Column("TIGER", "tiger", {}, "TIGER"), Column("SASRec", "sasrec", {}, None),
+               Column("SETRec", "setrec", {"cf_token": True, "semantic_tokens": True, "shared_query": False,
+                                           "item_positions": "shared"}, "SETRec"))
+    return [TableSpec("SETRec Table 1: all / warm / cold targets and inference time", "setrec-T5-small", columns,
+                      ("setrec-toys", "setrec-beauty", "setrec-sports", "toys", "beauty", "sports", "demo"),
+                      metrics=SETREC_METRICS, paper_datasets=SETREC_PAPER_DATASETS, state_protocol=True)]
+
+
 def table_registry() -> Registry:
     registry: Registry = Registry("table")
     registry.add("standard", _standard)
     registry.add("ablation", _ablation)
     registry.add("zero-shot", _zero_shot_tables)
+    registry.add("setrec", _setrec)
     return registry
 
 
 def paper_numbers() -> dict[tuple[str, str, str, str], float]:
-    text = resources.files("bench").joinpath("reference/idgenrec_paper_tables.csv").read_text()
-    return {(row["table"], row["dataset"], row["method"], row["metric"]): float(row["value"])
-            for row in csv.DictReader(io.StringIO(text))}
+    numbers = {}
+    for name in ("idgenrec_paper_tables.csv", "setrec_paper_tables.csv"):
+        text = resources.files("bench").joinpath(f"reference/{name}").read_text()
+        numbers.update({(row["table"], row["dataset"], row["method"], row["metric"]): float(row["value"])
+                        for row in csv.DictReader(io.StringIO(text))})
+    return numbers
+
+
+def _record_field(record: dict[str, Any], metric: str) -> tuple[str, str]:
+    """The record's suffix (``""``, ``_warm``, ``_cold``) and metric name for a row label:
+    ``HR@10`` as is; ``Warm R@10`` is ``Recall@10`` of the warm targets, which with one target
+    per user (leave-one-out) is ``HR@10``."""
+    block, _, name = metric.partition(" ")
+    if block not in TARGET_BLOCKS:
+        return "", metric
+    full = {"R": "Recall", "N": "NDCG"}[name[0]] + name[1:]
+    if full.startswith("Recall@") and full not in record.get(f"metrics{TARGET_BLOCKS[block]}", {}):
+        full = "HR@" + full[len("Recall@"):]
+    return TARGET_BLOCKS[block], full
+
+
+def metric_value(record: dict[str, Any], metric: str) -> float | None:
+    """A row label's value in one record (None when the record does not have it)."""
+    if metric == INFERENCE_SECONDS:
+        return record.get("inference", {}).get("seconds")
+    suffix, name = _record_field(record, metric)
+    return record.get(f"metrics{suffix}", {}).get(name)
+
+
+def _seed_averaged(records: list[dict[str, Any]], metric: str):
+    suffix, name = _record_field(records[0], metric)
+    if not suffix:
+        return seed_averaged(records, name)
+    return np.mean([np.asarray(r[f"per_user{suffix}"][name], dtype=np.float64) for r in records], axis=0)
 
 
 def _is_zero_shot_record(record: dict[str, Any]) -> bool:
@@ -99,46 +161,77 @@ def _is_zero_shot_record(record: dict[str, Any]) -> bool:
     return bool(record.get("method_metadata", {}).get("zero_shot", False))
 
 
-def _latest(records: list[dict[str, Any]], spec: TableSpec, column: Column, dataset: str) -> dict[str, Any] | None:
+def _latest_group(records: list[dict[str, Any]], spec: TableSpec, column: Column,
+                  dataset: str) -> list[dict[str, Any]] | None:
+    """The seeds of the newest configuration that fits the cell (one record per seed)."""
     chosen = [r for r in records if r["dataset"] == dataset and column.matches(r)
               and not r["config"]["eval"].get("mask_history")
               and _is_zero_shot_record(r) == bool(spec.record_filter.get("zero_shot", False))]
-    return max(chosen, key=lambda r: r["started_at"]) if chosen else None
+    groups = seed_groups(chosen)
+    return max(groups, key=lambda group: max(r["started_at"] for r in group)) if groups else None
 
 
 @dataclasses.dataclass
 class Cell:
-    value: float | None
+    value: float | None  # the mean over the seeds of ``records``
     paper: float | None
-    record: dict[str, Any] | None
+    records: list[dict[str, Any]] | None  # one per seed
     mark: str = ""
     significant: bool = False
+    std: float | None = None  # standard deviation over seeds (ddof=1), with two or more seeds
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        return self.records[0] if self.records else None
+
+
+def _cell(group: list[dict[str, Any]] | None, metric: str, paper: float | None) -> Cell:
+    values = [value for value in (metric_value(r, metric) for r in group or []) if value is not None]
+    if not group or len(values) < len(group):
+        return Cell(value=None, paper=paper, records=group)
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return Cell(value=float(np.mean(values)), paper=paper, records=group, std=std)
 
 
 def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> list[tuple[str, str, list[Cell], str]]:
     rows = []
     for dataset in spec.datasets:
-        chosen = [_latest(records, spec, column, dataset) for column in spec.columns]
+        chosen = [_latest_group(records, spec, column, dataset) for column in spec.columns]
         if not any(chosen):
             continue
-        paper_dataset = PAPER_DATASETS.get(dataset, dataset.capitalize())
-        for metric in METRICS:
-            cells = [Cell(value=r["metrics"].get(metric) if r else None,
-                          paper=paper.get((spec.paper_table, paper_dataset, c.paper_label, metric)) if c.paper_label else None,
-                          record=r) for c, r in zip(spec.columns, chosen)]
-            ranked = sorted((i for i, c in enumerate(cells) if c.value is not None), key=lambda i: -cells[i].value)
+        if spec.paper_datasets is None:
+            paper_dataset = label = PAPER_DATASETS.get(dataset, dataset.capitalize())
+        else:
+            paper_dataset, label = spec.paper_datasets.get(dataset), dataset
+        if spec.state_protocol:
+            protocols = sorted({r["split"].get("protocol", "leave-one-out") for g in chosen if g for r in g})
+            label += f" ({', '.join(protocols)})"
+        for metric in spec.metrics:
+            cells = [_cell(group, metric, paper.get((spec.paper_table, paper_dataset, c.paper_label, metric))
+                           if c.paper_label and paper_dataset else None)
+                     for c, group in zip(spec.columns, chosen)]
+            if spec.state_protocol and all(c.value is None and c.paper is None for c in cells):
+                continue  # e.g. no cold target under this protocol: no row of dashes
+            # Seconds: the fastest is best, and "Improv." is how many times faster than the second.
+            faster = metric == INFERENCE_SECONDS
+            ranked = sorted((i for i, c in enumerate(cells) if c.value is not None),
+                            key=lambda i: cells[i].value if faster else -cells[i].value)
             improvement = ""
             if len(ranked) >= 2:
                 best, second = cells[ranked[0]], cells[ranked[1]]
                 best.mark, second.mark = "best", "second"
+                if faster:
+                    improvement = f"{second.value / best.value:.2f}x" if best.value > 0 else ""
+                    rows.append((label, metric, cells, improvement))
+                    continue
                 if best.record["split"]["digest"] == second.record["split"]["digest"]:
-                    t_p, _ = paired_tests(per_user(best.record, metric), per_user(second.record, metric))
+                    t_p, _ = paired_tests(_seed_averaged(best.records, metric), _seed_averaged(second.records, metric))
                     best.significant = t_p < ALPHA and best.value > second.value
                 if second.value > 0:
                     improvement = f"{100 * (best.value - second.value) / second.value:.2f}%"
             elif ranked:
                 cells[ranked[0]].mark = "best"
-            rows.append((paper_dataset, metric, cells, improvement))
+            rows.append((label, metric, cells, improvement))
     return rows
 
 
@@ -146,7 +239,10 @@ def _format(cell: Cell, output_format: str, with_paper: bool) -> str:
     if cell.value is None:
         text = "-"
     else:
-        text = f"{cell.value:.4f}" + ("*" if cell.significant else "")
+        text = f"{cell.value:.4f}"
+        if cell.std is not None:
+            text += f" $\\pm$ {cell.std:.4f}" if output_format == "latex" else f" ± {cell.std:.4f}"
+        text += "*" if cell.significant else ""
         if cell.mark == "best":
             text = f"\\textbf{{{text}}}" if output_format == "latex" else f"**{text}**"
         elif cell.mark == "second":
@@ -162,13 +258,15 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
     if output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["table", "dataset", "metric", "method", "value", "paper", "significant", "run_id"])
+        writer.writerow(["table", "dataset", "metric", "method", "value", "std", "seeds", "paper", "significant",
+                         "run_id"])
         for dataset, metric, cells, _ in rows:
             for column, cell in zip(spec.columns, cells):
                 writer.writerow([spec.paper_table, dataset, metric, column.label,
                                  "" if cell.value is None else f"{cell.value:.6f}",
+                                 "" if cell.std is None else f"{cell.std:.6f}", len(cell.records or []),
                                  "" if cell.paper is None else cell.paper, int(cell.significant),
-                                 cell.record["run_id"] if cell.record else ""])
+                                 ";".join(r["run_id"] for r in cell.records or [])])
         return buffer.getvalue().rstrip("\n")
     body = [[dataset, metric] + [_format(c, output_format, with_paper) for c in cells] + [improvement]
             for dataset, metric, cells, improvement in rows]
@@ -177,9 +275,21 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
     if output_format == "latex":
         return f"% {spec.title}\n" + tabulate(body, headers=headers, tablefmt="latex_raw")
     note = "\n\nBold: best; underlined: second; *: paired t-test over users vs the second best, p < 0.05."
+    if any(cell.std is not None for _, _, cells, _ in rows for cell in cells):
+        note += " a ± b: mean ± standard deviation over seeds (tested on seed-averaged per-user values)."
+    if INFERENCE_SECONDS in spec.metrics:
+        note += (f" {INFERENCE_SECONDS}: ranking every evaluated test user (the record's inference field); the "
+                 "fastest is bold and Improv. says how many times faster it is than the second.")
+    if spec.state_protocol:
+        note += " Each dataset names the split protocol of its records; R@k is HR@k when a user has one target."
     if with_paper:
         note += " In parentheses: the paper's number."
     return f"{spec.title}\n\n" + tabulate(body, headers=headers, tablefmt="github") + note
+
+
+def table_rows(spec: TableSpec, records: list[dict[str, Any]]) -> list[tuple[str, str, list[Cell], str]]:
+    """The rows of a table as data: (dataset, metric, one cell per column, improvement text)."""
+    return _build_rows(spec, records, paper_numbers())
 
 
 def render_table(name: str, results_dir: Path, output_format: str = "markdown", with_paper: bool = False) -> str:
@@ -191,7 +301,10 @@ def render_table(name: str, results_dir: Path, output_format: str = "markdown", 
 
 
 def metrics_line(record: dict[str, Any]) -> str:
-    rows = [[record["method"], record["dataset"]] + [f"{record['metrics'][m]:.4f}" for m in METRICS
-                                                     if m in record["metrics"]]]
-    headers = ["method", "dataset"] + [m for m in METRICS if m in record["metrics"]]
-    return tabulate(rows, headers=headers, tablefmt="github")
+    """The test metrics of one record: all targets, then warm and cold ones when recorded."""
+    shown = [m for m in ("Recall@5", "Recall@10") + METRICS if m in record["metrics"]]
+    groups = [("all", record["metrics"])] + [(label, record[f"metrics_{label}"]) for label in ("warm", "cold")
+                                             if f"metrics_{label}" in record]
+    rows = [[record["method"], record["dataset"], record["split"].get("protocol", "leave-one-out"), label]
+            + [f"{values[m]:.4f}" if m in values else "-" for m in shown] for label, values in groups]
+    return tabulate(rows, headers=["method", "dataset", "protocol", "targets"] + shown, tablefmt="github")

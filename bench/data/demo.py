@@ -6,9 +6,12 @@ rarely jumping to a random item. So the next item is predictable from the last o
 (a sequence model wins), while popularity is nearly flat (``pop`` loses). Item text
 names the theme and the position words, so text-based IDs carry the structure too.
 
-Timestamps are plausible review times: each user starts on a day spread over two years and
-comes back after a few days each time. They are drawn from their own random stream, so the
-sequences are exactly those of the demo before it had timestamps.
+Timestamps are plausible review times: volumes of a series come out one after another (the
+final volume of two series in three late), a user starts on some day of the first eighteen
+months, comes back after about a month each time, and never reviews a volume before it is
+out. So a time cut leaves the late volumes to the last windows (cold items, as in SETRec's
+split). Times come from their
+own random stream: the sequences are exactly those of the demo before it had timestamps.
 """
 
 from __future__ import annotations
@@ -48,6 +51,12 @@ def generate_demo(card: dict[str, Any]) -> Dataset:
             chain.append(item)
             item_ids.append(item)
         chains.append(chain)
+    # Volume p of a series comes out p * 1.5 years / per_theme after the start; the final
+    # volume of a third of the series only after 2.6 years, of another third after 3.2.
+    late = {0: None, 1: 2.6 * YEAR, 2: 3.2 * YEAR}
+    release = {item: DEMO_EPOCH + (late[theme_index % 3] if position == per_theme - 1 and late[theme_index % 3]
+                                   else position * 1.5 * YEAR / per_theme)
+               for theme_index, chain in enumerate(chains) for position, item in enumerate(chain)}
     sequences: list[tuple[str, list[str]]] = []
     clock = np.random.default_rng(int(card.get("seed", 7)) + 1)
     timestamps: list[list[float]] = []
@@ -64,8 +73,16 @@ def generate_demo(card: dict[str, Any]) -> Dataset:
             else:
                 position += 1 if draw < 0.85 else 2
         sequences.append((f"U{user_index:04d}", items))
-        start = DEMO_EPOCH + clock.uniform(0, 2 * YEAR)
-        gaps = np.concatenate([[0.0], np.cumsum(clock.exponential(5 * DAY, size=len(items) - 1))])
-        timestamps.append(np.floor(start + gaps).tolist())
+        timestamps.append(_review_times(clock, [release[item] for item in items]))
     metadata = {"format": "demo", "generator": "bench.data.demo", "card": dict(card)}
     return build_dataset(card["name"], sequences, item_text, item_attributes, metadata, timestamps=timestamps)
+
+
+def _review_times(clock: np.random.Generator, releases: list[float]) -> list[float]:
+    times = []
+    moment = DEMO_EPOCH + clock.uniform(0, 1.5 * YEAR)
+    for out in releases:
+        moment = max(moment, out + clock.uniform(0, 3 * DAY))
+        times.append(float(np.floor(moment)))
+        moment += clock.exponential(30 * DAY)
+    return times
