@@ -52,6 +52,10 @@ def bootstrap_interval(values: np.ndarray, seed: int = 0, resamples: int = 1000)
 
 
 def check_pairable(a: dict[str, Any], b: dict[str, Any]) -> None:
+    protocols = [record["split"].get("protocol", "leave-one-out") for record in (a, b)]
+    if protocols[0] != protocols[1]:
+        raise BenchError(f"runs {a['run_id']} ({protocols[0]}) and {b['run_id']} ({protocols[1]}) use different "
+                         "split protocols; a paired test needs runs of one protocol on the same split")
     if a["dataset"] != b["dataset"] or a["split"]["digest"] != b["split"]["digest"]:
         raise BenchError(f"runs {a['run_id']} ({a['dataset']}) and {b['run_id']} ({b['dataset']}) "
                          "are not on the same users and targets; a paired test needs the same split")

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 from tabulate import tabulate
 
+from bench.data.prepare import ID_ORDER_WARNING_SHARE
 from bench.errors import BenchError
 from bench.registry import Registry
 from bench.results import all_records
@@ -161,10 +162,30 @@ def _is_zero_shot_record(record: dict[str, Any]) -> bool:
     return bool(record.get("method_metadata", {}).get("zero_shot", False))
 
 
+def data_variant(record: dict[str, Any]) -> tuple[str, str]:
+    """What a record's data is beyond its dataset name: ``(order, protocol)``. Rows never mix
+    variants, so a reader never sees numbers of the ID-sorted IDGenRec release and of the
+    chronological copy (or of two split protocols) in one row. The order comes from the
+    record itself: the card's declared order, or the recorded share of ID-sorted sequences."""
+    source = record.get("dataset_source", {})
+    sorted_by_id = (source.get("declared_order") == "ascending-item-id"
+                    or source.get("share_sequences_in_ascending_id_order", 0.0) > ID_ORDER_WARNING_SHARE)
+    return ("ID-sorted release" if sorted_by_id else "", record["split"].get("protocol", "leave-one-out"))
+
+
+def _variant_label(variant: tuple[str, str], state_protocol: bool) -> str:
+    order, protocol = variant
+    parts = [order] if order else []
+    if protocol != "leave-one-out" and not state_protocol:  # state_protocol tables name it themselves
+        parts.append(protocol)
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
 def _latest_group(records: list[dict[str, Any]], spec: TableSpec, column: Column,
-                  dataset: str) -> list[dict[str, Any]] | None:
+                  dataset: str, variant: tuple[str, str] | None = None) -> list[dict[str, Any]] | None:
     """The seeds of the newest configuration that fits the cell (one record per seed)."""
     chosen = [r for r in records if r["dataset"] == dataset and column.matches(r)
+              and (variant is None or data_variant(r) == variant)
               and not r["config"]["eval"].get("mask_history")
               and _is_zero_shot_record(r) == bool(spec.record_filter.get("zero_shot", False))]
     groups = seed_groups(chosen)
@@ -195,14 +216,17 @@ def _cell(group: list[dict[str, Any]] | None, metric: str, paper: float | None) 
 
 def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> list[tuple[str, str, list[Cell], str]]:
     rows = []
-    for dataset in spec.datasets:
-        chosen = [_latest_group(records, spec, column, dataset) for column in spec.columns]
+    pairs = [(dataset, variant) for dataset in spec.datasets
+             for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset})]
+    for dataset, variant in pairs:
+        chosen = [_latest_group(records, spec, column, dataset, variant) for column in spec.columns]
         if not any(chosen):
             continue
         if spec.paper_datasets is None:
             paper_dataset = label = PAPER_DATASETS.get(dataset, dataset.capitalize())
         else:
             paper_dataset, label = spec.paper_datasets.get(dataset), dataset
+        label += _variant_label(variant, spec.state_protocol)
         if spec.state_protocol:
             protocols = sorted({r["split"].get("protocol", "leave-one-out") for g in chosen if g for r in g})
             label += f" ({', '.join(protocols)})"
