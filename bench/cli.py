@@ -31,22 +31,42 @@ def cli() -> None:
 @click.option("--profile", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
               help="cpu: small models built here, no hub; paper: the papers' checkpoints and sizes")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="data-parallel processes, started through torch's launcher (one per GPU; gloo on CPU); "
+                   "under torchrun or accelerate launch the launcher's count is used")
 @RESULTS_OPTION
 def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | None, sets: tuple[str, ...],
-        seed: int, profile: str, quiet: bool, results_dir: Path) -> None:
+        seed: int, profile: str, quiet: bool, processes: int, results_dir: Path) -> None:
     """Train and evaluate one method on one dataset; the last line printed is the record's path."""
     from bench.config import parse_sets
+    from bench.launch import check_process_count, launch, needs_launch
     from bench.results import read_record
-    from bench.runner import RunRequest, execute
+    from bench.runner import RunRequest, execute, resolve_run_config
     from bench.tables import metrics_line
 
+    check_process_count(processes)
     request = RunRequest(method=method, dataset=dataset, data_dir=data_dir, config_file=config_file,
                          sets=parse_sets(sets), seed=seed, profile=profile, results_dir=results_dir,
                          show_progress=not quiet)
+    if needs_launch(processes):
+        resolve_run_config(request)  # a bad key is reported once, before any process starts
+        launch(processes, sys.argv[1:])
+        return
     path = execute(request, log=lambda message: click.echo(message, err=True))
+    if path is None:  # not the main process of a multi-process run: it wrote nothing
+        return
     record = read_record(path)
     click.echo(metrics_line(record))
     click.echo(str(path))
+
+
+@cli.command()
+def doctor() -> None:
+    """What to check before a long run: devices and precisions, packages, checkpoints, disk."""
+    from bench.doctor import report
+
+    for line in report():
+        click.echo(line)
 
 
 @cli.command(name="list")
@@ -169,7 +189,11 @@ def main() -> None:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code or 2)
     except BenchError as error:
-        click.echo(f"error: {error}", err=True)
+        from bench.engine.accelerator import launched_processes, launched_rank
+
+        # In a multi-process run each process says which it is, except the main one.
+        where = f" (process {launched_rank()} of {launched_processes()})" if launched_rank() else ""
+        click.echo(f"error{where}: {error}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("error: interrupted; no record was written", err=True)

@@ -12,7 +12,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from bench.config import option, require_at_least_one
-from bench.engine.accelerator import check_option_values
+from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class T5EngineConfig:
+class T5EngineConfig(TrainingConfig):
+    """The training loop's options (:class:`~bench.engine.training.TrainingConfig`) and the T5's."""
+
     backbone: str = option("t5-small", "paper profile: pre-trained T5 checkpoint (hub name or local folder)")
     d_model: int = option(128, "cpu profile: hidden size of the T5 trained from scratch")
     d_ff: int = option(512, "cpu profile: feed-forward size")
@@ -34,33 +36,15 @@ class T5EngineConfig:
     with_user_id: bool = option(False, "write the user's ID into the prompt (P5 does; IDGenRec reports both)")
     last_position_only: bool = option(False, "train on the last training position of each user only, instead of "
                                              "every position t >= 1 (P5/IDGenRec data augmentation)")
-    learning_rate: float = option(1e-3, "peak AdamW learning rate")
-    warmup_ratio: float = option(0.05, "share of optimizer steps with linear warm-up; linear decay after it")
-    weight_decay: float = option(0.01, "AdamW weight decay (not applied to layer norms)")
-    epochs: int = option(10, "passes over the training examples")
-    batch_size: int = option(32, "training examples per forward pass")
-    gradient_accumulation: int = option(1, "forward passes per optimizer step")
-    max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)")
     beam_width: int = option(20, "beams of the constrained beam search (at least the ranking length k)")
-    threads: int = option(0, "torch CPU threads for training and decoding (0 keeps torch's default)")
-    device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; with several "
-                                 "processes each takes the GPU of its local rank")
-    precision: str = option("fp32", "fp32, bf16 (autocast; CUDA, or a CPU with AVX-512 BF16/AMX) or fp16 "
-                                    "(autocast with loss scaling, CUDA only)")
 
     def __post_init__(self) -> None:
+        TrainingConfig.__post_init__(self)
         require_at_least_one(self, ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size",
-                                    "max_history", "epochs", "batch_size", "gradient_accumulation", "beam_width"))
-        if self.threads < 0:
-            raise BenchError(f"config key 'threads' must be 0 (torch's default) or more, got {self.threads}")
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise BenchError(f"config key 'warmup_ratio' must lie in [0, 1], got {self.warmup_ratio}")
-        if self.learning_rate <= 0:
-            raise BenchError(f"config key 'learning_rate' must be positive, got {self.learning_rate}")
-        check_option_values(self.device, self.precision)
+                                    "max_history", "beam_width"))
 
 
-def apply_threads(config: T5EngineConfig) -> None:
+def apply_threads(config: TrainingConfig) -> None:
     import torch
 
     if config.threads:

@@ -17,11 +17,15 @@ import numpy as np
 from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
 from bench.engine.prompts import TEST_TEMPLATE, build_prompt, template_words
 from bench.engine.tokenizer import build_tokenizer
-from bench.engine.training import SequentialExamples, TrainingReport, train_seq2seq
+from bench.engine.batching import SequentialExamples
+from bench.engine.selection import validation_scorer
+from bench.engine.training import TrainingReport, train_seq2seq
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, T5ForConditionalGeneration
+
     from bench.engine.trie import ItemTrie
 
 
@@ -79,22 +83,41 @@ class GenerativeRecommender(Method):
         if users is not None and len(users) != data.split.n_users:
             raise BenchError(f"{owner}: user_identifiers returned {len(users)} IDs for {data.split.n_users} users")
 
-        # The cpu tokenizer learns its pieces from what it will read: item text, the IDs,
-        # the prompts' wording (and user IDs when prompts carry them).
-        corpus = list(data.dataset.item_text) + identifiers + template_words(config.with_user_id) + (users or [])
-        tokenizer = build_tokenizer(context.profile, config.backbone, corpus, context.work_dir / "tokenizer",
-                                    config.vocab_size, context.seed, self.extra_tokens())
-        model = build_model(config, context.profile, tokenizer, context.seed)
+        tokenizer = self.build_tokenizer(data, identifiers, users)
+        model = self.build_model(tokenizer)
         token_sequences = tokenizer(identifiers).input_ids  # EOS-terminated, as the targets in training
         check_unique_identifiers([tuple(tokens) for tokens in token_sequences], data.dataset.item_ids, owner,
                                  what="the token sequence")
         self.trie: ItemTrie = ItemTrie.build(token_sequences, tokenizer.eos_token_id, tokenizer.pad_token_id)
-        examples = SequentialExamples(data.split.train, identifiers, config.max_history, context.seed,
-                                      users, config.last_position_only)
-        self.report: TrainingReport = train_seq2seq(model, tokenizer, examples, config,
-                                                    context.work_dir / "checkpoints", context)
+        # rank() reads these, so validation during training ranks with the model being trained.
         self.tokenizer, self.model = tokenizer, model
         self.identifiers, self.users = identifiers, users
+        examples = self.training_examples(data, identifiers, users)
+        validate = validation_scorer(self, data.split, config.validation_users, context)
+        self.report: TrainingReport = train_seq2seq(model, tokenizer, examples, config,
+                                                    context.work_dir / "checkpoints", context, validate=validate)
+
+    # Hooks for schemes that differ in more than the ID string (TIGER: code tokens only,
+    # no worded prompt, a T5 from scratch in every profile).
+    def build_tokenizer(self, data: TrainingData, identifiers: list[str],
+                        users: list[str] | None) -> "PreTrainedTokenizerBase":
+        """The profile's tokenizer. The cpu one learns its pieces from what it will read: item
+        text, the IDs, the prompts' wording (and user IDs when prompts carry them)."""
+        config, context = self.config, self.context
+        corpus = list(data.dataset.item_text) + identifiers + template_words(config.with_user_id) + (users or [])
+        return build_tokenizer(context.profile, config.backbone, corpus, context.work_dir / "tokenizer",
+                               config.vocab_size, context.seed, self.extra_tokens())
+
+    def build_model(self, tokenizer: "PreTrainedTokenizerBase") -> "T5ForConditionalGeneration":
+        """The profile's T5: pre-trained backbone (paper) or a small one from scratch (cpu)."""
+        return build_model(self.config, self.context.profile, tokenizer, self.context.seed)
+
+    def training_examples(self, data: TrainingData, identifiers: list[str],
+                          users: list[str] | None) -> SequentialExamples:
+        """(prompt, target ID) pairs per epoch; they must match :meth:`prompts` at test time."""
+        config = self.config
+        return SequentialExamples(data.split.train, identifiers, config.max_history, self.context.seed,
+                                  users, config.last_position_only)
 
     def prompts(self, users: np.ndarray, histories: list[np.ndarray]) -> list[str]:
         """Test prompts: the fixed template, the most recent items of each history."""
@@ -119,13 +142,9 @@ class GenerativeRecommender(Method):
             "vocab_size": len(self.tokenizer),
             "extra_tokens": len(self.extra_tokens()),
             "max_id_tokens": self.trie.max_depth - 1,  # EOS not counted
-            "epochs": report.epochs,
-            "examples_per_epoch": report.examples_per_epoch,
-            "optimizer_steps": report.optimizer_steps,
-            "train_seconds": report.train_seconds,
-            "final_epoch_loss": None if report.final_epoch_loss is None else round(report.final_epoch_loss, 6),
-            "resumed_from_epoch": report.resumed_from_epoch,
+            **report.record(),
         }
         if self.context.profile == "paper":
             found["backbone"] = self.config.backbone
         return found
+

@@ -1,16 +1,31 @@
-"""One seq2seq training loop for every T5-based method, and the sequential-recommendation
-training examples of P5/IDGenRec.
+"""The engine's one training loop, for every model (T5 methods, SETRec, TIGER, UniSRec):
+:func:`train_model` over a task object, with model selection on validation.
+
+A task says what the examples are and what the loss is:
+- ``examples_for_epoch(epoch) -> Sequence`` (the same number every epoch, drawn from
+  (seed, epoch) only);
+- ``collate(examples) -> dict[str, Tensor]``;
+- ``loss(model, batch) -> Tensor``;
+- optionally ``example_length(example) -> int``: with ``length_bucketing`` batches are
+  then cut from examples of similar length (:func:`bench.engine.batching.epoch_batches`).
 
 The loop is AdamW with linear warm-up then linear decay, gradient accumulation and
-clipping. It writes a checkpoint at the end of every epoch (model, optimizer, scheduler,
-RNG states, epoch) into a fresh folder that is renamed into place only once complete, so
-a run killed at any moment resumes from its last complete epoch and ends with exactly
-the weights of a run that was never killed: the data order and prompt templates of an
-epoch are drawn from (seed, epoch) alone, and dropout's RNG state is restored.
+clipping. Device, precision and processes come from :mod:`bench.engine.accelerator`: with
+N processes each global batch is split over them, so the global batch and the learning-rate
+schedule are those of one process. Every ``eval_every`` epochs ``validate(model)`` scores
+the model; the best weights (validation NDCG@10) are kept beside the last epoch's
+checkpoint, training stops after ``patience`` scores without improvement, and the best
+weights are loaded before returning (:mod:`bench.engine.selection`).
+
+A checkpoint is written at the end of every epoch (model, optimizer, scheduler, RNG
+states, epoch, selection state) into a fresh folder that is renamed into place only once
+complete, so a run killed at any moment resumes from its last complete epoch and ends with
+exactly the weights, curve and stopping point of a run that was never killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -18,84 +33,113 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from bench.engine.model import T5EngineConfig
-from bench.engine.prompts import build_prompt, sample_template_indices
+from bench.config import option, require_at_least_one
+from bench.engine.accelerator import check_option_values
+from bench.engine.batching import ExamplesForEpoch, Seq2SeqTask, epoch_batches
+from bench.engine.selection import Selection
 from bench.errors import BenchError
 from bench.method import RunContext
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-# (source prompt, target text), either as strings or already as token IDs (EOS-terminated).
-Example = tuple[str | Sequence[int], str | Sequence[int]]
-ExamplesForEpoch = Callable[[int], Sequence[Example]]
+    from bench.engine.accelerator import Runtime
 
 CHECKPOINT_PREFIX = "epoch-"
+BEST_PREFIX = "best-epoch-"
 STATE_FILE = "state.pt"
-IGNORE_INDEX = -100  # label positions the loss skips (padding)
+WEIGHTS_FILE = "weights.pt"
+Validate = Callable[[Any], dict[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Options of the training loop; method configs inherit them (``T5EngineConfig``, SETRec,
+    UniSRec). Defaults are the ``paper`` profile's; the cpu profiles override a few."""
+
+    learning_rate: float = option(1e-3, "peak AdamW learning rate")
+    warmup_ratio: float = option(0.05, "share of optimizer steps with linear warm-up; linear decay after it")
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to layer norms and biases)")
+    epochs: int = option(10, "passes over the training examples (at most: see patience)")
+    batch_size: int = option(32, "training examples per optimizer micro-step, over all processes together")
+    gradient_accumulation: int = option(1, "micro-steps (batches) per optimizer step")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)")
+    threads: int = option(0, "torch CPU threads for training and decoding (0 keeps torch's default)")
+    device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; with several "
+                                 "processes each takes the GPU of its local rank")
+    precision: str = option("fp32", "fp32, bf16 (autocast; CUDA, or a CPU with AVX-512 BF16/AMX) or fp16 "
+                                    "(autocast with loss scaling, CUDA only)")
+    length_bucketing: bool = option(True, "cut batches from examples of similar length (less padding); the "
+                                          "batches' order is still random per (seed, epoch)")
+    eval_every: int = option(1, "epochs between rankings of the validation targets for model selection (0: no "
+                                "selection, the last epoch's weights are tested)")
+    patience: int = option(5, "validation rankings without a better NDCG@10 before training stops (0: never "
+                              "stop early; the best epoch's weights are still the ones tested)")
+    validation_users: int = option(0, "users whose validation target is ranked for model selection, sampled "
+                                      "with the seed (0: all users)")
+
+    def __post_init__(self) -> None:
+        require_at_least_one(self, ("epochs", "batch_size", "gradient_accumulation"))
+        for name in ("threads", "eval_every", "patience", "validation_users"):
+            if getattr(self, name) < 0:
+                raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise BenchError(f"config key 'warmup_ratio' must lie in [0, 1], got {self.warmup_ratio}")
+        if self.learning_rate <= 0:
+            raise BenchError(f"config key 'learning_rate' must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            name = "weight_decay" if self.weight_decay < 0 else "max_grad_norm"
+            raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
+        check_option_values(self.device, self.precision)
+
+
+class TrainingTask(Protocol):
+    def examples_for_epoch(self, epoch: int) -> Sequence[Any]: ...
+
+    def collate(self, examples: Sequence[Any]) -> dict[str, "torch.Tensor"]: ...
+
+    def loss(self, model: Any, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor": ...
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingReport:
-    epochs: int
+    epochs: int  # epochs trained (fewer than max_epochs when patience stopped the run)
+    max_epochs: int
     examples_per_epoch: int
-    optimizer_steps: int
+    optimizer_steps: int  # steps taken
     train_seconds: float
+    validation_seconds: float
     final_epoch_loss: float | None
     resumed_from_epoch: int  # 0 when training started from scratch
+    training_curve: tuple[dict[str, Any], ...] = ()  # one entry per validated epoch
+    best_epoch: int | None = None  # None without validation: the last epoch's weights are kept
+    stopped_by: str = "epochs"  # "epochs" (all trained) or "patience"
+    selection: dict[str, Any] | None = None  # how validation was done (metric, users, eval_every, patience)
+
+    def record(self) -> dict[str, Any]:
+        """What a run record keeps of the training: budget, time, loss, and the model selection."""
+        found = dataclasses.asdict(self)
+        found["training_curve"] = list(self.training_curve)
+        if self.final_epoch_loss is not None:
+            found["final_epoch_loss"] = round(self.final_epoch_loss, 6)
+        return found
 
 
-class SequentialExamples:
-    """P5/IDGenRec data augmentation: every position t >= 1 of a user's training sequence
-    is one example, prompt(history[:t]) -> ID of item t (or only the last position)."""
-
-    def __init__(self, train_sequences: Sequence[np.ndarray], item_identifiers: Sequence[str], max_history: int,
-                 seed: int, user_identifiers: Sequence[str] | None = None, last_position_only: bool = False) -> None:
-        self.sequences = train_sequences
-        self.item_identifiers = item_identifiers
-        self.user_identifiers = user_identifiers
-        self.max_history = max_history
-        self.seed = seed
-        lengths = np.asarray([len(sequence) for sequence in train_sequences], dtype=np.int64)
-        if last_position_only:
-            users = np.flatnonzero(lengths >= 2)
-            positions = lengths[users] - 1
-        else:
-            users = np.repeat(np.arange(len(lengths)), np.maximum(lengths - 1, 0))
-            # Positions 1..len-1 of each user, laid out user after user.
-            starts = np.cumsum(np.maximum(lengths - 1, 0)) - np.maximum(lengths - 1, 0)
-            positions = np.arange(len(users)) - np.repeat(starts, np.maximum(lengths - 1, 0)) + 1
-        self.users, self.positions = users, positions
-
-    def __len__(self) -> int:
-        return len(self.users)
-
-    def __call__(self, epoch: int) -> list[Example]:
-        # Templates depend on (seed, epoch) only, so a resumed epoch sees the same prompts.
-        rng = np.random.default_rng([self.seed, epoch, 0])
-        template_indices = sample_template_indices(len(self.users), rng)
-        examples = []
-        for user, position, template in zip(self.users.tolist(), self.positions.tolist(), template_indices.tolist()):
-            sequence = self.sequences[user]
-            history = [self.item_identifiers[item] for item in sequence[max(0, position - self.max_history):position]]
-            user_id = self.user_identifiers[user] if self.user_identifiers is not None else None
-            examples.append((build_prompt(history, self.max_history, template, user_id),
-                             self.item_identifiers[sequence[position]]))
-        return examples
-
-
-def _optimizer(model: "PreTrainedModel", config: T5EngineConfig):
+def _optimizer(model: Any, config: TrainingConfig, fused: bool):
     import torch
 
-    # Weight decay on matrices only: decaying layer-norm gains shrinks them for no reason.
+    # Weight decay on matrices only: decaying layer-norm gains and biases shrinks them for no reason.
     decayed = [p for _, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     kept = [p for _, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decayed, "weight_decay": config.weight_decay}, {"params": kept, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.learning_rate)
+    # The fused kernel does all parameters in one call instead of one op per tensor per
+    # moment: the optimizer step was ~6% of a cpu-profile step.
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused or None)
 
 
 def _rng_states() -> dict[str, Any]:
@@ -112,90 +156,102 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
 
 
-def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The last complete epoch folder (a folder only gets its final name once complete)."""
+def _numbered(checkpoint_dir: Path, prefix: str) -> dict[int, Path]:
+    """Complete folders ``<prefix><epoch>`` (a folder only gets its final name once complete)."""
     if not checkpoint_dir.is_dir():
-        return None
-    complete = sorted(path for path in checkpoint_dir.glob(f"{CHECKPOINT_PREFIX}*")
-                      if path.is_dir() and path.name[len(CHECKPOINT_PREFIX):].isdigit()
-                      and (path / STATE_FILE).is_file())
-    return complete[-1] if complete else None
+        return {}
+    return {int(path.name[len(prefix):]): path for path in checkpoint_dir.glob(f"{prefix}*")
+            if path.is_dir() and path.name[len(prefix):].isdigit()}
 
 
-def _save_checkpoint(checkpoint_dir: Path, epoch: int, state: dict[str, Any]) -> None:
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The last complete epoch checkpoint."""
+    complete = {epoch: path for epoch, path in _numbered(Path(checkpoint_dir), CHECKPOINT_PREFIX).items()
+                if (path / STATE_FILE).is_file()}
+    return complete[max(complete)] if complete else None
+
+
+def _write_folder(checkpoint_dir: Path, name: str, file_name: str, payload: dict[str, Any]) -> None:
+    """``payload`` into ``checkpoint_dir/name/file_name``, renamed into place once complete."""
     import torch
 
-    final = checkpoint_dir / f"{CHECKPOINT_PREFIX}{epoch:04d}"
-    temporary = checkpoint_dir / f".tmp-{CHECKPOINT_PREFIX}{epoch:04d}-{os.getpid()}"
+    final = checkpoint_dir / name
+    temporary = checkpoint_dir / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    with open(temporary / STATE_FILE, "wb") as stream:
-        torch.save(state, stream)
+    with open(temporary / file_name, "wb") as stream:
+        torch.save(payload, stream)
         stream.flush()
         os.fsync(stream.fileno())
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temporary, final)
-    # Only the newest checkpoint is needed to resume; older ones would fill the disk
-    # (t5-small with its Adam moments is ~0.7 GB per epoch).
+
+
+def _save_checkpoint(checkpoint_dir: Path, epoch: int, state: dict[str, Any]) -> None:
+    _write_folder(checkpoint_dir, f"{CHECKPOINT_PREFIX}{epoch:04d}", STATE_FILE, state)
+    # Only the newest checkpoint and the best weights it names are needed to resume; older
+    # ones would fill the disk (t5-small with its Adam moments is ~0.7 GB per epoch).
+    keep = {f"{CHECKPOINT_PREFIX}{epoch:04d}"}
+    if state["selection"]["best_epoch"] is not None:
+        keep.add(f"{BEST_PREFIX}{state['selection']['best_epoch']:04d}")
     for path in checkpoint_dir.iterdir():
-        if path != final and (path.name.startswith(CHECKPOINT_PREFIX) or path.name.startswith(".tmp-")):
+        if path.name not in keep and path.name.startswith((CHECKPOINT_PREFIX, BEST_PREFIX, ".tmp-")):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
+def _load(path: Path) -> dict[str, Any]:
     import torch
 
     try:
         # Our own file; it holds RNG states (numpy arrays, tuples), hence not weights_only.
-        return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError) as error:
-        raise BenchError(f"{path / STATE_FILE}: cannot read checkpoint ({error}); delete the folder to "
+        raise BenchError(f"{path}: cannot read checkpoint ({error}); delete the folder {path.parent.parent} to "
                          "train from scratch") from None
 
 
-def _tokenize_batch(tokenizer: "PreTrainedTokenizerBase", batch: Sequence[Example]):
-    from bench.engine.prompt_encoding import pad_token_lists
-
-    def encode(texts):
-        if all(isinstance(text, str) for text in texts):
-            encoded = tokenizer(list(texts), padding=True, return_tensors="pt")
-            return encoded.input_ids, encoded.attention_mask
-        return pad_token_lists(texts, tokenizer.pad_token_id)
-
-    input_ids, attention_mask = encode([source for source, _ in batch])
-    labels, label_mask = encode([target for _, target in batch])
-    labels[label_mask == 0] = IGNORE_INDEX
-    return input_ids, attention_mask, labels
+def _validation_due(config: TrainingConfig, epoch: int) -> bool:
+    """After every ``eval_every``-th epoch, and after the last one (so its weights compete)."""
+    return config.eval_every > 0 and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
 
 
-def train_seq2seq(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", examples_for_epoch: ExamplesForEpoch,
-                  config: T5EngineConfig, checkpoint_dir: Path, context: RunContext,
-                  description: str = "train", checkpoint_interval_seconds: float = 0.0) -> TrainingReport:
-    """Train ``model`` for ``config.epochs`` epochs, resuming from ``checkpoint_dir`` if a
-    previous run left a checkpoint there. A checkpoint is written after every epoch, or,
-    with ``checkpoint_interval_seconds``, after the first epoch that ends at least that long
-    after the previous checkpoint (and after the last epoch): for loops of many tiny epochs,
-    whose checkpoints would cost more than the epochs. ``examples_for_epoch(e)`` must return the same
-    number of examples for every epoch and depend only on ``e``."""
+def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoint_dir: Path, context: RunContext,
+                validate: Validate | None = None, description: str = "train",
+                checkpoint_interval_seconds: float = 0.0) -> TrainingReport:
+    """Train ``model`` on ``task`` for at most ``config.epochs`` epochs, resuming from
+    ``checkpoint_dir`` if a previous run left a checkpoint there, with model selection when
+    ``validate`` is given and ``config.eval_every`` > 0. ``validate`` is called on every
+    process with the plain (unwrapped) model in eval mode, under ``torch.no_grad``.
+
+    A checkpoint is written after every epoch, or, with ``checkpoint_interval_seconds``,
+    after the first epoch that ends at least that long after the previous checkpoint (and
+    after the last epoch): for loops of many tiny epochs, whose checkpoints would cost more
+    than the epochs. Returns with ``model`` in eval mode, holding the selected weights."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
+    from bench.engine.accelerator import get_runtime
+
+    runtime = get_runtime(config.device, config.precision)
     checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    first_epoch_examples = examples_for_epoch(0)
+    if runtime.is_main_process:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    validate = validate if config.eval_every > 0 else None
+    first_epoch_examples = task.examples_for_epoch(0)
     n_examples = len(first_epoch_examples)
     if n_examples == 0:
         raise BenchError("no training examples: every user's training sequence has fewer than 2 items")
     batches_per_epoch = math.ceil(n_examples / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = _optimizer(model, config)
+    optimizer = _optimizer(model, config, fused=runtime.device.type in ("cpu", "cuda"))
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
 
-    start_epoch, train_seconds, epoch_loss = 0, 0.0, None
+    start_epoch, train_seconds, validation_seconds, epoch_loss = 0, 0.0, 0.0, None
+    selection = Selection(patience=config.patience)
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
-        state = _load_checkpoint(checkpoint)
+        state = _load(checkpoint / STATE_FILE)
         expected = {"examples_per_epoch": n_examples, "total_steps": total_steps}
         found = {key: state.get(key) for key in expected}
         if found != expected:
@@ -206,56 +262,120 @@ def train_seq2seq(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase"
         scheduler.load_state_dict(state["scheduler"])
         _restore_rng_states(state["rng"])
         start_epoch, train_seconds, epoch_loss = state["epoch"], state["train_seconds"], state["epoch_loss"]
+        validation_seconds = state.get("validation_seconds", 0.0)
+        selection = Selection.from_state(state["selection"])
     else:
         torch.manual_seed(context.seed)  # dropout draws from here; restored on resume
+    scaler_state = state.get("scaler") if checkpoint is not None else None
+    model, optimizer, scheduler = runtime.prepare_training(model, optimizer, scheduler)
+    runtime.load_scaler_state(scaler_state)
+    plain = runtime.unwrap(model)
+    lengths_of = getattr(task, "example_length", None) if config.length_bucketing else None
 
     model.train()
     last_checkpoint = time.perf_counter()
-    for epoch in range(start_epoch, config.epochs):
+    epoch = start_epoch
+    while epoch < config.epochs and selection.stopped_by is None:
         clock = time.perf_counter()
-        examples = first_epoch_examples if epoch == 0 else examples_for_epoch(epoch)
+        examples = first_epoch_examples if epoch == 0 else task.examples_for_epoch(epoch)
         if len(examples) != n_examples:
             raise RuntimeError(f"epoch {epoch} has {len(examples)} examples, epoch 0 had {n_examples}")
-        epoch_loss = _train_one_epoch(model, tokenizer, examples, optimizer, scheduler, config, context,
-                                      epoch, f"{description} epoch {epoch + 1}/{config.epochs}")
-        train_seconds += time.perf_counter() - clock
-        if epoch + 1 < config.epochs and time.perf_counter() - last_checkpoint < checkpoint_interval_seconds:
+        lengths = None if lengths_of is None else np.fromiter(map(lengths_of, examples), np.int64, n_examples)
+        batches = epoch_batches(lengths, n_examples, config.batch_size, context.seed, epoch)
+        epoch_loss = _train_one_epoch(model, task, examples, batches, optimizer, scheduler, config, runtime,
+                                      context, f"{description} epoch {epoch + 1}/{config.epochs}")
+        epoch_seconds = time.perf_counter() - clock
+        train_seconds += epoch_seconds
+        epoch += 1
+        improved = False
+        if validate is not None and _validation_due(config, epoch - 1):
+            clock = time.perf_counter()
+            metrics = _validate(validate, model, plain)
+            seconds = time.perf_counter() - clock
+            validation_seconds += seconds
+            improved = selection.update({
+                "epoch": epoch, "train_loss": round(epoch_loss, 6),
+                "validation": {name: round(value, 6) for name, value in metrics.items()},
+                "train_seconds": round(train_seconds, 2), "validation_seconds": round(seconds, 2)})
+            if improved and runtime.is_main_process:
+                _write_folder(checkpoint_dir, f"{BEST_PREFIX}{epoch:04d}", WEIGHTS_FILE, plain.state_dict())
+        finished = epoch == config.epochs or selection.stopped_by is not None
+        if not finished and time.perf_counter() - last_checkpoint < checkpoint_interval_seconds:
             continue
         last_checkpoint = time.perf_counter()
-        _save_checkpoint(checkpoint_dir, epoch + 1, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": _rng_states(), "epoch": epoch + 1, "train_seconds": train_seconds, "epoch_loss": epoch_loss,
-            "examples_per_epoch": n_examples, "total_steps": total_steps})
-    model.eval()
-    return TrainingReport(epochs=config.epochs, examples_per_epoch=n_examples, optimizer_steps=total_steps,
-                          train_seconds=round(train_seconds, 2), final_epoch_loss=epoch_loss,
-                          resumed_from_epoch=start_epoch)
+        if runtime.is_main_process:
+            _save_checkpoint(checkpoint_dir, epoch, {
+                "model": plain.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": _rng_states(),
+                "epoch": epoch, "train_seconds": train_seconds, "validation_seconds": validation_seconds,
+                "epoch_loss": epoch_loss, "examples_per_epoch": n_examples, "total_steps": total_steps,
+                "selection": selection.state_dict()})
+    runtime.barrier()
+    if validate is not None and selection.best_epoch is not None:
+        best = checkpoint_dir / f"{BEST_PREFIX}{selection.best_epoch:04d}" / WEIGHTS_FILE
+        plain.load_state_dict(_load(best))
+    plain.eval()
+    describe = getattr(validate, "describe", None)
+    return TrainingReport(
+        epochs=epoch, max_epochs=config.epochs, examples_per_epoch=n_examples,
+        optimizer_steps=steps_per_epoch * epoch, train_seconds=round(train_seconds, 2),
+        validation_seconds=round(validation_seconds, 2), final_epoch_loss=epoch_loss,
+        resumed_from_epoch=start_epoch, training_curve=tuple(selection.curve), best_epoch=selection.best_epoch,
+        stopped_by=selection.stopped_by or "epochs",
+        selection=None if validate is None else {**(describe() if describe else {}), "eval_every": config.eval_every,
+                                                 "patience": config.patience})
 
 
-def _train_one_epoch(model, tokenizer, examples: Sequence[Example], optimizer, scheduler, config: T5EngineConfig,
-                     context: RunContext, epoch: int, description: str) -> float:
+def _validate(validate: Validate, model: Any, plain: Any) -> dict[str, float]:
     import torch
 
-    order = np.random.default_rng([context.seed, epoch, 1]).permutation(len(examples))
-    batch_starts = range(0, len(examples), config.batch_size)
-    n_batches = len(batch_starts)
+    model.eval()
+    # Validation must not move the training's random stream: with or without it, and
+    # resumed or not, the epochs draw the same dropout masks.
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        metrics = validate(plain)
+    model.train()
+    return metrics
+
+
+def _train_one_epoch(model: Any, task: TrainingTask, examples: Sequence[Any], batches: list[np.ndarray], optimizer,
+                     scheduler, config: TrainingConfig, runtime: "Runtime", context: RunContext,
+                     description: str) -> float:
+    n_batches = len(batches)
     loss_sum, bar = 0.0, context.progress(total=n_batches, desc=description, unit="batch")
     optimizer.zero_grad(set_to_none=True)
-    for batch_number, start in enumerate(batch_starts):
-        input_ids, attention_mask, labels = _tokenize_batch(
-            tokenizer, [examples[i] for i in order[start:start + config.batch_size]])
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+    for batch_number, indices in enumerate(batches):
+        # This process's share of the global batch (all of it with one process).
+        local = indices[runtime.shard(len(indices))]
+        empty = len(local) == 0  # a last batch smaller than the process count
+        batch = runtime.to_device(task.collate([examples[i] for i in (indices[:1] if empty else local)]))
         group_start = batch_number - batch_number % config.gradient_accumulation
         group_size = min(config.gradient_accumulation, n_batches - group_start)
-        (loss / group_size).backward()
-        if batch_number - group_start + 1 == group_size:
+        steps_now = batch_number - group_start + 1 == group_size
+        with contextlib.nullcontext() if steps_now else runtime.no_sync(model):
+            with runtime.autocast():
+                loss = task.loss(model, batch)
+            runtime.backward((loss * 0.0 if empty else loss) / group_size)
+        if steps_now:
             if config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                runtime.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         loss_sum += float(loss.detach())
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / (batch_number + 1):.4f}", refresh=False)
+        if batch_number % 50 == 0:
+            bar.set_postfix(loss=f"{loss_sum / (batch_number + 1):.4f}", refresh=False)
     bar.close()
-    return loss_sum / n_batches
+    return runtime.mean_across_processes(loss_sum / n_batches)
+
+
+def train_seq2seq(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", examples_for_epoch: ExamplesForEpoch,
+                  config: TrainingConfig, checkpoint_dir: Path, context: RunContext, validate: Validate | None = None,
+                  description: str = "train", checkpoint_interval_seconds: float = 0.0,
+                  pretokenize: bool = True) -> TrainingReport:
+    """:func:`train_model` on the seq2seq task of (source, target) examples
+    (:class:`bench.engine.batching.Seq2SeqTask`): strings or EOS-terminated token lists."""
+    task = Seq2SeqTask(tokenizer, examples_for_epoch, pretokenize=pretokenize)
+    return train_model(model, task, config, checkpoint_dir, context, validate=validate, description=description,
+                       checkpoint_interval_seconds=checkpoint_interval_seconds)

@@ -44,7 +44,9 @@ from bench.engine.prompt_encoding import USER_SLOT, PromptEncoder, pad_token_lis
 from bench.engine.prompts import TEST_TEMPLATE, sample_template_indices, template_words
 from bench.engine.recommender import check_unique_identifiers
 from bench.engine.tokenizer import build_tokenizer
-from bench.engine.training import SequentialExamples, train_seq2seq
+from bench.engine.batching import SequentialExamples
+from bench.engine.selection import SELECTION_METRIC, validation_scorer
+from bench.engine.training import train_seq2seq
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
 from bench.storage import atomic_write_bytes, atomic_write_text
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
 TRAINING_STRATEGIES = ("alternate", "id-only", "rec-only")
 ID_MODES = ("item", "user", "user+item")
 SNAPSHOT_FILE = "snapshot.pt"
+BEST_SNAPSHOT_FILE = "best-snapshot.pt"
 IDS_FILE = "ids.tsv"
 
 
@@ -152,6 +155,10 @@ class IDGenRec(Method):
     # The generator phase reads every ID of a batch's prompts through the generator (item
     # text and user text), so it costs several recommender epochs per epoch; the cpu
     # profile draws 512 examples for it, and builds user IDs from the 5 most recent items.
+    # One process: the shared start is built under a file lock that a second process would
+    # wait on while the first waits for it in the data-parallel warm start; and the
+    # generator phase's loop does not go through the runtime's data-parallel wrapper.
+    supports_processes = False
     profiles = {"cpu": {"epochs": 3, "threads": 1, "generator_phase_learning_rate": 1e-4, "generator_first": False,
                         "generator_phase_examples": 512, "user_id_max_items": 5}}
 
@@ -177,11 +184,15 @@ class IDGenRec(Method):
         self.encoder = PromptEncoder(tokenizer, config.with_users)
         recommender = build_model(config, context.profile, tokenizer, context.seed)
         self.recommender = recommender
+        # Model selection on the evaluated dataset's validation targets; a zero-shot run
+        # never trains on that dataset, so it has nothing to select there.
+        self.validate = None if zero_shot else validation_scorer(self, data.split, config.validation_users, context)
 
         state = {"item_ids": list(initial["ids"]), "user_ids": None, "log": [],
                  "initial_item_stats": initial["stats"], "user_stats": None}
         state = self._run_schedule(corpus, state)
         self.log = state["log"]
+        self.selected_phase, self.selection = state.get("selected_phase"), state.get("selection")
         self.initial_item_ids = list(initial["ids"])
         self.initial_item_stats = initial["stats"]
         self.train_item_stats = state.get("item_stats", initial["stats"])
@@ -261,13 +272,42 @@ class IDGenRec(Method):
             entry.update({"phase": phase.index, "kind": phase.kind, "round": phase.round,
                           "seconds": round(time.perf_counter() - clock, 2)})
             state["log"].append(entry)
+            best = entry.get("best_validation")
+            improved = best is not None and (state.get("selected_phase") is None or best > state["selected_value"])
+            if improved:
+                state["selected_phase"], state["selected_value"] = phase.index, best
             buffer = io.BytesIO()
             torch.save({"recommender": self.recommender.state_dict(), "generator": self.generator.model.state_dict(),
                         "state": state, "phases_done": phase.index + 1}, buffer)
+            if improved:
+                atomic_write_bytes(self.context.work_dir / BEST_SNAPSHOT_FILE, buffer.getvalue())
             atomic_write_bytes(snapshot_file, buffer.getvalue())
+        state = self._selected(state)
         self.generator.model.eval()
         self.recommender.eval()
         return state
+
+    def _selected(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Test with the recommender phase of best validation NDCG@10 (each phase already
+        ended on its best epoch): its recommender, its generator and its IDs, which belong
+        together. The log keeps every phase."""
+        import torch
+
+        selected = state.get("selected_phase")
+        last = max((entry["phase"] for entry in state["log"] if entry["kind"] == "recommender"), default=None)
+        if selected is None or selected == last:
+            return state
+        saved = torch.load(self.context.work_dir / BEST_SNAPSHOT_FILE, map_location="cpu", weights_only=False)
+        self.recommender.load_state_dict(saved["recommender"])
+        self.generator.model.load_state_dict(saved["generator"])
+        return {**saved["state"], "log": state["log"], "selected_phase": selected,
+                "selected_value": state["selected_value"]}
+
+    def _use_ids(self, state: dict[str, Any]) -> None:
+        """Rank with the schedule's current IDs (validation inside a recommender phase)."""
+        self.item_ids = list(state["item_ids"])
+        self.user_ids = {"valid": state["user_ids"]} if self.config.with_users else {}
+        self._build_trie(self.data.dataset.item_ids)
 
     def _token_lists(self, ids: list[str]) -> list[list[int]]:
         return [list(tokens) for tokens in self.tokenizer(ids, add_special_tokens=False).input_ids]
@@ -301,12 +341,19 @@ class IDGenRec(Method):
                 made.append((prompt.input_ids, item_tokens[sequence[position]] + [eos]))
             return made
 
+        if self.validate is not None:
+            self._use_ids(state)
         report = train_seq2seq(self.recommender, self.tokenizer, examples, config,
                                context.work_dir / f"phase-{phase.index:02d}-recommender", context,
-                               description=f"round {phase.round}/{config.rounds} recommender")
-        return {"epochs": report.epochs, "examples_per_epoch": report.examples_per_epoch,
-                "final_epoch_loss": None if report.final_epoch_loss is None else round(report.final_epoch_loss, 6),
-                "resumed_from_epoch": report.resumed_from_epoch}
+                               validate=self.validate, description=f"round {phase.round}/{config.rounds} recommender")
+        found = report.record()
+        for key in ("max_epochs", "optimizer_steps", "selection"):
+            found.pop(key)
+        if report.best_epoch is not None:
+            found["best_validation"] = next(entry["validation"][SELECTION_METRIC] for entry in report.training_curve
+                                            if entry["epoch"] == report.best_epoch)
+        state["selection"] = report.selection
+        return found
 
     def _generator_phase(self, phase: Phase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
         """Train the generator through the frozen recommender, then regenerate all IDs."""
@@ -447,7 +494,11 @@ class IDGenRec(Method):
             "recommender_parameters": count_parameters(self.recommender),
             "generator_parameters": count_parameters(self.generator.model),
             "vocab_size": len(self.tokenizer),
-            "schedule": [entry for entry in self.log],
+            "schedule": [{key: value for key, value in entry.items() if key != "training_curve"} for entry in self.log],
+            "selection": self.selection,
+            "selected_phase": self.selected_phase,
+            "training_curve": [{"phase": entry["phase"], "round": entry["round"], **point}
+                               for entry in self.log for point in entry.get("training_curve", ())],
             "start_seconds": self.start_seconds,
             "initial_item_id_stats": self.initial_item_stats,
             "final_item_id_stats": self.train_item_stats,

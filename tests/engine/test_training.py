@@ -12,7 +12,8 @@ import torch
 from bench.engine.model import T5EngineConfig, build_model
 from bench.engine.prompts import TEMPLATES_WITHOUT_USER
 from bench.engine.tokenizer import train_cpu_tokenizer
-from bench.engine.training import SequentialExamples, latest_checkpoint, train_seq2seq
+from bench.engine.batching import SequentialExamples
+from bench.engine.training import latest_checkpoint, train_seq2seq
 from bench.errors import BenchError
 from bench.method import RunContext
 
