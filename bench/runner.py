@@ -24,6 +24,7 @@ import numpy as np
 from bench import config as config_module
 from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepare_dataset
 from bench.data.split import make_split
+from bench.errors import BenchError
 from bench.evaluation.protocol import PhaseResult, evaluate
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
@@ -107,9 +108,25 @@ def warm_cold_fields(result: PhaseResult, always: bool) -> dict[str, Any]:
     return fields
 
 
-def execute(request: RunRequest, log=print) -> Path:
-    """Run one method on one dataset and write its record; returns the record's path."""
+def start_runtime(method_class: type[Method], method_name: str, method_config: Any):
+    """This process's runtime from the method's ``device``/``precision`` options (a method
+    without them runs on the CPU); refuses several processes for a method that cannot use them."""
+    from bench.engine.accelerator import get_runtime, launched_processes
+
+    processes = launched_processes()
+    if processes > 1 and not getattr(method_class, "supports_processes", True):
+        raise BenchError(f"method '{method_name}' runs in one process only; run it without --processes "
+                         f"(this run has {processes}; see docs/gpu.md)")
+    return get_runtime(getattr(method_config, "device", "cpu"), getattr(method_config, "precision", "fp32"))
+
+
+def execute(request: RunRequest, log=print) -> Path | None:
+    """Run one method on one dataset and write its record; returns the record's path (None
+    on every process but the main one of a multi-process run: only the main one writes)."""
     method_class, resolved = resolve_run_config(request)
+    runtime = start_runtime(method_class, request.method, resolved.method)
+    if not runtime.is_main_process:
+        log = lambda message: None  # noqa: E731 (the main process says it once)
     dataset = prepare_dataset(request.dataset, request.data_dir, resolved.data)
     if dataset.metadata.get("dropped_users_fewer_than_3"):
         log(f"dataset {dataset.name}: dropped {dataset.metadata['dropped_users_fewer_than_3']} users "
@@ -118,7 +135,7 @@ def execute(request: RunRequest, log=print) -> Path:
         log(line)
     dataset, split = make_split(dataset, resolved.evaluation.protocol)
     context = RunContext(work_dir=work_dir_for(request, resolved, split.digest()), seed=request.seed,
-                         profile=resolved.profile, show_progress=request.show_progress)
+                         profile=resolved.profile, show_progress=request.show_progress and runtime.is_main_process)
     context.work_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(request.seed)
     method = method_class(resolved.method, context)
@@ -143,6 +160,7 @@ def execute(request: RunRequest, log=print) -> Path:
         "config": resolved.to_dict(),
         "seed": request.seed,
         "versions": package_versions(),
+        "hardware": runtime.hardware(),
         "git_commit": git_commit(),
         "started_at": started.isoformat(timespec="seconds"),
         "wall_time_seconds": {"fit": round(fit_seconds, 2), "evaluate": round(evaluate_seconds, 2)},
@@ -155,4 +173,6 @@ def execute(request: RunRequest, log=print) -> Path:
     }
     if validation is not None:
         record["validation_metrics"] = {name: round(value, 6) for name, value in validation.means().items()}
+    if not runtime.is_main_process:
+        return None
     return write_record(request.results_dir, record)

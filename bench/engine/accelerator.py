@@ -220,8 +220,9 @@ class Runtime:
 
     # -- inference ----------------------------------------------------------------------
     def place(self, model: Any) -> Any:
-        """``model`` moved to this process's device for inference (no wrapper)."""
-        return model.to(self.device)
+        """``model`` moved to this process's device for inference (no wrapper); something
+        that cannot move (a plain function standing in for a model) is returned as it is."""
+        return model.to(self.device) if hasattr(model, "to") else model
 
     def to_device(self, obj: Any) -> Any:
         """A tensor, or a dict/list/tuple of tensors (other values left alone), on this device."""
@@ -245,12 +246,12 @@ class Runtime:
         return shard_indices(n, self.num_processes, self.process_index)
 
     def gather_shards(self, local: np.ndarray, n: int) -> np.ndarray:
-        """The full ``[n, ...]`` array on every process, from each process's rows for its :meth:`shard`."""
+        """The full ``[n, ...]`` array on every process: each process's contiguous block of rows
+        (the rows of its :meth:`shard`, or of whole batches of it), concatenated in process order."""
         local = np.asarray(local)
-        expected = len(self.shard(n))
-        if local.shape[0] != expected:
-            raise RuntimeError(f"process {self.process_index} holds {local.shape[0]} rows for a shard of {expected}")
         if self.num_processes == 1:
+            if local.shape[0] != n:
+                raise RuntimeError(f"gathered {local.shape[0]} rows from 1 process, expected {n}")
             return local
         import torch.distributed as distributed
 
@@ -340,6 +341,12 @@ def get_runtime(device: str = "auto", precision: str = "fp32") -> Runtime:
         GradientState._reset_state()
     _runtime = Runtime(device, precision)
     return _runtime
+
+
+def distributed_runtime() -> Runtime | None:
+    """The runtime when the run has several processes (joining their group if nothing has
+    yet), None for a single process (then nothing imports torch: score-only methods stay light)."""
+    return current_runtime() if launched_processes() > 1 else None
 
 
 def current_runtime() -> Runtime:

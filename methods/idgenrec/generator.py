@@ -232,6 +232,7 @@ def warm_start_examples(texts: Sequence[str], tokenizer: "PreTrainedTokenizerBas
 def warm_start(generator: IDGenerator, texts: Sequence[str], context: "RunContext") -> "TrainingReport | None":
     """cpu profile: train the copy task with the engine's loop (resumable from
     ``context.work_dir / "generator-warm-start"``); None when 0 epochs are configured."""
+    from bench.engine.accelerator import current_runtime
     from bench.engine.model import T5EngineConfig
     from bench.engine.training import train_seq2seq
 
@@ -244,9 +245,11 @@ def warm_start(generator: IDGenerator, texts: Sequence[str], context: "RunContex
         raise BenchError("ID generator warm start: no item text has a word to copy")
     batches = math.ceil(len(examples) / config.generator_warm_start_batch_size)
     epochs = max(config.generator_warm_start_epochs, math.ceil(config.generator_warm_start_min_steps / batches))
+    runtime = current_runtime()  # the run's device and precision: one runtime per process
     schedule = T5EngineConfig(epochs=epochs,
                               batch_size=config.generator_warm_start_batch_size,
-                              learning_rate=config.generator_learning_rate)
+                              learning_rate=config.generator_learning_rate,
+                              device=runtime.requested_device, precision=runtime.precision)
     report = train_seq2seq(generator.model, generator.tokenizer, lambda epoch: examples, schedule,
                            context.work_dir / "generator-warm-start", context, description="ID generator warm start",
                            checkpoint_interval_seconds=WARM_START_CHECKPOINT_SECONDS)

@@ -64,28 +64,37 @@ def frozen(model) -> Iterator[None]:
 
 def soft_id_loss(generator: "IDGenerator", recommender, batch: SoftBatch, pad_token_id: int) -> "torch.Tensor":
     """The recommender's loss on ``batch.targets`` with every ID span replaced by the
-    generator's probability-weighted embeddings (differentiable w.r.t. the generator)."""
+    generator's probability-weighted embeddings (differentiable w.r.t. the generator).
+    Both models run on the run's device under its precision's autocast."""
     import torch
 
+    from bench.engine.accelerator import current_runtime
+
+    runtime = current_runtime()
+    runtime.place(generator.model)
+    runtime.place(recommender)
+    device = runtime.device
     entities = list(dict.fromkeys(entity for row in batch.span_entities for entity in row))
     index = {entity: position for position, entity in enumerate(entities)}
     embeddings = recommender.get_input_embeddings().weight  # [vocab, d]
     eos = generator.tokenizer.eos_token_id
 
     if entities:
-        encoded = generator.encode([batch.entity_text[entity] for entity in entities])
+        encoded = runtime.to_device(generator.encode([batch.entity_text[entity] for entity in entities]))
         id_tokens = [list(batch.entity_tokens[entity]) for entity in entities]
         labels, label_mask = pad_token_lists([tokens + [eos] for tokens in id_tokens], pad_token_id)
         labels[label_mask == 0] = IGNORE_INDEX
-        logits = generator.model(input_ids=encoded.input_ids, attention_mask=encoded.attention_mask,
-                                 labels=labels).logits  # [entities, length, generator vocab]
+        with runtime.autocast():
+            logits = generator.model(input_ids=encoded.input_ids, attention_mask=encoded.attention_mask,
+                                     labels=runtime.to_device(labels)).logits  # [entities, length, generator vocab]
         if logits.shape[-1] < embeddings.shape[0]:
             raise ValueError(f"the generator's vocabulary ({logits.shape[-1]}) is smaller than the "
                              f"recommender's ({embeddings.shape[0]}); the two must share one vocabulary")
-        probabilities = torch.softmax(logits[..., :embeddings.shape[0]], dim=-1)
+        probabilities = torch.softmax(logits[..., :embeddings.shape[0]].float(), dim=-1)
         soft = probabilities @ embeddings  # [entities, length, d]
 
-    input_ids, attention_mask = pad_token_lists([prompt.input_ids for prompt in batch.prompts], pad_token_id)
+    input_ids, attention_mask = runtime.to_device(
+        pad_token_lists([prompt.input_ids for prompt in batch.prompts], pad_token_id))
     inputs_embeds = embeddings[input_ids]
     rows, positions, sources, offsets = [], [], [], []
     for row, (prompt, row_entities) in enumerate(zip(batch.prompts, batch.span_entities)):
@@ -102,8 +111,10 @@ def soft_id_loss(generator: "IDGenerator", recommender, batch: SoftBatch, pad_to
             offsets.extend(range(length))
     if rows:
         inputs_embeds = inputs_embeds.index_put(
-            (torch.as_tensor(rows), torch.as_tensor(positions)),
-            soft[torch.as_tensor(sources), torch.as_tensor(offsets)])
+            (torch.as_tensor(rows, device=device), torch.as_tensor(positions, device=device)),
+            soft[torch.as_tensor(sources, device=device), torch.as_tensor(offsets, device=device)])
     labels, label_mask = pad_token_lists(batch.targets, pad_token_id)
     labels[label_mask == 0] = IGNORE_INDEX
-    return recommender(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels).loss
+    with runtime.autocast():
+        return recommender(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                           labels=runtime.to_device(labels)).loss

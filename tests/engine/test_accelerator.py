@@ -59,7 +59,7 @@ def test_single_process_runtime() -> None:
     np.testing.assert_array_equal(runtime.shard(5), np.arange(5))
     local = np.arange(10.0).reshape(5, 2)
     np.testing.assert_array_equal(runtime.gather_shards(local, 5), local)
-    with pytest.raises(RuntimeError, match="holds 4 rows for a shard of 5"):
+    with pytest.raises(RuntimeError, match="gathered 4 rows from 1 process, expected 5"):
         runtime.gather_shards(local[:4], 5)
     hardware = runtime.hardware()
     assert hardware["device_type"] == "cpu" and hardware["processes"] == 1
