@@ -159,10 +159,6 @@ class IDGenRec(Method):
     # wait on while the first waits for it in the data-parallel warm start; and the
     # generator phase's loop does not go through the runtime's data-parallel wrapper.
     supports_processes = False
-    # One process: the shared start is built under a file lock that a second process would
-    # wait on while the first waits for it in the data-parallel warm start; and the
-    # generator phase's loop does not go through the runtime's data-parallel wrapper.
-    supports_processes = False
     profiles = {"cpu": {"epochs": 3, "threads": 1, "generator_phase_learning_rate": 1e-4, "generator_first": False,
                         "generator_phase_examples": 512, "user_id_max_items": 5}}
 
