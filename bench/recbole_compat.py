@@ -7,17 +7,28 @@ function here keeps one of those effects inside a run's work folder or undoes it
 plugins in ``methods/recbole_baselines.py`` can use RecBole's own models and trainers.
 Nothing imports ``recbole.quick_start`` (it pulls in an old ``ray`` that needs
 ``pkg_resources``). Heavy imports stay inside the functions.
+
+RecBole's own resume is not exact (RecBole#2126): its Trainer writes a checkpoint only when
+validation improves, without any random state, and its dataloaders seed their own shuffling
+generator afresh when built, so a resumed run repeats epochs from the best weights instead of
+the last ones and reshuffles as in epoch 0. :class:`ExactResume` keeps the whole state instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import random
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
+
+import numpy as np
+
+from bench.storage import atomic_write_bytes
 
 _ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 # RecBole's Config.compatibility_settings aliases these numpy 1 names; numpy 2 removed them.
@@ -37,8 +48,6 @@ def ensure_compatible() -> None:
     """Restore the numpy 1 aliases RecBole needs and keep its Trainer from opening a
     TensorBoard writer; cheap to call before every use."""
     global _patched
-    import numpy as np
-
     for old_name, new_name in _NUMPY_ALIASES.items():
         if not hasattr(np, old_name):
             setattr(np, old_name, getattr(np, new_name))
@@ -82,6 +91,139 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_atomically(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` that leaves either the whole new file or the old one, never a part."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer, pickle_protocol=4)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def random_states(loaders: Sequence[Any]) -> dict[str, Any]:
+    """Every random state RecBole training draws from: Python's (BERT4Rec's masking, S3Rec),
+    numpy's (negative sampling), torch's (dropout, initialisation) and each dataloader's own
+    shuffling generator."""
+    import torch
+
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+              "loaders": [loader.generator.get_state() for loader in loaders]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def restore_random_states(states: dict[str, Any], loaders: Sequence[Any]) -> None:
+    import torch
+
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    for loader, state in zip(loaders, states["loaders"], strict=True):
+        loader.generator.set_state(state)
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if "mps" in states:
+        torch.mps.set_rng_state(states["mps"])
+
+
+class ExactResume:
+    """Makes one RecBole ``Trainer`` resume to the result an uninterrupted run gives.
+
+    At the start of every epoch after the first one this process trains, ``state_file``
+    receives the state the previous epoch left (validation and early stopping included):
+    model, optimizer (RecBole's Trainer has no scheduler), epoch counter, early-stopping
+    state (best score, validations without improvement), the best validation result, the
+    per-epoch losses, every random state and the harness's own counters (``harness_state``).
+    The best checkpoint RecBole writes is made atomic too. Both files are written whole or not
+    at all, so a kill at any moment leaves a state to resume from; the epochs after it are
+    trained again from the same weights, data order and random draws.
+    """
+
+    def __init__(self, trainer: Any, state_file: Path, fingerprint: str, loaders: Sequence[Any],
+                 harness_state: Callable[[], dict[str, Any]]) -> None:
+        self.trainer, self.state_file, self.fingerprint = trainer, Path(state_file), fingerprint
+        self.loaders, self.harness_state = loaders, harness_state
+        self._write_best_checkpoint_atomically()
+
+    def restore(self) -> dict[str, Any] | None:
+        """Load the saved state into the trainer and the random generators; returns the
+        harness's counters saved with it, or None when there is no state of this run."""
+        if not self.state_file.is_file():
+            return None
+        state = load_checkpoint(self.state_file)
+        if state.get("fingerprint") != self.fingerprint:
+            return None
+        trainer = self.trainer
+        trainer.model.load_state_dict(state["model"])
+        trainer.model.load_other_parameter(state["other_parameter"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.start_epoch = state["next_epoch"]
+        trainer.cur_step = state["cur_step"]
+        trainer.best_valid_score = state["best_valid_score"]
+        trainer.best_valid_result = state["best_valid_result"]
+        trainer.train_loss_dict = dict(state["train_loss_dict"])
+        # Last, so nothing drawn while the run was rebuilt shifts the generators.
+        restore_random_states(state["random"], self.loaders)
+        logging.getLogger().info(f"resuming from {self.state_file} before epoch {trainer.start_epoch}")
+        return state["harness"]
+
+    def save_each_epoch(self) -> None:
+        """From now on, save the state at the start of each epoch after the first."""
+        trainer = self.trainer
+        train_epoch, first_epoch = trainer._train_epoch, trainer.start_epoch
+
+        def save_then_train(train_data, epoch_idx, *args, **kwargs):
+            if epoch_idx > first_epoch:
+                self.save(epoch_idx)
+            return train_epoch(train_data, epoch_idx, *args, **kwargs)
+
+        trainer._train_epoch = save_then_train
+
+    def save(self, next_epoch: int) -> None:
+        trainer = self.trainer
+        save_atomically({
+            "fingerprint": self.fingerprint, "next_epoch": next_epoch, "cur_step": trainer.cur_step,
+            "best_valid_score": trainer.best_valid_score, "best_valid_result": trainer.best_valid_result,
+            "train_loss_dict": dict(trainer.train_loss_dict), "model": trainer.model.state_dict(),
+            "other_parameter": trainer.model.other_parameter(), "optimizer": trainer.optimizer.state_dict(),
+            "random": random_states(self.loaders), "harness": self.harness_state(),
+        }, self.state_file)
+
+    def _write_best_checkpoint_atomically(self) -> None:
+        trainer = self.trainer
+        save_checkpoint = trainer._save_checkpoint
+
+        def save_whole(epoch, verbose=True, **kwargs):
+            target = Path(kwargs.pop("saved_model_file", trainer.saved_model_file))
+            _whole_file(lambda path: save_checkpoint(epoch, verbose=False, saved_model_file=path, **kwargs), target)
+            if verbose:
+                logging.getLogger().info(f"best checkpoint so far (epoch {epoch}): {target}")
+
+        trainer._save_checkpoint = save_whole
+
+
+def write_pretrained_model_atomically(trainer: Any) -> None:
+    """S3Rec's pre-trained model (``PretrainTrainer.save_pretrained_model``) is written whole
+    or not at all: a resumed run takes an existing file as finished pre-training."""
+    save_pretrained_model = trainer.save_pretrained_model
+
+    def save_whole(epoch, saved_model_file):
+        _whole_file(lambda path: save_pretrained_model(epoch, path), Path(saved_model_file))
+        trainer.saved_model_file = saved_model_file
+
+    trainer.save_pretrained_model = save_whole
+
+
+def _whole_file(save: Callable[[str], None], target: Path) -> None:
+    """``save(path)`` into a partial file beside ``target``, then moved into place in one step."""
+    partial = target.with_name(f".{target.name}.partial")
+    save(str(partial))
+    os.replace(partial, target)
 
 
 @contextlib.contextmanager

@@ -36,6 +36,8 @@ CATEGORY_FIELD = "categories"
 NO_CATEGORY = "none"
 # Early stopping watches RecBole's own full-ranking NDCG@10 over the validation users.
 VALID_METRIC = "NDCG@10"
+# The state of the last finished epoch, for an exact resume (bench.recbole_compat.ExactResume).
+TRAINING_STATE_FILE = "training-state.pth"
 
 
 # The allowed range of every numeric option (a test, its words), checked once when a config
@@ -151,11 +153,18 @@ def write_atomic_files(dataset: Dataset, split: Split, directory: Path, with_cat
     directory.mkdir(parents=True, exist_ok=True)
     lines = ["user_id:token\titem_id:token\ttimestamp:float"]
     validation_users = 0
-    for user, (history, valid_item) in enumerate(zip(split.train, split.valid_target)):
+    for user, (history, valid_items) in enumerate(zip(split.train, split.target_lists("valid"))):
+        # RecBole's leave-one-out splitter validates on each user's last written item. Under
+        # leave-one-out that is the validation item; under the temporal and published-split
+        # protocols it is the first item of the user's validation window (early stopping then
+        # watches the next item after training; the harness's evaluation uses every target).
+        # A user with no validation target has the last training transition held out by
+        # RecBole instead: no later window is ever written.
+        valid_item = valid_items[:1]
         # A lone training item plus the validation item would make the validation item
         # RecBole's only sample, which its leave-one-out splitter assigns to training.
         written = np.append(history, valid_item) if len(history) >= 2 else history
-        validation_users += len(history) >= 2
+        validation_users += len(history) >= 2 and len(valid_item) == 1
         lines.extend(f"{user}\t{item}\t{position}" for position, item in enumerate(written.tolist()))
     inter_text = "\n".join(lines) + "\n"
     if with_categories:
@@ -213,7 +222,7 @@ class RecBoleSequential(Method):
                 self.model = self._new_model(recbole_config, work_dir)
                 facts = finished["facts"]
             else:
-                facts = self._train(recbole_config, work_dir, best_file)
+                facts = self._train(recbole_config, work_dir, best_file, fingerprint)
                 atomic_write_text(finished_file, json.dumps({"fingerprint": fingerprint, "facts": facts}))
         checkpoint = recbole_compat.load_checkpoint(best_file)
         self.model.load_state_dict(checkpoint["state_dict"])
@@ -281,36 +290,56 @@ class RecBoleSequential(Method):
 
         return get_trainer(recbole_config["MODEL_TYPE"], self.recbole_model)(recbole_config, model)
 
-    def _train(self, recbole_config, work_dir: Path, best_file: Path) -> dict[str, Any]:
-        """Train with RecBole's trainer (early stopping on validation NDCG@10); a best
-        checkpoint left by a killed run is resumed from."""
+    def _train(self, recbole_config, work_dir: Path, best_file: Path, fingerprint: str) -> dict[str, Any]:
+        """Train with RecBole's trainer (early stopping on validation NDCG@10), resuming a
+        killed run of the same fingerprint exactly where its last finished epoch left it."""
         from recbole.utils import init_seed
 
         from bench import recbole_compat
 
         facts: dict[str, Any] = self._before_training(recbole_config, work_dir)
         init_seed(self.context.seed, True)
+        # Pre-training (S3Rec) drew from the loaders' shuffling generators: fine-tuning starts
+        # from their seed whether pre-training ran in this process or in a killed one.
+        for loader in (self.train_data, self.valid_data):
+            loader.generator.manual_seed(self.context.seed)
         self.model = self._new_model(recbole_config, work_dir)
         trainer = self._trainer(recbole_config, self.model)
         trainer.saved_model_file = str(best_file)
-        if best_file.is_file():
-            with recbole_compat.trusted_checkpoints(work_dir):
-                trainer.resume_checkpoint(best_file)
-            facts["resumed_after_epoch"] = trainer.start_epoch - 1
-        started, validations = time.monotonic(), [0]
+        # Training time and validations of this run so far, across resumes (the time budget
+        # counts them all), and the validation score per validated epoch.
+        progress: dict[str, Any] = {"training_seconds": 0.0, "validations": 0, "valid_scores": {}}
+        started = time.monotonic()
 
-        def stop_when_out_of_time(epoch: int, valid_score: float) -> None:
+        def training_seconds() -> float:
+            return progress["training_seconds"] + time.monotonic() - started
+
+        resume = recbole_compat.ExactResume(
+            trainer, self._checkpoint_dir(work_dir) / TRAINING_STATE_FILE, fingerprint,
+            (self.train_data, self.valid_data), lambda: {**progress, "training_seconds": training_seconds()})
+        saved = resume.restore()
+        if saved is None:
+            # A best checkpoint without the state of its run cannot be continued exactly.
+            best_file.unlink(missing_ok=True)
+        else:
+            progress.update(saved)
+            facts["resumed_after_epoch"] = trainer.start_epoch - 1
+        started = time.monotonic()
+
+        def after_validation(epoch: int, valid_score: float) -> None:
+            progress["validations"] += 1
+            progress["valid_scores"][epoch] = float(valid_score)
             # Stop when one more validation interval, at the mean pace so far, would overrun.
-            validations[0] += 1
-            elapsed = time.monotonic() - started
-            if self.config.max_train_minutes and elapsed * (1 + 1 / validations[0]) > 60 * self.config.max_train_minutes:
+            budget = 60 * self.config.max_train_minutes
+            if budget and training_seconds() * (1 + 1 / progress["validations"]) > budget:
                 raise _TimeBudgetReached()
 
         out_of_time = False
         if trainer.start_epoch < self.config.epochs:
+            resume.save_each_epoch()
             try:
                 trainer.fit(self.train_data, self.valid_data, saved=True, show_progress=self.context.show_progress,
-                            callback_fn=stop_when_out_of_time)
+                            callback_fn=after_validation)
             except _TimeBudgetReached:
                 out_of_time = True
         checkpoint = recbole_compat.load_checkpoint(best_file)
@@ -319,7 +348,13 @@ class RecBoleSequential(Method):
             "early stopping" if epochs_trained < self.config.epochs else "max epochs"
         facts.update({"epochs_trained": int(epochs_trained), "stopped_by": stopped_by,
                       "best_epoch": int(checkpoint["epoch"]),
-                      "recbole_valid_ndcg@10": round(float(checkpoint["best_valid_score"]), 6)})
+                      "recbole_valid_ndcg@10": round(float(checkpoint["best_valid_score"]), 6),
+                      "training_seconds": round(training_seconds(), 2),
+                      "training_curve": [
+                          {"epoch": int(epoch), "train_loss": round(float(loss), 6),
+                           **({"valid_ndcg@10": round(progress["valid_scores"][epoch], 6)}
+                              if epoch in progress["valid_scores"] else {})}
+                          for epoch, loss in sorted(trainer.train_loss_dict.items())]})
         return facts
 
     def _before_training(self, recbole_config, work_dir: Path) -> dict[str, Any]:
@@ -415,12 +450,17 @@ class S3Rec(RecBoleSequential):
     def _before_training(self, recbole_config, work_dir: Path) -> dict[str, Any]:
         from recbole.utils import init_seed
 
+        from bench import recbole_compat
+
         pretrained = self._pretrained_file(work_dir)
         if not pretrained.is_file():
             recbole_config["train_stage"] = "pretrain"
             init_seed(self.context.seed, True)
             model = self._new_model(recbole_config, work_dir)
-            self._trainer(recbole_config, model).pretrain(self.train_data, show_progress=self.context.show_progress)
+            trainer = self._trainer(recbole_config, model)
+            recbole_compat.write_pretrained_model_atomically(trainer)
+            # A killed pre-training starts again from its seed (no pre-trained file yet).
+            trainer.pretrain(self.train_data, show_progress=self.context.show_progress)
             recbole_config["train_stage"] = "finetune"
         return {"pretrain_epochs": self.config.pretrain_epochs}
 
