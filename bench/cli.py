@@ -61,6 +61,52 @@ def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | No
 
 
 @cli.command()
+@click.argument("sweep_file", type=click.Path(path_type=Path))
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local",
+              show_default=True, help="local: worker processes here; slurm: one job per run through submitit; "
+                                      "submitit-local: the slurm path run on this machine (to try a sweep file)")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="local executor: runs at once (the cores are split between them)")
+@click.option("--dry-run", is_flag=True, help="list the runs and whether each is done; start nothing")
+@click.option("--partition", default=None, help="slurm: partition (overrides the file's [slurm] table)")
+@click.option("--time-minutes", type=int, default=None, help="slurm: wall-time limit per job")
+@click.option("--gpus-per-job", type=int, default=None, help="slurm: GPUs per job")
+@click.option("--cpus-per-job", type=int, default=None, help="slurm: CPU cores per job")
+@click.option("--mem-gb", type=float, default=None, help="slurm: memory per job, GiB")
+@RESULTS_OPTION
+def sweep(sweep_file: Path, executor: str, jobs: int, dry_run: bool, partition: str | None,
+          time_minutes: int | None, gpus_per_job: int | None, cpus_per_job: int | None, mem_gb: float | None,
+          results_dir: Path) -> None:
+    """Run a grid of methods x datasets x seeds x overrides from SWEEP_FILE (TOML), skipping runs
+    whose record is in the store; see docs/sweeps.md."""
+    from bench.sweep import load_sweep, plan_sweep, run_sweep, summary_lines
+
+    flags = {"partition": partition, "time_minutes": time_minutes, "gpus_per_job": gpus_per_job,
+             "cpus_per_job": cpus_per_job, "mem_gb": mem_gb}
+    plan = plan_sweep(load_sweep(sweep_file, flags), results_dir)
+    if dry_run:
+        for task in plan.tasks:
+            click.echo(f"{'done' if task.identity in plan.done else 'todo'}\t{task.label}")
+        return
+    if executor == "local":
+        from bench.sweep_executors import LocalExecutor
+        runner = LocalExecutor(jobs)
+    else:
+        from bench.data.prepare import cache_root
+        from bench.sweep_executors import SubmititExecutor
+        runner = SubmititExecutor(plan.spec.slurm, cache_root() / "sweeps" / plan.spec.name,
+                                  cluster="slurm" if executor == "slurm" else "local",
+                                  poll_seconds=15.0 if executor == "slurm" else 1.0,
+                                  job_name=f"bench-{plan.spec.name}")
+    outcomes = run_sweep(plan, runner, echo=lambda line: click.echo(line, err=True))
+    for line in summary_lines(plan, outcomes):
+        click.echo(line)
+    failed = sum(outcome.status == "failed" for outcome in outcomes)
+    if failed:
+        raise BenchError(f"{failed} of {len(plan.tasks)} runs of sweep {plan.spec.name} failed (listed above)")
+
+
+@cli.command()
 def doctor() -> None:
     """What to check before a long run: devices and precisions, packages, checkpoints, disk."""
     from bench.doctor import report
@@ -118,17 +164,30 @@ def prepare(name: str, data_dir: Path | None, sets: tuple[str, ...]) -> None:
 @click.argument("run_a")
 @click.argument("run_b", nargs=-1, required=True)
 @click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv"]), default="markdown")
+@click.option("--seed-group", is_flag=True,
+              help="each run stands for every seed of its configuration in the store (mean over seeds; "
+                   "paired test on seed-averaged per-user values)")
 @RESULTS_OPTION
-def compare(run_a: str, run_b: tuple[str, ...], output_format: str, results_dir: Path) -> None:
-    """Paired tests of RUN_A against one or more baseline runs (paths or run ids)."""
-    from bench.results import find_record
-    from bench.statistics import compare_runs
+def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: bool, results_dir: Path) -> None:
+    """Paired tests of RUN_A against one or more baseline runs (paths or run ids). A side may be
+    a group of seeds of one configuration: run ids joined by '+' (ID1+ID2+ID3), or --seed-group."""
     from bench.evaluation.metrics import metric_names
+    from bench.results import all_records, find_record
+    from bench.statistics import compare_groups, seed_group_key, seed_groups
 
-    candidate = find_record(results_dir, run_a)
-    baselines = [find_record(results_dir, reference) for reference in run_b]
-    cutoffs = tuple(candidate["config"]["eval"]["cutoffs"])
-    report = compare_runs(candidate, baselines, metric_names(cutoffs))
+    def group_of(reference: str) -> list[dict]:
+        group = [find_record(results_dir, part) for part in reference.split("+")]
+        if seed_group:
+            keys = {seed_group_key(record) for record in group}
+            matching = [record for record in all_records(results_dir) if seed_group_key(record) in keys]
+            group = [record for same in seed_groups(matching) for record in same]
+        return group
+
+    candidate = group_of(run_a)
+    baselines = [group_of(reference) for reference in run_b]
+    cutoffs = tuple(candidate[0]["config"]["eval"]["cutoffs"])
+    several_targets = candidate[0]["split"].get("protocol", "leave-one-out") != "leave-one-out"
+    report = compare_groups(candidate, baselines, metric_names(cutoffs, multi_target=several_targets))
     if output_format == "csv":
         click.echo(report.to_frame().to_csv(index=False), nl=False)
     else:

@@ -3,11 +3,16 @@ the baselines one method is compared with, bootstrap 95% intervals of each mean.
 
 Everything is computed from the per-user arrays kept in the run records; runs are paired
 only when their split digests (users, order, targets) are identical.
+
+Several seeds of one configuration form a *seed group*: its value is the mean over seeds
+(with their standard deviation), and it is tested through its seed-averaged per-user values,
+so the test stays a paired test over users.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -63,6 +68,57 @@ def check_pairable(a: dict[str, Any], b: dict[str, Any]) -> None:
         raise BenchError(f"runs {a['run_id']} and {b['run_id']} differ in eval.mask_history")
 
 
+def seed_group_key(record: dict[str, Any]) -> str:
+    """What runs of one seed group share: everything that identifies a run but its seed."""
+    return json.dumps({"method": record["method"], "dataset": record["dataset"],
+                       "data": record["split"]["digest"], "config": record["config"]}, sort_keys=True)
+
+
+def seed_groups(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Records grouped by configuration, one record per seed (the newest when a seed was run
+    twice), seeds in ascending order; groups in order of first appearance."""
+    groups: dict[str, dict[int, dict[str, Any]]] = {}
+    for record in records:
+        by_seed = groups.setdefault(seed_group_key(record), {})
+        seed = record.get("seed")
+        if seed not in by_seed or record["started_at"] > by_seed[seed]["started_at"]:
+            by_seed[seed] = record
+    return [[by_seed[seed] for seed in sorted(by_seed, key=lambda s: (s is None, s))] for by_seed in groups.values()]
+
+
+def check_seed_group(group: Sequence[dict[str, Any]]) -> None:
+    """A hand-made group must be seeds of one configuration, each seed once."""
+    if not group:
+        raise BenchError("an empty group of runs")
+    first = group[0]
+    for record in group[1:]:
+        if seed_group_key(record) != seed_group_key(first):
+            raise BenchError(f"runs {first['run_id']} and {record['run_id']} differ in more than their seed "
+                             "(method, dataset, split or config); a seed group holds one configuration")
+    seeds = [record.get("seed") for record in group]
+    if len(set(seeds)) != len(seeds):
+        raise BenchError(f"runs {', '.join(r['run_id'] for r in group)}: a seed appears twice in one group")
+
+
+def seed_averaged(group: Sequence[dict[str, Any]], metric: str) -> np.ndarray:
+    """Per-user values averaged over the group's seeds (the values a paired test over users reads)."""
+    return np.mean([per_user(record, metric) for record in group], axis=0)
+
+
+def seed_spread(group: Sequence[dict[str, Any]], metric: str) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) over seeds of the run-level metric; std is 0
+    for a single seed."""
+    values = np.asarray([per_user(record, metric).mean() for record in group])
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def describe_group(group: Sequence[dict[str, Any]]) -> str:
+    method = group[0]["method"]
+    if len(group) == 1:
+        return f"{method} ({group[0]['run_id']})"
+    return f"{method} (seeds {', '.join(str(r.get('seed')) for r in group)})"
+
+
 @dataclasses.dataclass(frozen=True)
 class ComparisonReport:
     """One method (``candidate``) against one or more baselines, every pair tested once."""
@@ -78,8 +134,7 @@ class ComparisonReport:
         for row in self.rows:
             shown.append({
                 "baseline": row["baseline"], "metric": row["metric"],
-                "candidate": f"{row['candidate_mean']:.4f} [{row['candidate_ci_low']:.4f}, {row['candidate_ci_high']:.4f}]",
-                "baseline value": f"{row['baseline_mean']:.4f} [{row['baseline_ci_low']:.4f}, {row['baseline_ci_high']:.4f}]",
+                "candidate": _mean_text(row, "candidate"), "baseline value": _mean_text(row, "baseline"),
                 "t-test p": f"{row['t_test_p']:.3g}", "Holm p": f"{row['t_test_p_holm']:.3g}",
                 "Wilcoxon p": f"{row['wilcoxon_p']:.3g}", "sig.": "*" if row["significant"] else ""})
         return shown
@@ -91,28 +146,49 @@ class ComparisonReport:
         return tabulate(self._display_rows(), headers="keys", tablefmt="latex_booktabs")
 
 
+def _mean_text(row: dict[str, Any], side: str) -> str:
+    text = f"{row[f'{side}_mean']:.4f}"
+    if row[f"{side}_seeds"] > 1:
+        text += f" ± {row[f'{side}_seed_std']:.4f}"
+    return text + f" [{row[f'{side}_ci_low']:.4f}, {row[f'{side}_ci_high']:.4f}]"
+
+
 def compare_runs(candidate: dict[str, Any], baselines: Sequence[dict[str, Any]],
                  metrics: Sequence[str]) -> ComparisonReport:
-    """Paired tests of ``candidate`` against each baseline on each metric; Holm correction is
-    applied per metric across the baselines (the family of comparisons one claim rests on)."""
+    """Paired tests of one run against each of several baseline runs (see :func:`compare_groups`)."""
+    return compare_groups([candidate], [[baseline] for baseline in baselines], metrics)
+
+
+def compare_groups(candidate: Sequence[dict[str, Any]], baselines: Sequence[Sequence[dict[str, Any]]],
+                   metrics: Sequence[str]) -> ComparisonReport:
+    """Paired tests of the ``candidate`` seed group against each baseline seed group on each
+    metric, over users on seed-averaged per-user values; Holm correction is applied per metric
+    across the baselines (the family of comparisons one claim rests on). A group of one run is
+    a plain run; the shown mean is the mean over seeds, ± their standard deviation."""
+    for group in (candidate, *baselines):
+        check_seed_group(group)
     for baseline in baselines:
-        check_pairable(candidate, baseline)
+        check_pairable(candidate[0], baseline[0])
     rows: list[dict[str, Any]] = []
     for metric in metrics:
-        a = per_user(candidate, metric)
+        a = seed_averaged(candidate, metric)
+        a_low, a_high = bootstrap_interval(a)
+        _, a_std = seed_spread(candidate, metric)
         metric_rows = []
         for baseline in baselines:
-            b = per_user(baseline, metric)
+            b = seed_averaged(baseline, metric)
             t_p, w_p = paired_tests(a, b)
-            a_low, a_high = bootstrap_interval(a)
             b_low, b_high = bootstrap_interval(b)
+            _, b_std = seed_spread(baseline, metric)
             metric_rows.append({
-                "baseline": f"{baseline['method']} ({baseline['run_id']})", "metric": metric,
+                "baseline": describe_group(baseline), "metric": metric,
                 "candidate_mean": float(a.mean()), "candidate_ci_low": a_low, "candidate_ci_high": a_high,
+                "candidate_seeds": len(candidate), "candidate_seed_std": a_std,
                 "baseline_mean": float(b.mean()), "baseline_ci_low": b_low, "baseline_ci_high": b_high,
+                "baseline_seeds": len(baseline), "baseline_seed_std": b_std,
                 "t_test_p": t_p, "wilcoxon_p": w_p})
         for row, adjusted in zip(metric_rows, holm([r["t_test_p"] for r in metric_rows])):
             row["t_test_p_holm"] = adjusted
             row["significant"] = adjusted < ALPHA
         rows.extend(metric_rows)
-    return ComparisonReport(candidate=f"{candidate['method']} ({candidate['run_id']})", rows=tuple(rows))
+    return ComparisonReport(candidate=describe_group(candidate), rows=tuple(rows))

@@ -1,0 +1,188 @@
+"""``bench sweep``: the grid a file describes, skipping done runs, failures, both executors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.sweep import RunTask, SweepPlan, load_sweep, plan_sweep, record_identity, run_sweep, summary_lines
+from bench.sweep_executors import LocalExecutor, Progress, SubmititExecutor
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
+                          cwd=PROJECT, timeout=300)
+
+DEMO_SWEEP = """
+methods = ["pop", "gru4rec"]
+datasets = ["demo"]
+seeds = [1, 2]
+
+[set.gru4rec]
+epochs = 1
+threads = 1
+train_batch_size = 512
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def records_in(results: Path) -> list[Path]:
+    return sorted(results.rglob("*.json")) if results.exists() else []
+
+
+def test_grid_expands_lists_groups_and_per_method_tables(tmp_path):
+    spec = load_sweep(write(tmp_path, """
+        name = "grid"
+        methods = ["pop", "sasrec"]
+        datasets = ["demo"]
+        seeds = [1, 2]
+        [set]
+        "eval.mask_history" = [false, true]
+        [set.sasrec]
+        threads = 1
+        n_layers = [1, 2]
+        [[group]]
+        name = "bpr"
+        methods = ["sasrec"]
+        seeds = [7]
+        [group.set]
+        loss_type = "BPR"
+        """))
+    assert spec.name == "grid"
+    # pop: 2 masks x 2 seeds; sasrec: 2 masks x 2 layer counts x 2 seeds; bpr group: 2 x 2 x 1 seed
+    assert len(spec.points) == 4 + 8 + 4
+    bpr = [p for p in spec.points if p.group == "bpr"]
+    assert {dict(p.sets)["loss_type"] for p in bpr} == {"BPR"} and {p.seed for p in bpr} == {7}
+    assert all("threads" not in dict(p.sets) for p in spec.points if p.method == "pop")
+    labels = {p.label for p in spec.points}
+    assert "[bpr] sasrec on demo (seed 7, eval.mask_history=True, n_layers=2)" in labels
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('methods = ["pop"]\ndatasets = ["demo"]\nseed = [1]\n', "unknown key 'seed' in the sweep file (did you mean 'seeds'?)"),
+    ('methods = ["pop"]\ndatasets = ["demo"]\nseeds = ["one"]\n', "'seeds' must be a non-empty list of integers"),
+    ('datasets = ["demo"]\n', "the sweep has no runs"),
+    ('methods = ["pop"]\ndatasets = ["demo"]\n[set.gru4rec]\nepochs = 1\n', "'gru4rec' is not a method of this sweep"),
+    ('methods = ["pop"]\ndatasets = ["demo"]\n[slurm]\ngpus = 1\n', "unknown key 'gpus' in [slurm]"),
+    ('methods = ["pop"]\ndatasets = ["demo"]\n[slurm]\ncpus_per_job = 0\n', "'cpus_per_job' must be at least 1"),
+    ('methods = ["pop"\n', "not a valid TOML file"),
+])
+def test_bad_sweep_file_is_refused_naming_the_file(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(BenchError, match="sweep.toml") as error:
+        load_sweep(path)
+    assert fragment in str(error.value)
+
+
+def test_unknown_config_key_names_the_file_and_the_run(tmp_path):
+    spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [3]\n[set]\nepochs = 1\n'))
+    with pytest.raises(BenchError, match=r"sweep.toml: pop on demo \(seed 3\): unknown config key 'epochs'"):
+        plan_sweep(spec, tmp_path / "results")
+
+
+def test_demo_sweep_makes_four_records_then_none_and_table_shows_mean_and_std(tmp_path):
+    sweep, results = write(tmp_path, DEMO_SWEEP), tmp_path / "results"
+    first = bench("sweep", str(sweep), "--jobs", "2", "--results-dir", str(results))
+    assert first.returncode == 0, first.stderr + first.stdout
+    made = records_in(results)
+    assert len(made) == 4
+    assert sorted((json.loads(p.read_text())["method"], json.loads(p.read_text())["seed"]) for p in made) == [
+        ("gru4rec", 1), ("gru4rec", 2), ("pop", 1), ("pop", 2)]
+    assert "4 runs: 0 already done, 4 finished, 0 failed" in first.stdout
+    assert "sweep: 4/4 done, 0 running, 0 failed" in first.stderr
+    gru4rec = [json.loads(p.read_text()) for p in made if "gru4rec" in p.name]
+    second = bench("sweep", str(sweep), "--jobs", "2", "--results-dir", str(results))
+    assert second.returncode == 0, second.stderr
+    assert "4 runs: 4 already done, 0 finished, 0 failed" in second.stdout
+    assert records_in(results) == made
+    table = bench("table", "standard", "--results-dir", str(results))
+    demo_rows = [line for line in table.stdout.splitlines() if line.startswith("| Demo")]
+    assert len(demo_rows) == 4 and all(line.count(" ± ") == 2 for line in demo_rows), table.stdout
+    hr10 = [g["metrics"]["HR@10"] for g in gru4rec]
+    mean = sum(hr10) / 2
+    assert f"{mean:.4f} ± " in table.stdout
+
+
+def test_worker_log_shows_thread_budget_and_sits_in_the_run_work_folder(tmp_path):
+    spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [5]\n'))
+    plan = plan_sweep(spec, tmp_path / "results")
+    outcomes = run_sweep(plan, LocalExecutor(jobs=2, cores=2), echo=lambda line: None)
+    assert [o.status for o in outcomes] == ["finished"]
+    log = Path(outcomes[0].log_path).read_text()
+    assert "torch threads: 1" in log and "record: " in log
+    # The same folder `bench run` resumes from: the runner keyed it by the same request.
+    assert Path(outcomes[0].log_path).parent.name.startswith("pop-demo-")
+    record = json.loads(Path(outcomes[0].record).read_text())
+    assert record_identity(record) == plan.tasks[0].identity
+
+
+def test_a_failed_run_does_not_stop_the_others(tmp_path):
+    spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [1]\n'))
+    plan = plan_sweep(spec, tmp_path / "results")
+    good = plan.tasks[0]
+    broken = RunTask(label="nothing on demo (seed 1)", method="no-such-method", dataset="demo", data_dir=None,
+                     sets=(), seed=1, profile="cpu", results_dir=good.results_dir, identity="broken",
+                     log_path=str(tmp_path / "broken" / "sweep.log"), threads_asked=None)
+    plan = SweepPlan(spec=spec, tasks=[broken, good], done={})
+    outcomes = {o.identity: o for o in run_sweep(plan, LocalExecutor(jobs=2), echo=lambda line: None)}
+    assert outcomes["broken"].status == "failed"
+    assert outcomes["broken"].error.startswith("error: unknown method 'no-such-method'")
+    assert "unknown method" in Path(outcomes["broken"].log_path).read_text()
+    assert outcomes[good.identity].status == "finished" and Path(outcomes[good.identity].record).is_file()
+    summary = "\n".join(summary_lines(plan, list(outcomes.values())))
+    assert "1 finished, 1 failed" in summary
+    assert "FAILED    nothing on demo (seed 1): error: unknown method" in summary
+    assert f"log: {tmp_path / 'broken' / 'sweep.log'}" in summary
+
+
+def test_cli_exit_code_is_non_zero_when_a_run_fails(tmp_path):
+    # A file where the store's dataset folder should be: each run trains, then cannot write its record.
+    sweep = write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [1]\n')
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "demo").write_text("not a folder")
+    result = bench("sweep", str(sweep), "--results-dir", str(tmp_path / "results"))
+    assert result.returncode != 0
+    assert "0 finished, 1 failed" in result.stdout and result.stdout.count("log: ") == 1
+    assert "FAILED    pop on demo (seed 1): NotADirectoryError" in result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 1 runs of sweep sweep failed")
+
+
+def test_sweep_through_submitit_local_executor(tmp_path):
+    spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [1, 2]\n'
+                                      '[slurm]\ntime_minutes = 5\ncpus_per_job = 1\npartition = "gpu"\n'))
+    results = tmp_path / "results"
+    plan = plan_sweep(spec, results)
+    executor = SubmititExecutor(spec.slurm, tmp_path / "submitit", cluster="local", poll_seconds=0.2)
+    assert executor.parameters()["slurm_partition"] == "gpu"
+    outcomes = run_sweep(plan, executor, echo=lambda line: None)
+    assert sorted(o.status for o in outcomes) == ["finished", "finished"]
+    assert len(records_in(results)) == 2
+    assert any((tmp_path / "submitit").rglob("*_result.pkl"))
+    assert plan_sweep(spec, results).todo == []
+
+
+def test_progress_line_counts_and_eta():
+    stream = io.StringIO()
+    progress = Progress(total=4, already_done=1, slots=1, stream=stream)
+    tasks = [RunTask(label=str(i), method="pop", dataset="demo", data_dir=None, sets=(), seed=i, profile="cpu",
+                     results_dir="r", identity=str(i), log_path="l", threads_asked=None) for i in range(3)]
+    progress.started(tasks[0])
+    assert stream.getvalue().splitlines()[-1] == "sweep: 1/4 done, 1 running, 0 failed, ETA ?"
+    from bench.sweep import RunOutcome
+    progress.finished(RunOutcome("0", "0", "failed", None, "boom", "l", seconds=60.0))
+    progress.started(tasks[1])
+    # One run took 60 s; two remain (one just started) on one slot: about two minutes.
+    assert stream.getvalue().splitlines()[-1] == "sweep: 1/4 done, 1 running, 1 failed, ETA 2m00s"
