@@ -3,7 +3,8 @@ import pytest
 from scipy import stats
 
 from bench.errors import BenchError
-from bench.statistics import bootstrap_interval, compare_runs, holm, paired_tests
+from bench.statistics import (bootstrap_interval, check_seed_group, compare_groups, compare_runs, holm, paired_tests,
+                              seed_groups)
 
 
 def _record(run_id, method, values, digest="d1", dataset="toys", mask=False):
@@ -57,3 +58,42 @@ def test_compare_report_holm_and_outputs():
     raw = frame["t_test_p"].tolist()
     assert frame["t_test_p_holm"].tolist() == pytest.approx(holm(raw))
     assert "weak" in report.to_markdown() and "\\toprule" in report.to_latex()
+
+
+def _seed_record(run_id, method, values, seed, started="2026-01-01T00:00:00", config=None):
+    record = _record(run_id, method, values)
+    record.update(seed=seed, started_at=started, config={"eval": {"mask_history": False}, "method": config or {}})
+    return record
+
+
+def test_seed_groups_keep_one_record_per_seed_and_split_configurations():
+    old = _seed_record("old", "sasrec", [0.0, 1.0], seed=1, started="2026-01-01T00:00:00")
+    new = _seed_record("new", "sasrec", [1.0, 1.0], seed=1, started="2026-01-02T00:00:00")
+    other_seed = _seed_record("s2", "sasrec", [0.0, 0.0], seed=2)
+    other_config = _seed_record("c", "sasrec", [0.0, 0.0], seed=1, config={"loss_type": "BPR"})
+    groups = seed_groups([old, other_config, new, other_seed])
+    assert [[r["run_id"] for r in group] for group in groups] == [["new", "s2"], ["c"]]
+
+
+def test_seed_group_comparison_tests_seed_averaged_users():
+    rng = np.random.default_rng(3)
+    candidate = [_seed_record(f"a{seed}", "cand", (rng.random(200) < 0.4).astype(float), seed) for seed in (1, 2, 3)]
+    baseline = [_seed_record(f"b{seed}", "base", (rng.random(200) < 0.3).astype(float), seed) for seed in (1, 2)]
+    row = compare_groups(candidate, [baseline], ["HR@10"]).to_frame().iloc[0]
+    a = np.mean([r["per_user"]["HR@10"] for r in candidate], axis=0)
+    b = np.mean([r["per_user"]["HR@10"] for r in baseline], axis=0)
+    assert row["t_test_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert row["candidate_mean"] == pytest.approx(a.mean())
+    assert row["candidate_seed_std"] == pytest.approx(np.std([r["per_user"]["HR@10"].mean() for r in candidate], ddof=1))
+    assert (row["candidate_seeds"], row["baseline_seeds"]) == (3, 2)
+    assert "base (seeds 1, 2)" in compare_groups(candidate, [baseline], ["HR@10"]).to_markdown()
+    assert " ± " in compare_groups(candidate, [baseline], ["HR@10"]).to_markdown()
+
+
+def test_a_seed_group_must_be_one_configuration_with_distinct_seeds():
+    a = _seed_record("a", "x", [1.0, 0.0], seed=1)
+    b = _seed_record("b", "x", [1.0, 0.0], seed=2, config={"epochs": 3})
+    with pytest.raises(BenchError, match="differ in more than their seed"):
+        check_seed_group([a, b])
+    with pytest.raises(BenchError, match="a seed appears twice"):
+        check_seed_group([a, _seed_record("c", "x", [0.0, 0.0], seed=1)])
