@@ -316,6 +316,17 @@ def table_rows(spec: TableSpec, records: list[dict[str, Any]]) -> list[tuple[str
     return _build_rows(spec, records, paper_numbers())
 
 
+def cell_per_user(cell: Cell, metric: str) -> np.ndarray | None:
+    """The seed-averaged per-user values behind a cell (None for a row without per-user values,
+    such as inference seconds, or a record that lacks them)."""
+    if cell.value is None or metric == INFERENCE_SECONDS:
+        return None
+    try:
+        return _seed_averaged(cell.records, metric)
+    except (BenchError, KeyError):
+        return None
+
+
 def render_table(name: str, results_dir: Path, output_format: str = "markdown", with_paper: bool = False) -> str:
     specs = table_registry().get(name)
     records = all_records(results_dir) if Path(results_dir).exists() else []

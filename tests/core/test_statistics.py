@@ -97,3 +97,16 @@ def test_a_seed_group_must_be_one_configuration_with_distinct_seeds():
         check_seed_group([a, b])
     with pytest.raises(BenchError, match="a seed appears twice"):
         check_seed_group([a, _seed_record("c", "x", [0.0, 0.0], seed=1)])
+
+
+@pytest.mark.parametrize("values", [
+    (np.random.default_rng(4).random(3000) < 0.07).astype(float),  # HR-like: two distinct values
+    np.random.default_rng(5).random(800),  # every value distinct
+])
+def test_bootstrap_interval_matches_scipy_resampling(values):
+    low, high = bootstrap_interval(values, resamples=4000)
+    reference = stats.bootstrap((values,), np.mean, n_resamples=4000, confidence_level=0.95, method="percentile",
+                                random_state=np.random.default_rng(9)).confidence_interval
+    width = reference.high - reference.low
+    assert low == pytest.approx(reference.low, abs=0.05 * width)
+    assert high == pytest.approx(reference.high, abs=0.05 * width)

@@ -1,0 +1,141 @@
+"""``bench report``: one static folder built from the results store alone.
+
+The folder holds ``index.html``, its PNG plots under ``plots/`` and a copy of every record
+under ``records/``, all linked by relative paths, so it opens offline and can be copied
+anywhere. Every file is written atomically, the page last: a reader never finds a page that
+points at an image not yet written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.storage import atomic_write_bytes, atomic_write_text
+
+PLOTS = "plots"
+RECORDS = "records"
+
+
+@dataclasses.dataclass
+class TableSection:
+    name: str  # registry name (standard, ablation, ...)
+    title: str
+    headers: list[str]
+    rows: list[tuple[str, str, list, str]]  # (dataset label, metric, cells, improvement)
+    charts: dict[str, list[tuple[str, str]]]  # dataset label -> [(metric, image path)]
+
+
+@dataclasses.dataclass
+class CurveSection:
+    record: dict[str, Any]
+    image: str
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def record_link(record: dict[str, Any]) -> str:
+    return f"{RECORDS}/{record['dataset']}/{record['method']}/{Path(record['_path']).name}"
+
+
+def training_curve(record: dict[str, Any]) -> tuple[list | None, int | None]:
+    """A record's training curve and best epoch: in its method metadata, or at the top level."""
+    metadata = record.get("method_metadata") or {}
+    for holder in (metadata, record):
+        if holder.get("training_curve"):
+            return holder["training_curve"], holder.get("best_epoch")
+    return None, None
+
+
+class ReportWriter:
+    """Collects the files of one report; ``finish`` writes the page after everything else."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.written: set[Path] = set()
+
+    def write(self, relative: str, payload: bytes) -> str:
+        path = self.out_dir / relative
+        atomic_write_bytes(path, payload)
+        self.written.add(path)
+        return relative
+
+    def remove_stale_plots(self) -> None:
+        """Plots of an earlier report into the same folder that this one no longer draws."""
+        for path in (self.out_dir / PLOTS).glob("*.png"):
+            if path not in self.written:
+                path.unlink()
+
+
+def _table_sections(records: list[dict[str, Any]], writer: ReportWriter, log) -> list[TableSection]:
+    from bench.report.plots import bar_chart
+    from bench.statistics import bootstrap_interval
+    from bench.tables import cell_per_user, table_registry, table_rows
+
+    registry = table_registry()
+    sections = []
+    for name in registry.names():
+        for spec in registry.get(name):
+            rows = table_rows(spec, records)
+            charts: dict[str, list[tuple[str, str]]] = {}
+            for dataset, metric, cells, _ in rows:
+                shown = [(column.label, cell) for column, cell in zip(spec.columns, cells) if cell.value is not None]
+                if not shown:
+                    continue
+                intervals = []
+                for _, cell in shown:
+                    values = cell_per_user(cell, metric)
+                    intervals.append(bootstrap_interval(values) if values is not None and len(values) else None)
+                log(f"plot: {spec.title}, {dataset}, {metric}")
+                image = writer.write(
+                    f"{PLOTS}/{slug(spec.paper_table)}-{slug(dataset)}-{slug(metric)}.png",
+                    bar_chart(f"{spec.title}: {dataset}", metric, [label for label, _ in shown],
+                              [cell.value for _, cell in shown], intervals, [cell.paper for _, cell in shown]))
+                charts.setdefault(dataset, []).append((metric, image))
+            headers = ["Dataset", "Metric"] + [column.label for column in spec.columns] + ["Improv."]
+            sections.append(TableSection(name, spec.title, headers, rows, charts))
+    return sections
+
+
+def _curve_sections(records: list[dict[str, Any]], writer: ReportWriter, log) -> list[CurveSection]:
+    from bench.report.plots import curve_chart, has_curve
+
+    sections = []
+    for record in records:
+        curve, best_epoch = training_curve(record)
+        if not has_curve(curve):
+            continue
+        log(f"plot: training curve of {record['run_id']}")
+        title = f"{record['method']} on {record['dataset']}, seed {record.get('seed')} ({record['run_id']})"
+        image = writer.write(f"{PLOTS}/curve-{slug(record['run_id'])}.png", curve_chart(title, curve, best_epoch))
+        sections.append(CurveSection(record, image))
+    return sections
+
+
+def build_report(results_dir: Path, out_dir: Path, log=lambda message: None) -> Path:
+    """Write the report of everything in ``results_dir`` into ``out_dir``; returns index.html."""
+    from bench.report.page import render_page
+    from bench.results import all_records
+
+    if not Path(results_dir).is_dir():
+        raise BenchError(f"{results_dir}: results store not found")
+    if Path(out_dir).resolve() == Path(results_dir).resolve():
+        raise BenchError(f"{out_dir}: the report folder must not be the results store")
+    records = sorted(all_records(results_dir), key=lambda r: (r["dataset"], r["method"], r["started_at"]))
+    writer = ReportWriter(out_dir)
+    for record in records:
+        writer.write(record_link(record), Path(record["_path"]).read_bytes())
+    tables = _table_sections(records, writer, log)
+    curves = _curve_sections(records, writer, log)
+    writer.remove_stale_plots()
+    page = render_page(results_dir=Path(results_dir), records=records, tables=tables, curves=curves,
+                       generated=dt.datetime.now(dt.timezone.utc))
+    index = Path(out_dir) / "index.html"
+    atomic_write_text(index, page)
+    return index
