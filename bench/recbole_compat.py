@@ -21,16 +21,15 @@ import io
 import logging
 import os
 import random
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TextIO
 
 import numpy as np
 
+from bench.logs import PlainFormatter, strip_colour
 from bench.storage import atomic_write_bytes
 
-_ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 # RecBole's Config.compatibility_settings aliases these numpy 1 names; numpy 2 removed them.
 _NUMPY_ALIASES = {"float_": "float64", "complex_": "complex128", "unicode_": "str_"}
 _patched = False
@@ -277,37 +276,25 @@ def elementwise_series_len() -> Iterator[None]:
 
 class _EpochLinesOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return _ANSI_COLOUR.sub("", record.getMessage()).startswith("epoch ")
-
-
-class _PlainFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return _ANSI_COLOUR.sub("", super().format(record))
+        return strip_colour(record.getMessage()).startswith("epoch ")
 
 
 @contextlib.contextmanager
-def recbole_logging(log_file: Path, prefix: str, stream: TextIO | None = None) -> Iterator[None]:
-    """Send everything RecBole logs (it uses the root logger) and every warning to
-    ``log_file``, and only its one-line-per-epoch summaries to ``stream`` (stderr),
-    prefixed with ``prefix``."""
+def recbole_logging(prefix: str, echo: bool, stream: TextIO | None = None) -> Iterator[None]:
+    """Let RecBole's INFO records (it logs to the root logger) reach the root's handlers, the
+    run log file (:mod:`bench.logs`); with ``echo``, also show its one-line-per-epoch
+    summaries on ``stream`` (stderr), prefixed with ``prefix``."""
     root = logging.getLogger()
-    file_handler = logging.FileHandler(log_file, encoding="utf-8")
-    file_handler.setFormatter(_PlainFormatter("%(asctime)s %(levelname)s %(message)s"))
     echo_handler = logging.StreamHandler(stream or sys.stderr)
     echo_handler.addFilter(_EpochLinesOnly())
-    echo_handler.setFormatter(_PlainFormatter(f"[{prefix}] %(message)s"))
+    echo_handler.setFormatter(PlainFormatter(f"[{prefix}] %(message)s"))
     echo_handler.setLevel(logging.INFO)
     saved_level = root.level
     root.setLevel(logging.INFO)
-    root.addHandler(file_handler)
-    root.addHandler(echo_handler)
-    # RecBole's pandas and torch deprecation warnings go to the log file, not the terminal.
-    logging.captureWarnings(True)
+    if echo:
+        root.addHandler(echo_handler)
     try:
         yield
     finally:
-        logging.captureWarnings(False)
-        root.removeHandler(file_handler)
         root.removeHandler(echo_handler)
         root.setLevel(saved_level)
-        file_handler.close()

@@ -26,6 +26,7 @@ from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepa
 from bench.data.split import make_split
 from bench.errors import BenchError
 from bench.evaluation.protocol import PhaseResult, evaluate
+from bench.logs import RUN_LOG_FILE, RunLog
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
 from bench.results import SCHEMA_VERSION, write_record
@@ -122,14 +123,21 @@ def start_runtime(method_class: type[Method], method_name: str, method_config: A
 
 def execute(request: RunRequest, log=print) -> Path | None:
     """Run one method on one dataset and write its record; returns the record's path (None
-    on every process but the main one of a multi-process run: only the main one writes)."""
+    on every process but the main one of a multi-process run: only the main one writes).
+    Everything the run says goes to ``run.log`` in its work folder (:mod:`bench.logs`); ``log``
+    shows the harness's messages, only warnings when ``request.show_progress`` is off."""
+    with RunLog(echo=log, quiet=not request.show_progress) as run_log:
+        return _execute(request, run_log)
+
+
+def _execute(request: RunRequest, log: RunLog) -> Path | None:
     method_class, resolved = resolve_run_config(request)
     runtime = start_runtime(method_class, request.method, resolved.method)
     if not runtime.is_main_process:
-        log = lambda message: None  # noqa: E731 (the main process says it once)
+        log.echo = lambda message: None  # the main process says it once
     dataset = prepare_dataset(request.dataset, request.data_dir, resolved.data)
     if dataset.metadata.get("dropped_users_fewer_than_3"):
-        log(f"dataset {dataset.name}: dropped {dataset.metadata['dropped_users_fewer_than_3']} users "
+        log(f"warning: dataset {dataset.name}: dropped {dataset.metadata['dropped_users_fewer_than_3']} users "
             "with fewer than 3 interactions")
     for line in dataset_messages(dataset):
         log(line)
@@ -137,6 +145,8 @@ def execute(request: RunRequest, log=print) -> Path | None:
     context = RunContext(work_dir=work_dir_for(request, resolved, split.digest()), seed=request.seed,
                          profile=resolved.profile, show_progress=request.show_progress and runtime.is_main_process)
     context.work_dir.mkdir(parents=True, exist_ok=True)
+    log_name = RUN_LOG_FILE if runtime.is_main_process else f"run-process{runtime.process_index}.log"
+    log.to_file(context.work_dir / log_name)
     seed_everything(request.seed)
     method = method_class(resolved.method, context)
     started = dt.datetime.now(dt.timezone.utc)
@@ -169,6 +179,7 @@ def execute(request: RunRequest, log=print) -> Path | None:
         "method_metadata": method.metadata(),
         "per_user": {name: np.round(values, 6) for name, values in test.per_user.items()},
         "inference": test.inference(),
+        "log_file": str(log.path),
         **warm_cold_fields(test, always=not split.single_target),
     }
     if validation is not None:

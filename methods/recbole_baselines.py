@@ -210,7 +210,7 @@ class RecBoleSequential(Method):
         written = write_atomic_files(data.dataset, data.split, work_dir / "recbole" / RECBOLE_DATASET,
                                      self.uses_categories)
         recbole_config = recbole_compat.make_config(self.recbole_model, self._recbole_options(work_dir))
-        with recbole_compat.recbole_logging(work_dir / "recbole.log", type(self).__name__.lower()):
+        with recbole_compat.recbole_logging(type(self).__name__.lower(), echo=self.context.show_progress):
             init_seed(self.context.seed, True)
             self._prepare_data(recbole_config)
             finished_file = work_dir / "finished.json"
@@ -350,9 +350,10 @@ class RecBoleSequential(Method):
                       "best_epoch": int(checkpoint["epoch"]),
                       "recbole_valid_ndcg@10": round(float(checkpoint["best_valid_score"]), 6),
                       "training_seconds": round(training_seconds(), 2),
+                      # The engine's curve layout (bench.engine.selection), in RecBole's epoch numbers.
                       "training_curve": [
                           {"epoch": int(epoch), "train_loss": round(float(loss), 6),
-                           **({"valid_ndcg@10": round(progress["valid_scores"][epoch], 6)}
+                           **({"validation": {VALID_METRIC: round(progress["valid_scores"][epoch], 6)}}
                               if epoch in progress["valid_scores"] else {})}
                           for epoch, loss in sorted(trainer.train_loss_dict.items())]})
         return facts

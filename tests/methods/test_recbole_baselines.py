@@ -4,6 +4,8 @@ resume, and the compatibility patches. Each model trains one epoch on a tiny fix
 from __future__ import annotations
 
 import dataclasses
+import io
+import logging
 import pickle
 import sys
 from pathlib import Path
@@ -179,7 +181,7 @@ def test_finished_run_is_loaded_not_trained_again(tmp_path, capsys, monkeypatch)
     torch.set_num_threads(1)
     first = make_method("sasrec", tmp_path)
     first.fit(TrainingData(dataset=DATASET, split=SPLIT))
-    assert "[sasrec] epoch 0 training" in capsys.readouterr().err  # one visible line per epoch
+    assert "epoch 0" not in capsys.readouterr().err  # quiet: no epoch lines
     expected = first.score(np.arange(SPLIT.n_users), SPLIT.histories("test"))
 
     def no_training(*args, **kwargs):
@@ -200,6 +202,15 @@ def test_time_budget_stops_after_a_validation_keeping_the_best(tmp_path):
     facts = method.metadata()
     assert facts["stopped_by"] == "time budget" and facts["epochs_trained"] == 1 and facts["best_epoch"] == 0
     assert np.isfinite(method.score(np.arange(3), SPLIT.histories("test")[:3])).all()
+
+
+@pytest.mark.parametrize("echo, shown", [(True, "[sasrec] epoch 3 training [time: 1.00s]\n"), (False, "")])
+def test_only_epoch_lines_are_echoed_and_only_when_asked(echo, shown):
+    stream = io.StringIO()
+    with recbole_compat.recbole_logging("sasrec", echo=echo, stream=stream):
+        logging.getLogger().info("\x1b[1;32mepoch 3 training\x1b[0m [time: 1.00s]")
+        logging.getLogger().info("[Training]: train_batch_size = [64]")
+    assert stream.getvalue() == shown
 
 
 def test_numpy_aliases_restored_when_missing(monkeypatch):

@@ -164,3 +164,11 @@ def test_cli_run_killed_by_sigkill_resumes_to_identical_per_user_values(tmp_path
     assert record["method_metadata"]["resumed_after_epoch"] == 1
     assert record["per_user"] == expected["per_user"]
     assert record["metrics"] == expected["metrics"]
+    # Quiet means quiet: the result table and the record path, nothing else; the whole story
+    # (both attempts, RecBole's epochs included) is in the log file the record names.
+    for result in (whole, resumed):
+        assert result.stderr == ""
+        assert result.stdout.startswith("| method") and "epoch" not in result.stdout
+    log = Path(record["log_file"]).read_text()
+    assert log.count("epoch 1 training") == 1 and log.count("epoch 2 training") == 2  # killed while validating 2
+    assert "resuming from" in log and "epoch 4 training" in log
