@@ -19,6 +19,8 @@ from bench.storage import atomic_write_bytes, atomic_write_text
 
 PLOTS = "plots"
 RECORDS = "records"
+# The paper's order; tables registered later (SETRec's, plugins') follow by name.
+TABLE_ORDER = ("standard", "ablation", "zero-shot")
 
 
 @dataclasses.dataclass
@@ -80,7 +82,8 @@ def _table_sections(records: list[dict[str, Any]], writer: ReportWriter, log) ->
 
     registry = table_registry()
     sections = []
-    for name in registry.names():
+    names = [n for n in TABLE_ORDER if n in registry] + sorted(n for n in registry.names() if n not in TABLE_ORDER)
+    for name in names:
         for spec in registry.get(name):
             rows = table_rows(spec, records)
             charts: dict[str, list[tuple[str, str]]] = {}
@@ -95,7 +98,7 @@ def _table_sections(records: list[dict[str, Any]], writer: ReportWriter, log) ->
                 log(f"plot: {spec.title}, {dataset}, {metric}")
                 image = writer.write(
                     f"{PLOTS}/{slug(spec.paper_table)}-{slug(dataset)}-{slug(metric)}.png",
-                    bar_chart(f"{spec.title}: {dataset}", metric, [label for label, _ in shown],
+                    bar_chart(dataset, metric, [label for label, _ in shown],
                               [cell.value for _, cell in shown], intervals, [cell.paper for _, cell in shown]))
                 charts.setdefault(dataset, []).append((metric, image))
             headers = ["Dataset", "Metric"] + [column.label for column in spec.columns] + ["Improv."]

@@ -18,7 +18,8 @@ th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; verti
 th { background: #f3f3f3; } td.label { text-align: left; white-space: nowrap; }
 td a { color: inherit; text-decoration: none; } td a:hover { text-decoration: underline; }
 .paper { color: #888; font-size: 0.85em; } .note { color: #555; font-size: 0.9em; }
-.charts { display: flex; flex-wrap: wrap; gap: 0.8em; } .charts img { max-width: 100%; border: 1px solid #eee; }
+.charts { display: flex; flex-wrap: wrap; gap: 0.6em; }
+.charts img { width: calc(25% - 0.6em); min-width: 280px; height: auto; border: 1px solid #eee; }
 details pre { text-align: left; font-size: 0.85em; white-space: pre-wrap; max-width: 40em; }
 nav a { margin-right: 1em; }
 """
