@@ -263,6 +263,17 @@ class Runtime:
             raise RuntimeError(f"gathered {full.shape[0]} rows from {self.num_processes} processes, expected {n}")
         return full
 
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in process order, on every process (e.g. the RNG states
+        a checkpoint keeps per process: each draws its own dropout masks)."""
+        if self.num_processes == 1:
+            return [obj]
+        import torch.distributed as distributed
+
+        gathered: list[Any] = [None] * self.num_processes
+        distributed.all_gather_object(gathered, obj)
+        return gathered
+
     def mean_across_processes(self, value: float) -> float:
         """The mean of one number over the processes (e.g. an epoch's loss), the same on every process."""
         if self.num_processes == 1:

@@ -125,10 +125,10 @@ class IncrementalDecoder:
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
                 attention_mask=encoder_mask,
                 decoder_input_ids=tokens,
-                past_key_values=self.cache,
+                cache=self.cache,
                 use_cache=True,
             )
-        self.cache = output.past_key_values
+        self.cache = output.cache
         return output.logits[:, -1, :].float()
 
 

@@ -252,6 +252,11 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
         state = _load(checkpoint / STATE_FILE)
+        if state.get("processes", 1) != runtime.num_processes:
+            # Another process count splits every batch differently: not the same run.
+            raise BenchError(f"{checkpoint}: checkpoint was written by {state.get('processes', 1)} process(es), "
+                             f"this run has {runtime.num_processes}; resume with --processes "
+                             f"{state.get('processes', 1)}, or delete the folder to train from scratch")
         expected = {"examples_per_epoch": n_examples, "total_steps": total_steps}
         found = {key: state.get(key) for key in expected}
         if found != expected:
@@ -260,7 +265,8 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _restore_rng_states(state["rng"])
+        # Each process restores its own random stream (its dropout masks differ from the others').
+        _restore_rng_states(state.get("rng_per_process", [state["rng"]])[runtime.process_index])
         start_epoch, train_seconds, epoch_loss = state["epoch"], state["train_seconds"], state["epoch_loss"]
         validation_seconds = state.get("validation_seconds", 0.0)
         selection = Selection.from_state(state["selection"])
@@ -303,12 +309,14 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         if not finished and time.perf_counter() - last_checkpoint < checkpoint_interval_seconds:
             continue
         last_checkpoint = time.perf_counter()
+        rng_per_process = runtime.gather_objects(_rng_states())  # every process takes part
         if runtime.is_main_process:
             _save_checkpoint(checkpoint_dir, epoch, {
                 "model": plain.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": _rng_states(),
                 "epoch": epoch, "train_seconds": train_seconds, "validation_seconds": validation_seconds,
                 "epoch_loss": epoch_loss, "examples_per_epoch": n_examples, "total_steps": total_steps,
+                "processes": runtime.num_processes, "rng_per_process": rng_per_process,
                 "selection": selection.state_dict()})
     runtime.barrier()
     if validate is not None and selection.best_epoch is not None:

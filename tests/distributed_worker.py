@@ -1,0 +1,47 @@
+"""Worker of tests/test_distributed.py, started there through torchrun: evaluates a saved,
+trained method on the tiny fixture with this process's share of the users. Every process
+writes which users it ranked; the main process also writes the gathered result.
+
+usage: python -m torch.distributed.run ... tests/distributed_worker.py METHOD_FILE OUTPUT_DIR
+       N_USERS N_ITEMS EVAL_BATCH_SIZE
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.config import EvalConfig
+from bench.data.split import leave_one_out
+from bench.engine.accelerator import get_runtime
+from bench.evaluation.protocol import evaluate
+from tests.conftest import tiny_dataset
+
+
+def main(method_file: str, output_dir: str, n_users: str, n_items: str, batch_size: str) -> None:
+    torch.set_num_threads(1)
+    runtime = get_runtime("cpu", "fp32")
+    method = torch.load(method_file, weights_only=False)
+    split = leave_one_out(tiny_dataset(n_users=int(n_users), n_items=int(n_items)))
+    ranked: list[int] = []
+    rank = method.rank
+
+    def counting_rank(users, histories, k):
+        ranked.extend(np.asarray(users).tolist())
+        return rank(users, histories, k)
+
+    method.rank = counting_rank
+    result = evaluate(method, split, "test", EvalConfig(batch_size=int(batch_size)), method.context)
+    output = Path(output_dir)
+    (output / f"ranked-{runtime.process_index}.json").write_text(
+        json.dumps({"users": ranked, "processes": runtime.num_processes}))
+    if runtime.is_main_process:
+        np.savez(output / "result.npz", ranks=result.ranks, **result.per_user)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,161 @@
+"""Several processes for real: torchrun on 2 CPU processes (gloo), as a GPU cluster would run them.
+
+- evaluation sharded over 2 processes gives per-user arrays identical to 1 process, with
+  each user ranked by exactly one process;
+- a 2-process `bench run` killed mid-training resumes with 2 processes, refuses another
+  process count, and ends with the record of a run that was never killed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from bench.config import EvalConfig, resolve
+from bench.data.split import leave_one_out
+from bench.evaluation.protocol import evaluate
+from bench.method import RunContext, TrainingData
+from bench.registry import methods
+from tests.conftest import tiny_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_T5 = {"epochs": 1, "d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16, "vocab_size": 200,
+           "batch_size": 16, "threads": 1, "beam_width": 10, "eval_every": 0, "device": "cpu"}
+
+
+def environment(cache: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "GENREC_BENCH_CACHE": str(cache)}
+
+
+def test_two_process_evaluation_matches_one_process(tmp_path: Path) -> None:
+    n_users, n_items, batch_size = 30, 20, 4  # 8 batches, the last one short: 4 per process
+    method_class = methods().get("p5-sid")
+    fields = {field.name for field in dataclasses.fields(method_class.config_class)}
+    overrides = {key: value for key, value in TINY_T5.items() if key in fields}
+    resolved = resolve("p5-sid", method_class.config_class, method_class.profiles, "cpu", {}, overrides)
+    split = leave_one_out(tiny_dataset(n_users=n_users, n_items=n_items))
+    context = RunContext(work_dir=tmp_path / "work", seed=0, profile="cpu", show_progress=False)
+    context.work_dir.mkdir()
+    method = method_class(resolved.method, context)
+    method.fit(TrainingData(dataset=tiny_dataset(n_users=n_users, n_items=n_items), split=split))
+    one_process = evaluate(method, split, "test", EvalConfig(batch_size=batch_size), context)
+    torch.save(method, tmp_path / "method.pt")
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "tests" / "distributed_worker.py"), str(tmp_path / "method.pt"), str(tmp_path),
+               str(n_users), str(n_items), str(batch_size)]
+    finished = subprocess.run(command, env=environment(tmp_path / "cache"), capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+    ranked = [json.loads((tmp_path / f"ranked-{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(part["processes"] == 2 for part in ranked)
+    # Contiguous blocks of whole batches, every user ranked once, by one process.
+    assert ranked[0]["users"] == list(range(16)) and ranked[1]["users"] == list(range(16, n_users))
+    gathered = np.load(tmp_path / "result.npz")
+    np.testing.assert_array_equal(gathered["ranks"], one_process.ranks)
+    for name, values in one_process.per_user.items():
+        np.testing.assert_array_equal(gathered[name], values)
+    assert one_process.per_user["HR@10"].mean() > 0  # a trained model, not all misses
+
+
+# -- a killed 2-process run ---------------------------------------------------------------
+
+RUN_OPTIONS = [part for key, value in {**TINY_T5, "epochs": 3}.items() for part in ("--set", f"{key}={value}")]
+
+
+def write_tiny_atomic_dataset(folder: Path, n_users: int = 40, n_items: int = 30) -> None:
+    """The tiny fixture as RecBole atomic files, the format a user's own dataset comes in."""
+    dataset = tiny_dataset(n_users=n_users, n_items=n_items)
+    folder.mkdir(parents=True)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for user, sequence in zip(dataset.user_ids, dataset.sequences):
+        lines += [f"{user}\t{dataset.item_ids[item]}\t{step}" for step, item in enumerate(sequence.tolist())]
+    (folder / "tiny.inter").write_text("\n".join(lines) + "\n")
+    items = ["item_id:token\ttitle:token_seq"] + [f"{item}\tthing number {item[1:]}" for item in dataset.item_ids]
+    (folder / "tiny.item").write_text("\n".join(items) + "\n")
+
+
+def command(data: Path, results: Path, processes: int) -> list[str]:
+    return [sys.executable, "-m", "bench.cli", "run", "--method", "p5-sid", "--dataset", "tiny", "--data-dir",
+            str(data), "--quiet", "--seed", "3", *RUN_OPTIONS, "--processes", str(processes),
+            "--results-dir", str(results)]
+
+
+def bench_run(data: Path, cache: Path, results: Path, processes: int) -> subprocess.CompletedProcess:
+    return subprocess.run(command(data, results, processes), env=environment(cache), capture_output=True,
+                          text=True, timeout=300)
+
+
+def kill_after_first_checkpoint(data: Path, cache: Path, results: Path) -> None:
+    """Start the 2-process run and kill -9 the launcher and both workers (as a scheduler
+    killing the job would) once the first epoch's checkpoint is complete."""
+    launcher = subprocess.Popen(command(data, results, 2), env=environment(cache), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while not list(cache.glob("work/*/checkpoints/epoch-0001/state.pt")):
+            assert launcher.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.2)
+    finally:
+        workers = psutil.Process(launcher.pid).children(recursive=True)
+        for process in [launcher, *workers]:
+            try:
+                os.kill(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        launcher.wait()
+        psutil.wait_procs(workers, timeout=30)
+
+
+def record_of(results: Path) -> dict:
+    (path,) = results.glob("tiny/p5-sid/*.json")
+    return json.loads(path.read_text())
+
+
+def test_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    data = tmp_path / "tiny"
+    write_tiny_atomic_dataset(data)
+    killed_cache, killed_results = tmp_path / "killed-cache", tmp_path / "killed-results"
+    kill_after_first_checkpoint(data, killed_cache, killed_results)
+    assert not killed_results.exists()  # nothing half-written
+
+    refused = bench_run(data, killed_cache, killed_results, processes=1)
+    assert refused.returncode != 0
+    assert "resume with --processes 2" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+
+    resumed = bench_run(data, killed_cache, killed_results, processes=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = record_of(killed_results)
+    assert record["hardware"]["processes"] == 2
+    assert record["method_metadata"]["resumed_from_epoch"] >= 1
+
+    clean_results = tmp_path / "clean-results"
+    clean = bench_run(data, tmp_path / "clean-cache", clean_results, processes=2)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    uninterrupted = record_of(clean_results)
+    assert uninterrupted["method_metadata"]["resumed_from_epoch"] == 0
+    assert record["per_user"] == uninterrupted["per_user"]
+    assert record["method_metadata"]["final_epoch_loss"] == uninterrupted["method_metadata"]["final_epoch_loss"]
+
+
+@pytest.mark.parametrize("method", ["idgenrec"])
+def test_one_process_methods_refuse_several(method: str, tmp_path: Path) -> None:
+    env = {**environment(tmp_path / "cache"), "WORLD_SIZE": "2", "RANK": "0"}
+    finished = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--method", method, "--dataset", "demo",
+                               "--results-dir", str(tmp_path / "results")], env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert finished.returncode == 2
+    assert f"error: method '{method}' runs in one process only" in finished.stderr
