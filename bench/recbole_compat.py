@@ -23,12 +23,15 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TextIO
 
 import numpy as np
 
 from bench.logs import PlainFormatter, strip_colour
 from bench.storage import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 # RecBole's Config.compatibility_settings aliases these numpy 1 names; numpy 2 removed them.
 _NUMPY_ALIASES = {"float_": "float64", "complex_": "complex128", "unicode_": "str_"}
@@ -57,12 +60,14 @@ def ensure_compatible() -> None:
         _patched = True
 
 
-def make_config(model_name: str, options: dict[str, Any]):
-    """A RecBole ``Config`` built from ``options`` alone.
+def make_config(model_name: str, options: dict[str, Any], device: "torch.device | None" = None):
+    """A RecBole ``Config`` built from ``options`` alone, training on ``device``.
 
     RecBole reads ``--key=value`` arguments of the running process into its config (so
     ``bench run --seed=1`` would silently change RecBole's seed) and exports
-    ``CUDA_VISIBLE_DEVICES``; both are hidden from it / restored here.
+    ``CUDA_VISIBLE_DEVICES``; both are hidden from it / restored here. With the variable
+    restored, RecBole's own choice (``cuda``, i.e. the first visible GPU, or ``cpu`` without
+    a ``gpu_id``) is replaced by ``device``, the one the harness's runtime resolved.
     """
     ensure_compatible()
     from recbole.config import Config
@@ -71,13 +76,49 @@ def make_config(model_name: str, options: dict[str, Any]):
     saved_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
     sys.argv = sys.argv[:1]
     try:
-        return Config(model=model_name, dataset=options["dataset"], config_dict=options)
+        config = Config(model=model_name, dataset=options["dataset"], config_dict=options)
     finally:
         sys.argv = saved_argv
         if saved_devices is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved_devices
+    if device is not None:
+        config["device"] = device
+    return config
+
+
+def device_options(device: "torch.device", precision: str) -> dict[str, Any]:
+    """RecBole 1.2.1's own switches for a device and a precision.
+
+    ``gpu_id`` empty means CPU to RecBole (it has no MPS path: :func:`make_config` sets the
+    device afterwards); no ``local_rank``/``nproc``, so its DDP stays off. Its Trainer runs
+    each batch's loss under ``torch.autocast(enabled=enable_amp)`` and, on CUDA, through a
+    GradScaler when ``enable_scaler``: bf16 and fp16 are that switch, with the autocast dtype
+    set by :func:`autocast_dtype`.
+    """
+    return {"use_gpu": device.type == "cuda", "gpu_id": str(device.index or 0) if device.type == "cuda" else "",
+            "enable_amp": precision != "fp32", "enable_scaler": precision == "fp16"}
+
+
+@contextlib.contextmanager
+def autocast_dtype(device: "torch.device", precision: str) -> Iterator[None]:
+    """Within the block, autocast on ``device`` computes in ``precision``'s dtype.
+
+    RecBole's Trainer opens ``torch.autocast`` without a dtype, which means float16 on CUDA
+    and bfloat16 on CPU; the process-wide default is set to the chosen one and restored.
+    """
+    import torch
+
+    if precision == "fp32":
+        yield
+        return
+    saved = torch.get_autocast_dtype(device.type)
+    torch.set_autocast_dtype(device.type, {"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+    try:
+        yield
+    finally:
+        torch.set_autocast_dtype(device.type, saved)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import numpy as np
 from bench.config import option
 from bench.data.dataset import Dataset
 from bench.data.split import Split
+from bench.engine.accelerator import check_option_values
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
 from bench.storage import atomic_write_text
@@ -83,6 +84,10 @@ class RecBoleConfig:
     max_train_minutes: float = option(
         0.0, "stop training when one more validation interval would end past this many minutes of "
              "training, counted across resumes (0: no limit); the best checkpoint so far is kept")
+    device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; given to RecBole "
+                                 "as its use_gpu/gpu_id (one process: RecBole's own DDP is not used)")
+    precision: str = option("fp32", "fp32, bf16 or fp16 (CUDA only) for training: RecBole's autocast switch "
+                                    "(enable_amp, with its loss scaler for fp16); scores are computed in fp32")
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -91,6 +96,7 @@ class RecBoleConfig:
                 accepts, allowed = OPTION_RANGES[field.name]
                 if not accepts(value):
                     raise BenchError(f"config key '{field.name}' must be {allowed}, got {value}")
+        check_option_values(self.device, self.precision)
         if hasattr(self, "n_heads") and self.hidden_size % self.n_heads:
             # RecBole's multi-head attention splits the hidden state evenly over the heads.
             raise BenchError(f"config key 'hidden_size' must be a multiple of 'n_heads' ({self.n_heads}), "
@@ -197,19 +203,27 @@ class RecBoleSequential(Method):
     # RecBole's 300 epochs are days of CPU time on Amazon Toys (one CE epoch of SASRec is
     # minutes on one core); bound a run by wall clock with max_train_minutes where it matters.
     profiles = {"cpu": {"epochs": 30, "stopping_step": 5}}
+    # RecBole's DDP reports wrong metrics (RecBole#1872); one process trains on one device.
+    supports_processes = False
 
     def fit(self, data: TrainingData) -> None:
         import torch
         from recbole.utils import init_seed
 
         from bench import recbole_compat
+        from bench.engine.accelerator import get_runtime
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
+        self.runtime = get_runtime(self.config.device, self.config.precision)
+        if self.runtime.num_processes > 1:
+            raise BenchError(f"{self.recbole_model} runs in one process (RecBole's DDP is off); this run has "
+                             f"{self.runtime.num_processes}: run it without --processes")
         work_dir = Path(self.context.work_dir)
         written = write_atomic_files(data.dataset, data.split, work_dir / "recbole" / RECBOLE_DATASET,
                                      self.uses_categories)
-        recbole_config = recbole_compat.make_config(self.recbole_model, self._recbole_options(work_dir))
+        recbole_config = recbole_compat.make_config(self.recbole_model, self._recbole_options(work_dir),
+                                                    device=self.runtime.device)
         with recbole_compat.recbole_logging(type(self).__name__.lower(), echo=self.context.show_progress):
             init_seed(self.context.seed, True)
             self._prepare_data(recbole_config)
@@ -235,8 +249,10 @@ class RecBoleSequential(Method):
                                            dtype=np.int64)
 
     def _recbole_options(self, work_dir: Path) -> dict[str, Any]:
+        from bench import recbole_compat
+
         options = dataclasses.asdict(self.config)
-        for harness_only in ("threads", "max_train_minutes"):
+        for harness_only in ("threads", "max_train_minutes", "device", "precision"):
             options.pop(harness_only)
         load_item = ["item_id", CATEGORY_FIELD] if self.uses_categories else ["item_id"]
         options.update({
@@ -250,9 +266,10 @@ class RecBoleSequential(Method):
             "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": VALID_METRIC,
             "train_neg_sample_args": None if self.config.loss_type == "CE" else {
                 "distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False, "candidate_num": 0},
-            "seed": self.context.seed, "reproducibility": True, "use_gpu": False, "gpu_id": "",
+            "seed": self.context.seed, "reproducibility": True,
             "show_progress": self.context.show_progress, "worker": 0, "log_wandb": False,
             "save_dataset": False, "save_dataloaders": False,
+            **recbole_compat.device_options(self.runtime.device, self.config.precision),
         })
         options.update(self._extra_options())
         return options
@@ -283,7 +300,7 @@ class RecBoleSequential(Method):
     def _new_model(self, recbole_config, work_dir: Path):
         from recbole.utils import get_model
 
-        return get_model(self.recbole_model)(recbole_config, self.recbole_dataset)
+        return self.runtime.place(get_model(self.recbole_model)(recbole_config, self.recbole_dataset))
 
     def _trainer(self, recbole_config, model):
         from recbole.utils import get_trainer
@@ -338,8 +355,9 @@ class RecBoleSequential(Method):
         if trainer.start_epoch < self.config.epochs:
             resume.save_each_epoch()
             try:
-                trainer.fit(self.train_data, self.valid_data, saved=True, show_progress=self.context.show_progress,
-                            callback_fn=after_validation)
+                with recbole_compat.autocast_dtype(self.runtime.device, self.config.precision):
+                    trainer.fit(self.train_data, self.valid_data, saved=True,
+                                show_progress=self.context.show_progress, callback_fn=after_validation)
             except _TimeBudgetReached:
                 out_of_time = True
         checkpoint = recbole_compat.load_checkpoint(best_file)
@@ -376,14 +394,14 @@ class RecBoleSequential(Method):
         sources = np.repeat(np.cumsum(lengths) - kept, kept) + columns
         item_seq = np.zeros((len(histories), max_length), dtype=np.int64)
         item_seq[rows, columns] = self.item_to_internal[flat[sources]]
-        interaction = Interaction({
+        interaction = Interaction(self.runtime.to_device({
             "item_id_list": torch.from_numpy(item_seq),
             "item_length": torch.from_numpy(np.maximum(kept, 1)),
             "user_id": torch.from_numpy(self.user_to_internal[np.asarray(users, dtype=np.int64)]),
-        })
+        }))
         self.model.eval()
         with torch.no_grad():
-            scores = self.model.full_sort_predict(interaction).reshape(len(histories), -1)
+            scores = self.model.full_sort_predict(interaction).reshape(len(histories), -1).cpu()
         return scores[:, torch.from_numpy(self.item_to_internal)].double().numpy()
 
     def metadata(self) -> dict[str, Any]:
@@ -461,7 +479,8 @@ class S3Rec(RecBoleSequential):
             trainer = self._trainer(recbole_config, model)
             recbole_compat.write_pretrained_model_atomically(trainer)
             # A killed pre-training starts again from its seed (no pre-trained file yet).
-            trainer.pretrain(self.train_data, show_progress=self.context.show_progress)
+            with recbole_compat.autocast_dtype(self.runtime.device, self.config.precision):
+                trainer.pretrain(self.train_data, show_progress=self.context.show_progress)
             recbole_config["train_stage"] = "finetune"
         return {"pretrain_epochs": self.config.pretrain_epochs}
 

@@ -164,6 +164,7 @@ def test_cli_run_killed_by_sigkill_resumes_to_identical_per_user_values(tmp_path
     assert record["method_metadata"]["resumed_after_epoch"] == 1
     assert record["per_user"] == expected["per_user"]
     assert record["metrics"] == expected["metrics"]
+    assert record["hardware"]["device_type"] == "cpu" and record["hardware"]["precision"] == "fp32"
     # Quiet means quiet: the result table and the record path, nothing else; the whole story
     # (both attempts, RecBole's epochs included) is in the log file the record names.
     for result in (whole, resumed):
