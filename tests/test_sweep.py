@@ -186,3 +186,28 @@ def test_progress_line_counts_and_eta():
     progress.started(tasks[1])
     # One run took 60 s; two remain (one just started) on one slot: about two minutes.
     assert stream.getvalue().splitlines()[-1] == "sweep: 1/4 done, 1 running, 1 failed, ETA 2m00s"
+
+
+def test_launcher_arguments_resolve_to_the_same_run(tmp_path):
+    """A multi-GPU job starts `bench run` with these arguments: they must name the same run."""
+    from bench.config import parse_sets
+    from bench.runner import RunRequest, resolve_run_config
+
+    spec = load_sweep(write(tmp_path, """
+        methods = ["sasrec"]
+        datasets = ["demo"]
+        seeds = [3]
+        [set]
+        threads = 1
+        max_train_minutes = 1.5
+        "eval.mask_history" = true
+        "eval.cutoffs" = [[5, 20]]
+        """))
+    task = plan_sweep(spec, tmp_path / "results").tasks[0]
+    arguments = task.run_arguments()
+    sets = parse_sets(arguments[i + 1] for i, word in enumerate(arguments) if word == "--set")
+    assert arguments[:2] == ["run", "--method"] and "--quiet" in arguments
+    _, from_arguments = resolve_run_config(RunRequest(method="sasrec", dataset="demo", sets=sets, seed=3))
+    _, from_sweep = resolve_run_config(task.request())
+    assert from_arguments.to_dict() == from_sweep.to_dict()
+    assert from_sweep.evaluation.cutoffs == (5, 20) and from_sweep.evaluation.mask_history is True
