@@ -184,6 +184,9 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
     }
     if validation is not None:
         record["validation_metrics"] = {name: round(value, 6) for name, value in validation.means().items()}
+    if "training_curve" in record["method_metadata"]:
+        # Model selection's evidence, one entry per validated epoch (bench.engine.selection).
+        record["training_curve"] = record["method_metadata"].pop("training_curve")
     if not runtime.is_main_process:
         return None
     return write_record(request.results_dir, record)

@@ -217,7 +217,7 @@ def _validation_due(config: TrainingConfig, epoch: int) -> bool:
 
 def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoint_dir: Path, context: RunContext,
                 validate: Validate | None = None, description: str = "train",
-                checkpoint_interval_seconds: float = 0.0) -> TrainingReport:
+                checkpoint_interval_seconds: float = 0.0, cheap_dropout_masks: bool = True) -> TrainingReport:
     """Train ``model`` on ``task`` for at most ``config.epochs`` epochs, resuming from
     ``checkpoint_dir`` if a previous run left a checkpoint there, with model selection when
     ``validate`` is given and ``config.eval_every`` > 0. ``validate`` is called on every
@@ -226,11 +226,14 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     A checkpoint is written after every epoch, or, with ``checkpoint_interval_seconds``,
     after the first epoch that ends at least that long after the previous checkpoint (and
     after the last epoch): for loops of many tiny epochs, whose checkpoints would cost more
-    than the epochs. Returns with ``model`` in eval mode, holding the selected weights."""
+    than the epochs. ``cheap_dropout_masks`` draws CPU dropout masks from 16-bit random
+    numbers (:mod:`bench.engine.dropout`); off, torch's own dropout (the earlier loop).
+    Returns with ``model`` in eval mode, holding the selected weights."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     from bench.engine.accelerator import get_runtime
+    from bench.engine.dropout import cheap_mask_dropout
 
     runtime = get_runtime(config.device, config.precision)
     checkpoint_dir = Path(checkpoint_dir)
@@ -247,7 +250,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     optimizer = _optimizer(model, config, fused=runtime.device.type in ("cpu", "cuda"))
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
 
-    start_epoch, train_seconds, validation_seconds, epoch_loss = 0, 0.0, 0.0, None
+    start_epoch, train_seconds, validation_seconds, epoch_loss, scaler_state = 0, 0.0, 0.0, None, None
     selection = Selection(patience=config.patience)
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
@@ -268,11 +271,10 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         # Each process restores its own random stream (its dropout masks differ from the others').
         _restore_rng_states(state.get("rng_per_process", [state["rng"]])[runtime.process_index])
         start_epoch, train_seconds, epoch_loss = state["epoch"], state["train_seconds"], state["epoch_loss"]
-        validation_seconds = state.get("validation_seconds", 0.0)
+        validation_seconds, scaler_state = state["validation_seconds"], state["scaler"]
         selection = Selection.from_state(state["selection"])
     else:
         torch.manual_seed(context.seed)  # dropout draws from here; restored on resume
-    scaler_state = state.get("scaler") if checkpoint is not None else None
     model, optimizer, scheduler = runtime.prepare_training(model, optimizer, scheduler)
     runtime.load_scaler_state(scaler_state)
     plain = runtime.unwrap(model)
@@ -281,43 +283,45 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     model.train()
     last_checkpoint = time.perf_counter()
     epoch = start_epoch
-    while epoch < config.epochs and selection.stopped_by is None:
-        clock = time.perf_counter()
-        examples = first_epoch_examples if epoch == 0 else task.examples_for_epoch(epoch)
-        if len(examples) != n_examples:
-            raise RuntimeError(f"epoch {epoch} has {len(examples)} examples, epoch 0 had {n_examples}")
-        lengths = None if lengths_of is None else np.fromiter(map(lengths_of, examples), np.int64, n_examples)
-        batches = epoch_batches(lengths, n_examples, config.batch_size, context.seed, epoch)
-        epoch_loss = _train_one_epoch(model, task, examples, batches, optimizer, scheduler, config, runtime,
-                                      context, f"{description} epoch {epoch + 1}/{config.epochs}")
-        epoch_seconds = time.perf_counter() - clock
-        train_seconds += epoch_seconds
-        epoch += 1
-        improved = False
-        if validate is not None and _validation_due(config, epoch - 1):
+    with contextlib.ExitStack() as stack:
+        if cheap_dropout_masks:
+            stack.enter_context(cheap_mask_dropout(plain))
+        while epoch < config.epochs and selection.stopped_by is None:
             clock = time.perf_counter()
-            metrics = _validate(validate, model, plain)
-            seconds = time.perf_counter() - clock
-            validation_seconds += seconds
-            improved = selection.update({
-                "epoch": epoch, "train_loss": round(epoch_loss, 6),
-                "validation": {name: round(value, 6) for name, value in metrics.items()},
-                "train_seconds": round(train_seconds, 2), "validation_seconds": round(seconds, 2)})
-            if improved and runtime.is_main_process:
-                _write_folder(checkpoint_dir, f"{BEST_PREFIX}{epoch:04d}", WEIGHTS_FILE, plain.state_dict())
-        finished = epoch == config.epochs or selection.stopped_by is not None
-        if not finished and time.perf_counter() - last_checkpoint < checkpoint_interval_seconds:
-            continue
-        last_checkpoint = time.perf_counter()
-        rng_per_process = runtime.gather_objects(_rng_states())  # every process takes part
-        if runtime.is_main_process:
-            _save_checkpoint(checkpoint_dir, epoch, {
-                "model": plain.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": _rng_states(),
-                "epoch": epoch, "train_seconds": train_seconds, "validation_seconds": validation_seconds,
-                "epoch_loss": epoch_loss, "examples_per_epoch": n_examples, "total_steps": total_steps,
-                "processes": runtime.num_processes, "rng_per_process": rng_per_process,
-                "selection": selection.state_dict()})
+            examples = first_epoch_examples if epoch == 0 else task.examples_for_epoch(epoch)
+            if len(examples) != n_examples:
+                raise RuntimeError(f"epoch {epoch} has {len(examples)} examples, epoch 0 had {n_examples}")
+            lengths = None if lengths_of is None else np.fromiter(map(lengths_of, examples), np.int64, n_examples)
+            batches = epoch_batches(lengths, n_examples, config.batch_size, context.seed, epoch)
+            epoch_loss = _train_one_epoch(model, task, examples, batches, optimizer, scheduler, config, runtime,
+                                          context, f"{description} epoch {epoch + 1}/{config.epochs}")
+            epoch_seconds = time.perf_counter() - clock
+            train_seconds += epoch_seconds
+            epoch += 1
+            if validate is not None and _validation_due(config, epoch - 1):
+                clock = time.perf_counter()
+                metrics = _validate(validate, model, plain)
+                seconds = time.perf_counter() - clock
+                validation_seconds += seconds
+                improved = selection.update({
+                    "epoch": epoch, "train_loss": round(epoch_loss, 6),
+                    "validation": {name: round(value, 6) for name, value in metrics.items()},
+                    "train_seconds": round(train_seconds, 2), "validation_seconds": round(seconds, 2)})
+                if improved and runtime.is_main_process:
+                    _write_folder(checkpoint_dir, f"{BEST_PREFIX}{epoch:04d}", WEIGHTS_FILE, plain.state_dict())
+            finished = epoch == config.epochs or selection.stopped_by is not None
+            if not finished and time.perf_counter() - last_checkpoint < checkpoint_interval_seconds:
+                continue
+            last_checkpoint = time.perf_counter()
+            rng_per_process = runtime.gather_objects(_rng_states())  # every process takes part
+            if runtime.is_main_process:
+                _save_checkpoint(checkpoint_dir, epoch, {
+                    "model": plain.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": _rng_states(),
+                    "epoch": epoch, "train_seconds": train_seconds, "validation_seconds": validation_seconds,
+                    "epoch_loss": epoch_loss, "examples_per_epoch": n_examples, "total_steps": total_steps,
+                    "processes": runtime.num_processes, "rng_per_process": rng_per_process,
+                    "selection": selection.state_dict()})
     runtime.barrier()
     if validate is not None and selection.best_epoch is not None:
         best = checkpoint_dir / f"{BEST_PREFIX}{selection.best_epoch:04d}" / WEIGHTS_FILE
@@ -381,9 +385,10 @@ def _train_one_epoch(model: Any, task: TrainingTask, examples: Sequence[Any], ba
 def train_seq2seq(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", examples_for_epoch: ExamplesForEpoch,
                   config: TrainingConfig, checkpoint_dir: Path, context: RunContext, validate: Validate | None = None,
                   description: str = "train", checkpoint_interval_seconds: float = 0.0,
-                  pretokenize: bool = True) -> TrainingReport:
+                  pretokenize: bool = True, cheap_dropout_masks: bool = True) -> TrainingReport:
     """:func:`train_model` on the seq2seq task of (source, target) examples
     (:class:`bench.engine.batching.Seq2SeqTask`): strings or EOS-terminated token lists."""
     task = Seq2SeqTask(tokenizer, examples_for_epoch, pretokenize=pretokenize)
     return train_model(model, task, config, checkpoint_dir, context, validate=validate, description=description,
-                       checkpoint_interval_seconds=checkpoint_interval_seconds)
+                       checkpoint_interval_seconds=checkpoint_interval_seconds,
+                       cheap_dropout_masks=cheap_dropout_masks)

@@ -145,3 +145,27 @@ def test_no_examples_is_an_error(tokenizer, tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="no training examples"):
         train_seq2seq(build_model(CONFIG, "cpu", tokenizer, seed=0), tokenizer, examples, CONFIG,
                       tmp_path / "checkpoints", context(tmp_path))
+
+
+def test_cheap_mask_dropout_keeps_one_minus_p_scales_and_is_put_back() -> None:
+    from bench.engine.dropout import CheapMaskDropout, cheap_mask_dropout
+
+    torch.manual_seed(0)
+    dropout = CheapMaskDropout(0.25)
+    hidden = torch.randn(400, 500, requires_grad=True)
+    out = dropout(hidden)
+    out.sum().backward()
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.005
+    assert torch.allclose(out[kept], hidden[kept] / 0.75)
+    assert torch.allclose(hidden.grad[kept], torch.full_like(hidden.grad[kept], 1 / 0.75))
+    assert bool((hidden.grad[~kept] == 0).all())
+    dropout.eval()
+    assert torch.equal(dropout(hidden), hidden)
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.1), torch.nn.Dropout(0.3))
+    originals = list(model)
+    with cheap_mask_dropout(model) as replaced:
+        assert replaced == 2 and [type(m) for m in model][1:] == [CheapMaskDropout] * 2
+        assert [m.p for m in list(model)[1:]] == [0.1, 0.3]
+    assert list(model) == originals
