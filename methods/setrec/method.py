@@ -136,7 +136,7 @@ class SETRecTask:
     sequence (or only the last), predicting item ``t`` from up to ``max_history`` items before it."""
 
     def __init__(self, train_sequences: Sequence[np.ndarray], max_history: int, last_position_only: bool) -> None:
-        from bench.engine.training import SequentialExamples
+        from bench.engine.batching import SequentialExamples
 
         self.sequences, self.max_history = train_sequences, max_history
         positions = SequentialExamples(train_sequences, [], max_history, 0, last_position_only=last_position_only)
@@ -160,6 +160,18 @@ class SETRecTask:
         return model(**batch)
 
 
+def length_groups(lengths: Sequence[int], shortest: int = 8) -> list[np.ndarray]:
+    """Rows grouped by length, ascending: a group takes rows while the longest is at most
+    twice its shortest (or ``shortest``), so padding at most doubles a group's tokens."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    groups, start = [], 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or lengths[order[end]] > 2 * max(lengths[order[start]], shortest):
+            groups.append(order[start:end])
+            start = end
+    return groups
+
+
 def history_tensor(histories: Sequence[np.ndarray], max_history: int) -> "torch.Tensor":
     """The most recent ``max_history`` items of each history, left-padded to the longest."""
     import torch
@@ -177,11 +189,14 @@ def history_tensor(histories: Sequence[np.ndarray], max_history: int) -> "torch.
 
 class SETRec(Method):
     config_class = SETRecConfig
-    # cpu: the engine's small T5 from scratch (and a vocabulary for the instruction words
-    # only), one thread, a batch of 64 without accumulation; the CF tokenizer's SASRec gets
-    # the RecBole plugins' cpu budget.
-    profiles = {"cpu": {"vocab_size": 500, "threads": 1, "batch_size": 64, "gradient_accumulation": 1,
-                        "epochs": 10, "cf_epochs": 30}}
+    # cpu: the engine's small T5 from scratch (its vocabulary only has to cover the
+    # instruction words), one thread, 10 epochs, batches of 128 without accumulation; every
+    # batch runs the autoencoder over the whole catalogue (Eq. 6 scores every item), so the
+    # 384-d MiniLM embeddings go through 256-128 (half the work of 512-256-128; the paper's
+    # Sentence-T5 embeddings have 768 dimensions). The CF tokenizer's SASRec gets the RecBole
+    # plugins' cpu budget.
+    profiles = {"cpu": {"vocab_size": 500, "threads": 1, "batch_size": 128, "gradient_accumulation": 1,
+                        "epochs": 10, "autoencoder_layers": (256, 128), "cf_epochs": 30}}
 
     # ----------------------------------------------------------------- fit
 
@@ -248,12 +263,13 @@ class SETRec(Method):
     def _validate_during_training(self, model: Any) -> dict[str, float]:
         """Model selection: validation metrics at the best beta of the grid, on the loop's
         sample of validation users."""
-        from bench.engine.selection import validation_users
+        from bench.engine.selection import sample_validation_users
 
         self.network = model
         self._freeze_item_tokens()
-        users = validation_users(self.data.split, self.config, self.context.seed)
-        values = self.validation_grid(self.data.split, users)
+        split = self.data.split
+        users = sample_validation_users(split.phase_users("valid"), self.config.validation_users, self.context.seed)
+        values = self.validation_grid(split, users)
         beta = select_beta(values, self.config.beta_metric)
         return {**values[beta], "beta": beta}
 
@@ -269,21 +285,28 @@ class SETRec(Method):
         self.network = self.runtime.place(self.network)
         self.network.eval()
         with torch.no_grad(), self.runtime.autocast():
-            self.item_tokens = self.network.item_tokens()[0]
+            self.item_tokens = self.network.item_tokens()
 
     def score_parts(self, histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One model pass for a batch of users: the CF score and the sum of the semantic scores
-        of every item (each ``[len(histories), n_items]``, zeros for an ablated kind)."""
+        """The CF score and the sum of the semantic scores of every item (each
+        ``[len(histories), n_items]``; zeros for an ablated kind), one model pass per user.
+
+        Users go through in groups of similar history length: a history of 50 items is 250
+        encoder tokens, the typical Toys history a tenth of that, and one padded batch
+        would make every user pay for the longest."""
         import torch
 
         network = self.network
-        history = self.runtime.to_device(history_tensor(histories, self.config.max_history))
-        with torch.no_grad(), self.runtime.autocast():
-            scores = network.dimension_scores(history, self.item_tokens).cpu().numpy()
-        collaborative = scores[:, 0] if network.has_cf else np.zeros(scores.shape[::2], dtype=np.float32)
-        first_semantic = int(network.has_cf)
-        semantic = scores[:, first_semantic:].sum(axis=1) if network.n_sem else \
-            np.zeros(scores.shape[::2], dtype=np.float32)
+        collaborative = np.zeros((len(histories), network.n_items), dtype=np.float32)
+        semantic = np.zeros_like(collaborative)
+        for rows in length_groups([min(len(h), self.config.max_history) for h in histories]):
+            history = self.runtime.to_device(history_tensor([histories[row] for row in rows], self.config.max_history))
+            with torch.no_grad(), self.runtime.autocast():
+                scores = network.dimension_scores(history, self.item_tokens).cpu().numpy()
+            if network.has_cf:
+                collaborative[rows] = scores[:, 0]
+            if network.n_sem:
+                semantic[rows] = scores[:, int(network.has_cf):].sum(axis=1)
         return collaborative, semantic
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
@@ -325,7 +348,7 @@ class SETRec(Method):
             "beta": self.beta,
             "beta_metric": config.beta_metric,
             "beta_validation": {str(beta): values for beta, values in self.beta_values.items()},
-            "training": dataclasses.asdict(report) if dataclasses.is_dataclass(report) else report,
+            "training": report.record(),
         }
         if network.has_cf:
             found["cf_tokenizer"] = self.cf_facts

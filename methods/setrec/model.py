@@ -71,15 +71,24 @@ def encoder_position_ids(history_lengths: torch.Tensor, max_history: int, tokens
 
 def _position_aware_bias(self, query_length: int, key_length: int, device=None, past_seen_tokens=0):
     """T5Attention.compute_bias from ``self.setrec_position_ids`` ([batch, length]) when set:
-    one bias matrix per user ``[batch, heads, length, length]``."""
+    one bias matrix per user ``[batch, heads, length, length]``, with the padding mask
+    ``self.setrec_present`` folded in (so the attention needs no separate mask)."""
     position_ids = getattr(self, "setrec_position_ids", None)
     if position_ids is None:
         return type(self).compute_bias(self, query_length, key_length, device, past_seen_tokens)
     relative = position_ids[:, None, :] - position_ids[:, :, None]  # memory - context
-    buckets = self._relative_position_bucket(relative, bidirectional=not self.is_decoder,
+    # Bucket each distinct distance once, then gather: bucketing B x L x L pairs (a log per
+    # pair) cost more than the encoder's matrix products.
+    span = int(relative.abs().max())
+    distances = torch.arange(-span, span + 1, device=relative.device)
+    buckets = self._relative_position_bucket(distances, bidirectional=not self.is_decoder,
                                              num_buckets=self.relative_attention_num_buckets,
                                              max_distance=self.relative_attention_max_distance)
-    return self.relative_attention_bias(buckets).permute(0, 3, 1, 2)
+    table = self.relative_attention_bias(buckets)  # [2 span + 1, heads]
+    # One more row, the dtype's minimum, for every (query, padding key) pair: the mask.
+    table = torch.cat([table, torch.full_like(table[:1], torch.finfo(table.dtype).min)])
+    index = torch.where(self.setrec_present[:, None, :], relative + span, len(table) - 1)
+    return table.t()[:, index].transpose(0, 1)  # [batch, heads, length, length]
 
 
 def query_attention_mask(n_queries: int, batch: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -126,16 +135,14 @@ class SETRecModel(nn.Module):
     def n_items(self) -> int:
         return len(self.cf_embeddings) if self.has_cf else len(self.text_embeddings)
 
-    def item_tokens(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Every item's set of tokens ``[n_dimensions, n_items, d_model]`` (CF first) and the
-        autoencoder's reconstruction of every item's text embedding (None without it)."""
-        dimensions, reconstruction = [], None
+    def item_tokens(self) -> torch.Tensor:
+        """Every item's set of tokens ``[n_dimensions, n_items, d_model]``, CF first."""
+        dimensions = []
         if self.has_cf:
             dimensions.append(self.cf_projection(self.cf_embeddings)[None])
         if self.n_sem:
-            semantic, reconstruction = self.autoencoder(self.text_embeddings)
-            dimensions.append(semantic)
-        return torch.cat(dimensions, dim=0), reconstruction
+            dimensions.append(self.autoencoder(self.text_embeddings))
+        return torch.cat(dimensions, dim=0)
 
     def query_outputs(self, history: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """One encoder and one decoder pass: the queries' outputs ``[batch, n_dimensions, d_model]``."""
@@ -154,10 +161,12 @@ class SETRecModel(nn.Module):
                                     ones.expand(-1, len(self.response_ids))], dim=1)
         self._relative_attention.setrec_position_ids = encoder_position_ids(
             lengths, max_history, n_tokens, len(self.instruction_ids), len(self.response_ids), self.item_positions)
+        self._relative_attention.setrec_present = attention_mask.bool()
         try:
-            encoded = self.encoder(inputs_embeds=inputs, attention_mask=attention_mask).last_hidden_state
+            # The padding mask travels inside the position bias (see _position_aware_bias).
+            encoded = self.encoder(inputs_embeds=inputs).last_hidden_state
         finally:
-            self._relative_attention.setrec_position_ids = None
+            self._relative_attention.setrec_position_ids = self._relative_attention.setrec_present = None
         queries = self.queries.weight[None].expand(batch, -1, -1)
         decoded = self.decoder(inputs_embeds=queries,
                                attention_mask=query_attention_mask(len(self.queries.weight), batch, queries.dtype,
@@ -168,14 +177,16 @@ class SETRecModel(nn.Module):
 
     def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Training loss of a batch: Eq. 6 per dimension (mean) + alpha x reconstruction MSE (Eq. 8)."""
-        tokens, reconstruction = self.item_tokens()
+        tokens = self.item_tokens()
         outputs = self.query_outputs(history, tokens)
         logits = torch.einsum("bqd,qnd->bqn", outputs, tokens.to(outputs.dtype))
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                            target.repeat_interleave(self.n_dimensions))
-        if reconstruction is not None:
+        if self.n_sem:
+            # As the official code: the history items of the batch (with repeats) are reconstructed.
             seen = history[history != PAD_ITEM]
-            loss = loss + self.alpha * nn.functional.mse_loss(reconstruction[seen], self.text_embeddings[seen])
+            reconstruction = self.autoencoder.reconstruct(tokens[int(self.has_cf):, seen])
+            loss = loss + self.alpha * nn.functional.mse_loss(reconstruction.float(), self.text_embeddings[seen])
         return loss
 
     @torch.no_grad()

@@ -36,8 +36,12 @@ class SemanticAutoencoder(nn.Module):
         self.encoder = _mlp(sizes)
         self.decoder = _mlp(sizes[::-1])
 
-    def forward(self, text_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Semantic tokens ``[n_sem, n_items, d_model]`` and the reconstruction ``[n_items, text_dim]``."""
+    def forward(self, text_embeddings: torch.Tensor) -> torch.Tensor:
+        """Semantic tokens ``[n_sem, n_items, d_model]`` of the given items."""
         latent = self.encoder(text_embeddings)
-        tokens = latent.view(len(text_embeddings), self.n_sem, self.d_model).transpose(0, 1)
-        return tokens, self.decoder(latent)
+        return latent.view(len(text_embeddings), self.n_sem, self.d_model).transpose(0, 1)
+
+    def reconstruct(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Text embeddings ``[n, text_dim]`` decoded from semantic tokens ``[n_sem, n, d_model]``
+        (training decodes only the items it reconstructs, not the whole catalogue)."""
+        return self.decoder(tokens.transpose(0, 1).reshape(tokens.shape[1], -1))

@@ -8,7 +8,7 @@ import torch
 
 from bench.method import RunContext
 from methods.setrec import model as setrec_model
-from methods.setrec.method import SETRec, SETRecConfig
+from methods.setrec.method import SETRec, SETRecConfig, length_groups
 from methods.setrec.model import PAD_ITEM, SETRecModel, encoder_position_ids
 
 N_ITEMS, CF_DIM, TEXT_DIM, N_SEM = 12, 8, 10, 2
@@ -39,7 +39,7 @@ def test_position_ids_give_all_tokens_of_an_item_one_position():
 
 def test_token_order_inside_an_item_does_not_matter_but_item_order_does():
     network = tiny_network()
-    tokens = network.item_tokens()[0].detach()
+    tokens = network.item_tokens().detach()
     history = torch.tensor([[1, 5, 7, 2]])
     with torch.no_grad():
         reference = network.query_outputs(history, tokens)
@@ -54,7 +54,7 @@ def test_token_order_inside_an_item_does_not_matter_but_item_order_does():
 def test_sequential_positions_make_token_order_matter():
     """The ablation (and the control of the test above): own positions break the set."""
     network = tiny_network(item_positions="sequential")
-    tokens = network.item_tokens()[0].detach()
+    tokens = network.item_tokens().detach()
     history = torch.tensor([[1, 5, 7, 2]])
     with torch.no_grad():
         assert not torch.allclose(network.query_outputs(history, tokens),
@@ -63,7 +63,7 @@ def test_sequential_positions_make_token_order_matter():
 
 def test_padding_does_not_change_a_users_output():
     network = tiny_network()
-    tokens = network.item_tokens()[0].detach()
+    tokens = network.item_tokens().detach()
     with torch.no_grad():
         alone = network.query_outputs(torch.tensor([[4, 9]]), tokens)
         batched = network.query_outputs(torch.tensor([[PAD_ITEM, PAD_ITEM, 4, 9], [1, 2, 3, 4]]), tokens)
@@ -71,7 +71,7 @@ def test_padding_does_not_change_a_users_output():
 
 
 def _outputs_with_query_changed(network: SETRecModel, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    tokens = network.item_tokens()[0].detach()
+    tokens = network.item_tokens().detach()
     history = torch.tensor([[1, 2, 3]])
     with torch.no_grad():
         before = network.query_outputs(history, tokens)
@@ -99,7 +99,7 @@ def test_without_the_diagonal_mask_queries_would_see_each_other(monkeypatch):
 def test_shared_query_serves_every_dimension():
     network = tiny_network(shared_query=True)
     assert network.queries.weight.shape[0] == 1
-    outputs = network.query_outputs(torch.tensor([[1, 2]]), network.item_tokens()[0].detach())
+    outputs = network.query_outputs(torch.tensor([[1, 2]]), network.item_tokens().detach())
     assert outputs.shape == (1, 1 + N_SEM, 16)
 
 
@@ -113,29 +113,42 @@ def test_loss_trains_every_part():
 
 
 def test_scoring_is_one_forward_pass_per_user(tmp_path):
-    config = SETRecConfig(max_history=5)
+    config = SETRecConfig(max_history=50)
     method = SETRec(config, RunContext(work_dir=tmp_path, seed=0, profile="cpu", show_progress=False))
     method.network = tiny_network()
     method._freeze_item_tokens()
     method.beta = 0.5
-    calls = {"encoder": 0, "decoder": 0, "decoder_length": []}
+    encoder_rows, decoder_calls = [], []
 
     def count_encoder(module, args, kwargs):
-        calls["encoder"] += 1
+        encoder_rows.append(kwargs["inputs_embeds"].shape[0])
 
     def count_decoder(module, args, kwargs):
-        calls["decoder"] += 1
-        calls["decoder_length"].append(kwargs["inputs_embeds"].shape[1])
+        decoder_calls.append(tuple(kwargs["inputs_embeds"].shape[:2]))
 
     method.network.encoder.register_forward_pre_hook(count_encoder, with_kwargs=True)
     method.network.decoder.register_forward_pre_hook(count_decoder, with_kwargs=True)
-    histories = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6, 7, 8, 9, 10, 11]), np.array([0, 1])]
-    scores = method.score(np.arange(4), histories)
-    assert scores.shape == (4, N_ITEMS)
-    # One encoder pass and one decoder step for the whole batch: every user's n_query
-    # queries go through the decoder together, with no autoregressive loop.
-    assert calls["encoder"] == 1 and calls["decoder"] == 1
-    assert calls["decoder_length"] == [1 + N_SEM]
+    rng = np.random.default_rng(0)
+    histories = [rng.integers(0, N_ITEMS, size=length) for length in (3, 1, 40, 2, 7, 30, 12)]
+    scores = method.score(np.arange(len(histories)), histories)
+    assert scores.shape == (len(histories), N_ITEMS)
+    # Every user goes through the encoder once and through the decoder once, all of its
+    # n_query queries in that one step: no autoregressive loop, no second pass.
+    assert sum(encoder_rows) == len(histories)
+    assert [rows for rows, _ in decoder_calls] == encoder_rows
+    assert all(length == 1 + N_SEM for _, length in decoder_calls)
+    # Grouping users by history length changes no score.
+    one_by_one = np.concatenate([method.score(np.array([user]), [history]) for user, history in enumerate(histories)])
+    assert np.allclose(scores, one_by_one, atol=1e-5)
+
+
+def test_length_groups_bound_padding():
+    lengths = [50, 3, 9, 2, 17, 40, 8, 30]
+    groups = length_groups(lengths)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(lengths)))
+    for group in groups:
+        chosen = [lengths[row] for row in group]
+        assert max(chosen) <= 2 * max(min(chosen), 8)
 
 
 def test_config_refuses_an_item_without_tokens():
