@@ -46,6 +46,8 @@ class TIGERConfig(T5EngineConfig):
     num_heads: int = option(6, "T5 attention heads (TIGER §4.1: 6)")
     d_kv: int = option(64, "size of each attention head (TIGER §4.1: 64)")
     batch_size: int = option(256, "training examples per optimizer micro-step (TIGER §4.1: 256)")
+    epochs: int = option(200, "passes over the training examples, at most (patience stops earlier); TIGER §4.1 "
+                              "trains 100k steps of 256 on Toys, about 230 passes over its ~110k training positions")
     with_user_id: bool = option(True, "start the input with the user's hashed ID token (TIGER §4.1)")
     # Semantic IDs (§3.1, §4.1).
     semantic_ids: Literal["rqvae", "random"] = option(
@@ -119,9 +121,11 @@ def code_prompt(history: np.ndarray, identifiers: list[str], user: str | None) -
 class TIGER(GenerativeRecommender):
     config_class = TIGERConfig
     # cpu: the MiniLM encoder (its profile default) and an RQ-VAE budget of minutes, not
-    # hours (20k epochs of Toys' 12 batches take ~17 h on one core); with so few epochs,
-    # dead codes are restarted. The sequence model keeps the paper's sizes.
-    profiles = {"cpu": {"threads": 1, "rqvae_epochs": 100, "restart_dead_codes": True, "epochs": 30}}
+    # hours (20k epochs of Toys' 12 batches of 1024 take ~17 h on one core at ~0.25 s a
+    # batch); with so few epochs, dead codes are restarted. The sequence model keeps the
+    # paper's sizes; 4 epochs as the engine's other cpu runs (demo: ~1.5 min an epoch on a
+    # loaded core), long runs set their own budget (docs/tiger.md).
+    profiles = {"cpu": {"threads": 1, "rqvae_epochs": 100, "restart_dead_codes": True, "epochs": 4}}
 
     def item_identifiers(self, data: TrainingData) -> list[str]:
         self.semantic = self._semantic_ids(data)
