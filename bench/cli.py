@@ -155,9 +155,10 @@ def prepare(name: str, data_dir: Path | None, sets: tuple[str, ...]) -> None:
     for line in dataset_messages(dataset):
         click.echo(line, err=True)
     summary = dataset.summary()
-    dropped = dataset.metadata.get("dropped_users_fewer_than_3", 0)
-    click.echo(f"{name}: {summary['users']} users, {summary['items']} items, "
-               f"{summary['interactions']} interactions; dropped {dropped} users with fewer than 3 interactions")
+    sizes = f"{name}: {summary['users']} users, {summary['items']} items, {summary['interactions']} interactions"
+    if "dropped_users_fewer_than_3" in dataset.metadata:  # a published split keeps its users as given
+        sizes += f"; dropped {dataset.metadata['dropped_users_fewer_than_3']} users with fewer than 3 interactions"
+    click.echo(sizes)
 
 
 @cli.command()
