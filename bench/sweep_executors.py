@@ -221,6 +221,7 @@ class LocalExecutor:
         context = multiprocessing.get_context("spawn")
         queue = list(tasks)
         active: dict[int, tuple] = {}
+        finishing: list = []  # processes that reported and are tearing down (can take a while)
         outcomes: list[RunOutcome] = []
         try:
             while queue or active:
@@ -233,15 +234,23 @@ class LocalExecutor:
                     sender.close()
                     active[process.sentinel] = (process, receiver, task, time.monotonic())
                     progress.started(task)
-                for sentinel in wait(list(active), timeout=1.0):
-                    outcome = self._collect(*active.pop(sentinel))
+                # A run is over when its outcome arrives or its process ends without one (a crash).
+                ready = set(wait([entry[1] for entry in active.values()] + list(active), timeout=1.0))
+                for sentinel in [s for s, entry in active.items() if s in ready or entry[1] in ready]:
+                    process, receiver, task, started = active.pop(sentinel)
+                    outcome = self._collect(process, receiver, task, started)
+                    finishing.append(process)
                     outcomes.append(outcome)
                     progress.finished(outcome)
+                finishing = [process for process in finishing if process.is_alive()]
                 progress.tick()
+            for process in finishing:
+                process.join(timeout=60)
         finally:
-            for process, _, _, _ in active.values():
-                process.terminate()
-                process.join()
+            for process in [entry[0] for entry in active.values()] + finishing:
+                if process.is_alive():
+                    process.terminate()
+                    process.join()
         return outcomes
 
     @staticmethod
@@ -252,8 +261,8 @@ class LocalExecutor:
                 outcome = receiver.recv()
         except EOFError:
             pass
-        process.join()
         if outcome is None:
+            process.join()
             outcome = RunOutcome(identity=task.identity, label=task.label, status="failed", record=None,
                                  error=f"worker process exited with code {process.exitcode} before reporting "
                                        "(killed, or out of memory?)",

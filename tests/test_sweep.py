@@ -19,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
-                          cwd=PROJECT, timeout=300)
+                          cwd=PROJECT, timeout=900)
 
 DEMO_SWEEP = """
 methods = ["pop", "gru4rec"]
@@ -114,6 +114,14 @@ def test_demo_sweep_makes_four_records_then_none_and_table_shows_mean_and_std(tm
     hr10 = [g["metrics"]["HR@10"] for g in gru4rec]
     mean = sum(hr10) / 2
     assert f"{mean:.4f} ± " in table.stdout
+    # compare: one run of each side stands for its seed group; or the group is spelled out with '+'.
+    pop = next(json.loads(p.read_text()) for p in made if "-pop-" in p.name)
+    grouped = bench("compare", gru4rec[0]["run_id"], pop["run_id"], "--seed-group", "--results-dir", str(results))
+    spelled = bench("compare", "+".join(g["run_id"] for g in gru4rec), pop["run_id"], "--seed-group",
+                    "--results-dir", str(results))
+    assert grouped.returncode == 0, grouped.stderr
+    assert "pop (seeds 1, 2)" in grouped.stdout and f"{mean:.4f} ± " in grouped.stdout
+    assert spelled.stdout == grouped.stdout
 
 
 def test_worker_log_shows_thread_budget_and_sits_in_the_run_work_folder(tmp_path):
