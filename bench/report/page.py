@@ -21,7 +21,7 @@ td a { color: inherit; text-decoration: none; } td a:hover { text-decoration: un
 .charts { display: flex; flex-wrap: wrap; gap: 0.6em; }
 .charts img { width: calc(25% - 0.6em); min-width: 280px; height: auto; border: 1px solid #eee; }
 details pre { text-align: left; font-size: 0.85em; white-space: pre-wrap; max-width: 40em; }
-nav a { margin-right: 1em; }
+nav a { margin-right: 1em; } td.versions { text-align: left; font-size: 0.85em; max-width: 22em; }
 """
 
 
@@ -80,12 +80,15 @@ def _run_row(record: dict[str, Any]) -> str:
     if "seconds" in inference:
         timings["inference"] = inference["seconds"]
     config = json.dumps(record.get("config", {}), indent=1, sort_keys=True)
-    versions = record.get("versions") or {}
+    versions = ", ".join(f"{name} {value}" for name, value in (record.get("versions") or {}).items())
+    source = (record.get("dataset_source") or {}).get("source")
+    data = f"{Path(source).name if source else record['dataset']} ({record['split'].get('protocol', 'leave-one-out')})"
     return (f'<tr id="{_anchor(record)}"><td class=label><a href="{_e(record_link(record))}">{_e(record["run_id"])}'
             f"</a></td><td class=label>{_e(record['method'])}</td><td class=label>{_e(record['dataset'])}</td>"
+            f"<td class=label>{_e(data)}</td>"
             f"<td>{_e(record.get('seed', '-'))}</td><td class=label>{_e(record.get('profile', '-'))}</td>"
             f"<td class=label>{_e(record.get('started_at', '-'))}</td><td class=label>{_summary(timings)}</td>"
-            f"<td class=label>{_summary(record.get('hardware'))}</td><td class=label>{_summary(versions)}</td>"
+            f"<td class=label>{_summary(record.get('hardware'))}</td><td class=versions>{_e(versions)}</td>"
             f"<td class=label><details><summary>config</summary><pre>{_e(config)}</pre></details></td></tr>")
 
 
@@ -113,7 +116,7 @@ def render_page(results_dir: Path, records: Sequence[dict[str, Any]], tables: Se
                      f'seed {_e(record.get("seed", "-"))}</a></h4><img src="{_e(section.image)}" '
                      f'alt="training curve of {_e(record["run_id"])}">')
     parts.append('<h2 id="runs">Runs</h2>')
-    parts.append("<table><tr><th>run (record)</th><th>method</th><th>dataset</th><th>seed</th><th>profile</th>"
+    parts.append("<table><tr><th>run (record)</th><th>method</th><th>dataset</th><th>data (split)</th><th>seed</th><th>profile</th>"
                  "<th>started</th><th>seconds</th><th>hardware</th><th>versions</th><th>config</th></tr>")
     parts += [_run_row(record) for record in records]
     parts.append("</table></body></html>\n")

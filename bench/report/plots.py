@@ -21,7 +21,7 @@ def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height))
+    figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
@@ -86,6 +86,8 @@ def has_curve(curve: Any) -> bool:
 
 def curve_chart(title: str, curve: Sequence[dict[str, Any]], best_epoch: int | None = None) -> bytes:
     """Train loss (left) and validation metrics (right) by epoch."""
+    from matplotlib.ticker import MaxNLocator
+
     xs, x_label, losses, validation = _series(curve)
     panels = [(name, series) for name, series in (("train loss", losses), ("validation", validation)) if series]
     figure = _figure(4.2 * len(panels), 3.0)
@@ -95,6 +97,7 @@ def curve_chart(title: str, curve: Sequence[dict[str, Any]], best_epoch: int | N
             axes.plot(xs, values, marker="o", markersize=3, label=label)
         if best_epoch is not None and x_label == "epoch":
             axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label="best epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel(x_label)
         axes.set_ylabel(name)
         axes.grid(alpha=0.3)
