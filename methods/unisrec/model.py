@@ -30,6 +30,7 @@ from recbole.model.layers import TransformerEncoder  # noqa: E402
 
 # Noise floor of the gate's noise scale (the official code's noise_epsilon).
 GATE_NOISE_FLOOR = 1e-2
+ENCODE_BLOCK = 512  # sequences per transformer call (see UniSRecModel.encode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +138,31 @@ class UniSRecModel(nn.Module):
 
     # ------------------------------------------------------------- sequence
 
-    def encode(self, history: torch.Tensor, item_vectors: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    def encode(self, rows: torch.Tensor, table: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         """Sec. 3.3 (self-attentive sequence encoding): f_j = v_{i_j} + p_j, a causal
-        transformer, the last position's output s, L2-normalised: [B, hidden]."""
-        positions = torch.arange(history.shape[1], device=history.device)
+        transformer, the last position's output s, L2-normalised: [B, hidden]. Position j
+        of sequence b reads its item vector from ``table[rows[b, j]]``; positions at or
+        past ``length[b]`` are padding.
+
+        Sequences are encoded in blocks of similar length, each cut to its own longest
+        sequence: a pre-training batch of 8,192 sequences padded to the longest of all
+        would cost ~10x the computation (the outputs are the same: padding is at the end
+        and attention is causal)."""
+        order = torch.argsort(length)
+        outputs = []
+        for start in range(0, len(order), ENCODE_BLOCK):
+            block = order[start:start + ENCODE_BLOCK]
+            block_length = length[block]
+            width = max(1, int(block_length.max()))
+            outputs.append(self._encode_block(table[rows[block, :width]], block_length))
+        return torch.cat(outputs)[torch.argsort(order)]
+
+    def _encode_block(self, item_vectors: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(item_vectors.shape[1], device=item_vectors.device)
         hidden = self.dropout(self.layer_norm(item_vectors + self.position_embedding(positions).unsqueeze(0)))
+        present = (positions.unsqueeze(0) < length.unsqueeze(1)).long()
         # RecBole's SASRec helpers use nothing of the model but their arguments.
-        mask = SequentialRecommender.get_attention_mask(self, history)
+        mask = SequentialRecommender.get_attention_mask(self, present)
         output = self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]
         last = SequentialRecommender.gather_indexes(self, output, (length - 1).clamp(min=0))
         return functional.normalize(last, dim=-1)
@@ -167,17 +186,17 @@ class UniSRecModel(nn.Module):
         # Every item a batch reads from the plain text table goes through the adaptor once.
         indices = torch.cat([history.flatten(), target + 1, view_history.flatten()])
         unique, inverse = torch.unique(indices, return_inverse=True)
-        vectors = self.adaptor(self.item_text[unique])
         n_history, n_target = history.numel(), target.numel()
-        history_vectors = vectors[inverse[:n_history]].view(*history.shape, -1)
-        target_vectors = functional.normalize(vectors[inverse[n_history:n_history + n_target]], dim=-1)
-        view_vectors = vectors[inverse[n_history + n_target:]].view(*view_history.shape, -1)
-        if bool(view_word_drop.any()):
-            dropped = self.adaptor(self.item_text_dropped[view_history[view_word_drop]])
-            view_vectors = view_vectors.masked_scatter(view_word_drop.unsqueeze(-1), dropped)
+        history_rows = inverse[:n_history].view(history.shape)
+        target_rows = inverse[n_history:n_history + n_target]
+        view_rows = inverse[n_history + n_target:].view(view_history.shape).clone()
+        # Word drop: those positions read their item's word-dropped text, appended to the table.
+        view_rows[view_word_drop] = len(unique) + torch.arange(int(view_word_drop.sum()), device=view_rows.device)
+        table = self.adaptor(torch.cat([self.item_text[unique], self.item_text_dropped[view_history[view_word_drop]]]))
 
-        sequence = self.encode(history, history_vectors, length)
-        view = self.encode(view_history, view_vectors, view_length)
+        sequence = self.encode(history_rows, table, length)
+        view = self.encode(view_rows, table, view_length)
+        target_vectors = functional.normalize(table[target_rows], dim=-1)
         same_target = (target.unsqueeze(0) == target.unsqueeze(1)) & \
             ~torch.eye(len(target), dtype=torch.bool, device=target.device)
         seq_item = _in_batch_loss(sequence @ target_vectors.T / self.options.temperature, same_target)
@@ -188,7 +207,7 @@ class UniSRecModel(nn.Module):
         """Sec. 3.4, inductive setting: softmax over every catalogue item of
         cos(s, v_i) / tau, items read from their text only (no ID embedding)."""
         adapted = self.adapted_catalogue()
-        sequence = self.encode(history, adapted[history], length)
+        sequence = self.encode(history, adapted, length)
         candidates = functional.normalize(adapted[1:], dim=-1)
         return functional.cross_entropy(sequence @ candidates.T / self.options.temperature, target)
 
@@ -196,7 +215,7 @@ class UniSRecModel(nn.Module):
     def scores(self, history: torch.Tensor, length: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor:
         """cos(s, v_i) for every catalogue item: [B, n_items] (ranking only needs the order);
         ``adapted`` is :meth:`adapted_catalogue` computed once for many batches."""
-        sequence = self.encode(history, adapted[history], length)
+        sequence = self.encode(history, adapted, length)
         return sequence @ functional.normalize(adapted[1:], dim=-1).T
 
 
