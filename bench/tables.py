@@ -73,13 +73,22 @@ class TableSpec:
 
 
 def _standard() -> list[TableSpec]:
-    labels = [("Pop", "pop", None), ("GRU4Rec", "gru4rec", "GRU4Rec"), ("Caser", "caser", "Caser"),
-              ("HGN", "hgn", "HGN"), ("SASRec", "sasrec", "SASRec"), ("BERT4Rec", "bert4rec", "Bert4Rec"),
+    labels = [("Pop", "pop", None), ("GRU4Rec", "gru4rec", "GRU4Rec"), ("GRU4Rec (BPR)", "gru4rec", "GRU4Rec"),
+              ("Caser", "caser", "Caser"), ("HGN", "hgn", "HGN"), ("SASRec", "sasrec", "SASRec"),
+              ("SASRec (BPR)", "sasrec", "SASRec"), ("BERT4Rec", "bert4rec", "Bert4Rec"),
               ("FDSA", "fdsa", "FDSA"), ("S3Rec", "s3rec", "S3Rec"), ("P5-CID", "p5-cid", "P5-CID"),
               ("P5-SemID", "p5-semid", "P5-SemID"), ("P5-SID", "p5-sid", "P5-SID"),
               ("IDGenRec", "idgenrec", "IDGenRec")]
-    columns = tuple(Column(label, method, {"training": "alternate", "ids": "user+item"} if method == "idgenrec" else {},
-                           paper) for label, method, paper in labels)
+    recbole = {"gru4rec", "caser", "hgn", "sasrec", "bert4rec", "fdsa", "s3rec"}
+
+    def where(label: str, method: str) -> dict[str, Any]:
+        if method == "idgenrec":
+            return {"training": "alternate", "ids": "user+item"}
+        if method in recbole:  # the two losses are separate, labelled columns (both beside the paper's number)
+            return {"loss_type": "BPR" if label.endswith("(BPR)") else "CE"}
+        return {}
+
+    columns = tuple(Column(label, method, where(label, method), paper) for label, method, paper in labels)
     return [TableSpec("Table 4: standard evaluation", "standard", columns,
                       ("sports", "beauty", "toys", "yelp", "demo"))]
 

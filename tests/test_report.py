@@ -23,7 +23,7 @@ IDGENREC_CURVE = [{"phase": "recommender", "round": 1, "epoch": 1, "train_loss":
                   {"phase": "generator", "round": 1, "epoch": 1, "train_loss": 2.5}]
 
 
-def _record(method: str, seed: int, rate: float, number: int, method_config=None, metadata=None) -> dict:
+def fixture_record(method: str, seed: int, rate: float, number: int, method_config=None, metadata=None) -> dict:
     rng = np.random.default_rng(number)
     hr10 = (rng.random(USERS) < rate).astype(float)
     hr5 = hr10 * (rng.random(USERS) < 0.6)
@@ -47,14 +47,14 @@ def store(tmp_path: Path) -> Path:
     results = tmp_path / "results"
     alternate = {"training": "alternate", "ids": "user+item"}
     records = [
-        _record("pop", 1, 0.05, 1), _record("pop", 2, 0.05, 2),
-        _record("sasrec", 1, 0.3, 3, {"loss_type": "CE"}, {"training_curve": ENGINE_CURVE, "best_epoch": 3}),
-        _record("sasrec", 2, 0.32, 4, {"loss_type": "CE"}),
-        _record("gru4rec", 42, 0.2, 5, {"loss_type": "CE"}, {"training_curve": RECBOLE_CURVE}),
-        _record("idgenrec", 42, 0.25, 6, alternate, {"training_curve": IDGENREC_CURVE}),
-        _record("idgenrec", 42, 0.1, 7, {"training": "id-only", "ids": "user+item"}),
-        _record("idgenrec", 42, 0.15, 8, {"training": "alternate", "ids": "item"}),
-        _record("idgenrec", 42, 0.05, 9, alternate, {"zero_shot": True}),
+        fixture_record("pop", 1, 0.05, 1), fixture_record("pop", 2, 0.05, 2),
+        fixture_record("sasrec", 1, 0.3, 3, {"loss_type": "CE"}, {"training_curve": ENGINE_CURVE, "best_epoch": 3}),
+        fixture_record("sasrec", 2, 0.32, 4, {"loss_type": "CE"}),
+        fixture_record("gru4rec", 42, 0.2, 5, {"loss_type": "CE"}, {"training_curve": RECBOLE_CURVE}),
+        fixture_record("idgenrec", 42, 0.25, 6, alternate, {"training_curve": IDGENREC_CURVE}),
+        fixture_record("idgenrec", 42, 0.1, 7, {"training": "id-only", "ids": "user+item"}),
+        fixture_record("idgenrec", 42, 0.15, 8, {"training": "alternate", "ids": "item"}),
+        fixture_record("idgenrec", 42, 0.05, 9, alternate, {"zero_shot": True}),
     ]
     for record in records:
         write_record(results, record)

@@ -1,0 +1,44 @@
+"""Tables over several seeds, and the CE/BPR columns of the RecBole baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bench.results import all_records, write_record
+from bench.tables import render_table, table_registry, table_rows
+from tests.test_report import fixture_record
+
+
+def test_seed_group_cell_is_mean_and_std_and_tested_on_seed_averaged_users(tmp_path):
+    results = tmp_path / "results"
+    sasrec = [fixture_record("sasrec", seed, 0.4, number, {"loss_type": "CE"}) for seed, number in ((1, 1), (2, 2), (3, 3))]
+    gru4rec = [fixture_record("gru4rec", seed, 0.1, number, {"loss_type": "CE"}) for seed, number in ((1, 4), (2, 5))]
+    for record in sasrec + gru4rec:
+        write_record(results, record)
+    spec = table_registry().get("standard")[0]
+    rows = {metric: cells for _, metric, cells, _ in table_rows(spec, all_records(results))}
+    labels = [column.label for column in spec.columns]
+    best = rows["HR@10"][labels.index("SASRec")]
+    values = [r["metrics"]["HR@10"] for r in sasrec]
+    assert best.value == pytest.approx(np.mean(values)) and best.std == pytest.approx(np.std(values, ddof=1))
+    assert len(best.records) == 3 and best.mark == "best"
+    averaged = [np.mean([r["per_user"]["HR@10"] for r in group], axis=0) for group in (sasrec, gru4rec)]
+    assert best.significant == (stats.ttest_rel(*averaged).pvalue < 0.05)
+    text = render_table("standard", results)
+    assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in text
+    assert "mean ± standard deviation over seeds" in text
+
+
+def test_ce_and_bpr_runs_sit_in_separate_labelled_columns(tmp_path):
+    results = tmp_path / "results"
+    write_record(results, fixture_record("sasrec", 42, 0.4, 1, {"loss_type": "CE"}))
+    write_record(results, fixture_record("sasrec", 42, 0.2, 2, {"loss_type": "BPR"}))  # newer, other loss
+    spec = table_registry().get("standard")[0]
+    labels = [column.label for column in spec.columns]
+    cells = next(cells for _, metric, cells, _ in table_rows(spec, all_records(results)) if metric == "HR@10")
+    ce, bpr = cells[labels.index("SASRec")], cells[labels.index("SASRec (BPR)")]
+    assert ce.record["config"]["method"]["loss_type"] == "CE" and bpr.record["config"]["method"]["loss_type"] == "BPR"
+    assert ce.value > bpr.value
+    assert ce.paper is not None and bpr.paper == ce.paper  # both beside the paper's SASRec number
