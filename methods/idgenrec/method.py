@@ -155,14 +155,16 @@ class IDGenRec(Method):
     # The generator phase reads every ID of a batch's prompts through the generator (item
     # text and user text), so it costs several recommender epochs per epoch; the cpu
     # profile draws 512 examples for it, and builds user IDs from the 5 most recent items.
-    # bf16 and 2,000 validation users: as the engine's cpu profile (GenerativeRecommender).
+    # 2,000 validation users as the engine's cpu profile (GenerativeRecommender), but fp32:
+    # with bf16 the recommender and the fp32 warm start switch the process's runtime, and two
+    # identical fits in one process then differed (tests/methods/test_idgenrec_method.py's
+    # resume test), so bf16 waits until that is understood.
     # One process: the shared start is built under a file lock that a second process would
     # wait on while the first waits for it in the data-parallel warm start; and the
     # generator phase's loop does not go through the runtime's data-parallel wrapper.
     supports_processes = False
     profiles = {"cpu": {"epochs": 3, "threads": 1, "generator_phase_learning_rate": 1e-4, "generator_first": False,
-                        "generator_phase_examples": 512, "user_id_max_items": 5, "precision": "bf16",
-                        "validation_users": 2000}}
+                        "generator_phase_examples": 512, "user_id_max_items": 5, "validation_users": 2000}}
 
     # ----------------------------------------------------------------- fit
 

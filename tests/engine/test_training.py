@@ -89,24 +89,26 @@ class Killed(Exception):
     pass
 
 
-def test_killed_run_resumes_to_identical_weights(tokenizer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_killed_run_resumes_to_identical_weights(tokenizer, tmp_path: Path, precision: str) -> None:
     examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
-    straight = build_model(CONFIG, "cpu", tokenizer, seed=0)
-    train_seq2seq(straight, tokenizer, examples, CONFIG, tmp_path / "straight", context(tmp_path))
+    config = dataclasses.replace(CONFIG, precision=precision)
+    straight = build_model(config, "cpu", tokenizer, seed=0)
+    train_seq2seq(straight, tokenizer, examples, config, tmp_path / "straight", context(tmp_path))
 
     def killed_in_second_epoch(epoch: int):
         if epoch == 1:
             raise Killed
         return examples(epoch)
 
-    first = build_model(CONFIG, "cpu", tokenizer, seed=0)
+    first = build_model(config, "cpu", tokenizer, seed=0)
     with pytest.raises(Killed):
-        train_seq2seq(first, tokenizer, killed_in_second_epoch, CONFIG, tmp_path / "killed", context(tmp_path))
+        train_seq2seq(first, tokenizer, killed_in_second_epoch, config, tmp_path / "killed", context(tmp_path))
     # A half-written checkpoint of a later kill must be ignored.
     (tmp_path / "killed" / ".tmp-epoch-0002-999").mkdir()
     torch.manual_seed(999)  # the new process's RNG differs; the checkpoint's must win
-    resumed = build_model(CONFIG, "cpu", tokenizer, seed=7)  # weights must come from the checkpoint
-    report = train_seq2seq(resumed, tokenizer, examples, CONFIG, tmp_path / "killed", context(tmp_path))
+    resumed = build_model(config, "cpu", tokenizer, seed=7)  # weights must come from the checkpoint
+    report = train_seq2seq(resumed, tokenizer, examples, config, tmp_path / "killed", context(tmp_path))
     assert report.resumed_from_epoch == 1
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
         assert torch.equal(a, b), name
