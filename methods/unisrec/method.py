@@ -117,6 +117,9 @@ def _digest(payload: Any) -> str:
 
 class UniSRec(Method):
     config_class = UniSRecConfig
+    # One process: pre-training runs under a file lock (runs sharing it train it once), which a
+    # second process would wait on while the first waits for it inside data-parallel training.
+    supports_processes = False
     # cpu: the offline encoder (no hub), one thread (a small model gains nothing from more
     # under load), and a bound on fine-tuning epochs (validation stops earlier on demo).
     profiles = {"cpu": {"text_encoder": "all-MiniLM-L6-v2", "threads": 1, "epochs": 50}}
@@ -212,12 +215,8 @@ class UniSRec(Method):
         corpus = source_corpus(config.foundation_datasets, config.foundation_data_dirs, evaluated_on,
                                config.foundation_users, context.seed)
         texts = list(corpus.dataset.item_text)
-        source_text = self._embed(texts, "source items")
-        if source_text.shape[1] != text_dim:
-            raise BenchError(f"text encoder gives {source_text.shape[1]} dimensions for the sources and {text_dim} "
-                             "for the evaluated items")
-        dropped_text = self._embed(word_dropped(texts, config.word_drop_ratio, context.seed), "source items, word drop")
         key = _digest({"profile": context.profile, "seed": context.seed, "options": self._network_options(),
+                       "encoder": self.facts["text_encoder"], "text_dim": text_dim,
                        "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
                        "sequences": corpus.split.digest()})
         directory = cache_root() / "unisrec-pretrain" / key
@@ -229,7 +228,9 @@ class UniSRec(Method):
                 model.load_state_dict(saved["model"])
                 facts = {**saved["facts"], "reused": True}
             else:
-                model.use_catalogue(source_text, dropped_text)
+                # The plain and the word-dropped texts in one call: the encoder is loaded once.
+                both = self._embed(texts + word_dropped(texts, config.word_drop_ratio, context.seed), "source items")
+                model.use_catalogue(both[:len(texts)], both[len(texts):])
                 facts = self._pretrain(model, corpus, directory)
                 buffer = io.BytesIO()
                 torch.save({"model": model.state_dict(), "facts": facts}, buffer)

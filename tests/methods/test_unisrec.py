@@ -265,9 +265,9 @@ def test_bad_zero_shot_setups_are_refused(tmp_path: Path, sources) -> None:
 def test_zero_shot_table_shows_unisrec_on_yelp_beside_the_paper(tmp_path: Path) -> None:
     from bench.results import write_record
     from bench.tables import render_table
-    from tests.test_report import _record
+    from tests.test_report import fixture_record
 
-    record = {**_record("unisrec", 42, 0.3, 1, {"mode": "zero-shot"}, {"zero_shot": True,
+    record = {**fixture_record("unisrec", 42, 0.3, 1, {"mode": "zero-shot"}, {"zero_shot": True,
                                                                        "trained_on": {"beauty": {}, "sports": {}}}),
               "dataset": "yelp"}
     write_record(tmp_path, record)
