@@ -39,7 +39,7 @@ def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | No
         seed: int, profile: str, quiet: bool, processes: int, results_dir: Path) -> None:
     """Train and evaluate one method on one dataset; the last line printed is the record's path."""
     from bench.config import parse_sets
-    from bench.launch import check_process_count, launch, needs_launch
+    from bench.launch import check_method_processes, check_process_count, launch, needs_launch
     from bench.results import read_record
     from bench.runner import RunRequest, execute, resolve_run_config
     from bench.tables import metrics_line
@@ -49,7 +49,9 @@ def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | No
                          sets=parse_sets(sets), seed=seed, profile=profile, results_dir=results_dir,
                          show_progress=not quiet)
     if needs_launch(processes):
-        resolve_run_config(request)  # a bad key is reported once, before any process starts
+        # A bad key or a one-process method is reported once, before any process starts.
+        method_class, _ = resolve_run_config(request)
+        check_method_processes(method_class, method, processes)
         launch(processes, sys.argv[1:])
         return
     path = execute(request, log=lambda message: click.echo(message, err=True))

@@ -28,6 +28,14 @@ def check_process_count(requested: int) -> None:
                          "processes (WORLD_SIZE); drop --processes when starting through torchrun or accelerate")
 
 
+def check_method_processes(method_class: type, method_name: str, processes: int) -> None:
+    """Refuse several processes for a method that runs in one only, before any is started
+    (the runner refuses the same in each process, for runs started by another launcher)."""
+    if processes > 1 and not getattr(method_class, "supports_processes", True):
+        raise BenchError(f"method '{method_name}' runs in one process only; run it without --processes "
+                         f"(this run has {processes}; see docs/gpu.md)")
+
+
 def needs_launch(requested: int) -> bool:
     from bench.engine.accelerator import launched_processes
 

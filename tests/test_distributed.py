@@ -159,3 +159,23 @@ def test_one_process_methods_refuse_several(method: str, tmp_path: Path) -> None
                               timeout=120)
     assert finished.returncode == 2
     assert f"error: method '{method}' runs in one process only" in finished.stderr
+
+
+@pytest.mark.parametrize("method, refused", [("sasrec", True), ("idgenrec", True), ("p5-sid", False)])
+def test_processes_option_refuses_one_process_methods_before_starting_any(method: str, refused: bool,
+                                                                          monkeypatch, capsys) -> None:
+    import bench.launch
+    from bench.cli import main
+
+    started = []
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(bench.launch, "launch", lambda processes, arguments: started.append(processes))
+    monkeypatch.setattr(sys, "argv", ["bench", "run", "--method", method, "--dataset", "demo", "--processes", "2"])
+    if refused:
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        assert stopped.value.code == 2 and started == []
+        assert f"error: method '{method}' runs in one process only" in capsys.readouterr().err
+    else:
+        main()
+        assert started == [2]

@@ -12,6 +12,15 @@ Options (identical for every method that has them):
   with several processes each takes ``cuda:LOCAL_RANK``, so ``cuda:N`` is refused there.
 - ``precision``: ``fp32``, ``bf16`` (autocast; on CPU it runs natively with AVX-512 BF16 or
   AMX, emulated and slow otherwise), ``fp16`` (autocast with loss scaling, CUDA only).
+
+One process may use several precisions (IDGenRec trains its ID generator and its
+recommender with separate configs): :func:`runtime_for` gives one :class:`Runtime` per
+(device, precision), and the fp32 and bf16 ones share one Accelerate state, because the
+precision is applied by :meth:`Runtime.autocast` around each call, never stored on a model
+(Accelerate's own bf16 mode wraps a prepared model's ``forward`` in autocast for good).
+:func:`get_runtime` also makes its runtime the run's; :func:`current_runtime` is the
+runtime of the innermost :meth:`Runtime.activated` block (the training loop activates its
+own), else the run's, so which precision a part runs in never depends on what ran before.
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
-_ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
-_runtime: "Runtime | None" = None
+_runtimes: "dict[tuple[str, str], Runtime]" = {}  # (device option, precision) -> its runtime
+_accelerator_key: tuple[str, int | None, str] | None = None  # (device type, CUDA index, Accelerate precision)
+_run_runtime: "Runtime | None" = None  # the last one get_runtime returned
+_active: "list[Runtime]" = []  # open Runtime.activated() blocks, innermost last
 
 
 def launched_processes() -> int:
@@ -133,37 +144,15 @@ def cpu_name() -> str:
 class Runtime:
     """This process's device, precision and place among the processes of the run.
 
-    Build it with :func:`get_runtime`. Training: ``prepare_training`` places (and, with
+    Build it with :func:`runtime_for` or :func:`get_runtime`. Training: ``prepare_training`` places (and, with
     several processes, wraps in DDP) the model, then each step runs under ``autocast()``
     and calls ``backward``/``clip_grad_norm_`` here (fp16's loss scaler lives here).
     Checkpoints hold ``unwrap(model).state_dict()``, so they load with any process count.
     """
 
-    def __init__(self, device: str, precision: str) -> None:
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
-
-        validate_device_options(device, precision)
+    def __init__(self, device: str, precision: str, accelerator: Any) -> None:
         self.requested_device, self.precision = device, precision
-        device_type = resolve_device_type(device)
-        index = _cuda_index(device) if device.startswith("cuda") else None
-        previous = os.environ.get("ACCELERATE_TORCH_DEVICE")
-        if index is not None:
-            # Accelerate's one documented way to pick a GPU other than the local rank's.
-            os.environ["ACCELERATE_TORCH_DEVICE"] = device
-        try:
-            self._accelerator = Accelerator(
-                cpu=device_type == "cpu", mixed_precision=_ACCELERATE_PRECISION[precision],
-                # The loop steps the scheduler once per optimizer step, whatever the process
-                # count: the global batch (and so the schedule) is that of one process.
-                step_scheduler_with_optimizer=False,
-                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
-        finally:
-            if index is not None:
-                if previous is None:
-                    os.environ.pop("ACCELERATE_TORCH_DEVICE", None)
-                else:
-                    os.environ["ACCELERATE_TORCH_DEVICE"] = previous
+        self._accelerator = accelerator
 
     # -- where and who ------------------------------------------------------------------
     @property
@@ -190,8 +179,22 @@ class Runtime:
         return model, optimizer, scheduler
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Mixed-precision autocast of the chosen precision (a no-op for fp32)."""
-        return self._accelerator.autocast()
+        """Mixed-precision autocast of this runtime's precision (a no-op for fp32)."""
+        if self.precision == "bf16":
+            import torch
+
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return self._accelerator.autocast()  # fp16: Accelerate's (with its loss scaler); fp32: nothing
+
+    @contextlib.contextmanager
+    def activated(self) -> Iterator["Runtime"]:
+        """Inside the block :func:`current_runtime` is this runtime (e.g. for the validation
+        beam search of a training loop that runs in this precision)."""
+        _active.append(self)
+        try:
+            yield self
+        finally:
+            _active.remove(self)
 
     def backward(self, loss: "torch.Tensor") -> None:
         """``loss.backward()``, through the loss scaler for fp16 (DDP averages gradients over processes)."""
@@ -332,26 +335,76 @@ def shard_indices(n: int, processes: int, index: int) -> np.ndarray:
     return np.array_split(np.arange(n, dtype=np.int64), processes)[index]
 
 
-def get_runtime(device: str = "auto", precision: str = "fp32") -> Runtime:
-    """This process's runtime. The first call builds it (and, under a launcher, joins the
-    process group); later calls with the same options return it. A single process may
-    switch options between runs (tests do); a multi-process run may not."""
-    global _runtime
-    if _runtime is not None and (_runtime.requested_device, _runtime.precision) == (device, precision):
-        return _runtime
-    if _runtime is not None:
-        if _runtime.num_processes > 1:
-            raise BenchError(f"this {_runtime.num_processes}-process run already uses device="
-                             f"{_runtime.requested_device}, precision={_runtime.precision}; one run cannot "
-                             f"switch to device={device}, precision={precision}")
-        from accelerate.state import AcceleratorState, GradientState
+def _accelerator_mode(device: str, precision: str) -> tuple[str, int | None, str]:
+    """What an Accelerate state is built for: fp32 and bf16 share one (bf16 is this module's autocast)."""
+    index = _cuda_index(device) if device.startswith("cuda") else None
+    return resolve_device_type(device), index, "fp16" if precision == "fp16" else "no"
 
-        validate_device_options(device, precision)
-        # Accelerate keeps its state in process-wide singletons: clear them to rebuild.
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-    _runtime = Runtime(device, precision)
-    return _runtime
+
+def _build_accelerator(device: str, key: tuple[str, int | None, str]) -> Any:
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    device_type, index, mixed_precision = key
+    previous = os.environ.get("ACCELERATE_TORCH_DEVICE")
+    if index is not None:
+        # Accelerate's one documented way to pick a GPU other than the local rank's.
+        os.environ["ACCELERATE_TORCH_DEVICE"] = device
+    try:
+        return Accelerator(
+            cpu=device_type == "cpu", mixed_precision=mixed_precision,
+            # The loop steps the scheduler once per optimizer step, whatever the process
+            # count: the global batch (and so the schedule) is that of one process.
+            step_scheduler_with_optimizer=False,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+    finally:
+        if index is not None:
+            if previous is None:
+                os.environ.pop("ACCELERATE_TORCH_DEVICE", None)
+            else:
+                os.environ["ACCELERATE_TORCH_DEVICE"] = previous
+
+
+def runtime_for(device: str = "auto", precision: str = "fp32") -> Runtime:
+    """This process's runtime for ``device`` and ``precision``, built on first use (under a
+    launcher the first one joins the process group). It does not change the run's runtime.
+    fp32 and bf16 runtimes of one device live side by side; another device, or fp16 next
+    to fp32/bf16, rebuilds Accelerate's process-wide state, which only a single process may
+    do (tests do; the runtimes built before are then dropped)."""
+    global _accelerator_key, _run_runtime
+    if (device, precision) in _runtimes:
+        return _runtimes[(device, precision)]
+    validate_device_options(device, precision)
+    key = _accelerator_mode(device, precision)
+    shared = next(iter(_runtimes.values()), None)
+    if shared is not None and key == _accelerator_key:
+        accelerator = shared._accelerator
+    else:
+        if shared is not None:
+            if shared.num_processes > 1:
+                raise BenchError(f"this {shared.num_processes}-process run already uses device="
+                                 f"{shared.requested_device}, precision={shared.precision}; one run cannot "
+                                 f"also use device={device}, precision={precision}")
+            from accelerate.state import AcceleratorState, GradientState
+
+            # Accelerate keeps its state in process-wide singletons: clear them to rebuild.
+            AcceleratorState._reset_state(reset_partial_state=True)
+            GradientState._reset_state()
+            _runtimes.clear()
+            _run_runtime = None
+        accelerator = _build_accelerator(device, key)
+        _accelerator_key = key
+    _runtimes[(device, precision)] = Runtime(device, precision, accelerator)
+    return _runtimes[(device, precision)]
+
+
+def get_runtime(device: str = "auto", precision: str = "fp32") -> Runtime:
+    """The runtime of ``device`` and ``precision`` (:func:`runtime_for`), made the run's: the
+    one :func:`current_runtime` returns outside any :meth:`Runtime.activated` block. The
+    runner calls it with the run's options; a single process may switch between runs."""
+    global _run_runtime
+    _run_runtime = runtime_for(device, precision)
+    return _run_runtime
 
 
 def distributed_runtime() -> Runtime | None:
@@ -361,5 +414,8 @@ def distributed_runtime() -> Runtime | None:
 
 
 def current_runtime() -> Runtime:
-    """The runtime :func:`get_runtime` built in this process, or the default one (auto, fp32)."""
-    return _runtime if _runtime is not None else get_runtime()
+    """The runtime of the innermost :meth:`Runtime.activated` block, else the run's (the
+    last :func:`get_runtime`), else the default one (auto, fp32)."""
+    if _active:
+        return _active[-1]
+    return _run_runtime if _run_runtime is not None else get_runtime()

@@ -232,10 +232,13 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from bench.engine.accelerator import get_runtime
+    from bench.engine.accelerator import runtime_for
     from bench.engine.dropout import cheap_mask_dropout
 
-    runtime = get_runtime(config.device, config.precision)
+    # This config's runtime, active while the loop runs (its validation ranks in the same
+    # precision) without becoming the run's: a process that trains two models in two
+    # precisions (IDGenRec) runs every other part in the run's precision, whatever trained last.
+    runtime = runtime_for(config.device, config.precision)
     checkpoint_dir = Path(checkpoint_dir)
     if runtime.is_main_process:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -284,6 +287,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     last_checkpoint = time.perf_counter()
     epoch = start_epoch
     with contextlib.ExitStack() as stack:
+        stack.enter_context(runtime.activated())
         if cheap_dropout_masks:
             stack.enter_context(cheap_mask_dropout(plain))
         while epoch < config.epochs and selection.stopped_by is None:

@@ -111,3 +111,54 @@ def test_training_step_through_the_runtime_matches_plain_torch(precision: str) -
     tolerance = 0 if precision == "fp32" else 5e-2
     for expected, found in zip(model.parameters(), runtime.unwrap(wrapped).parameters()):
         torch.testing.assert_close(found, expected, atol=tolerance, rtol=tolerance)
+
+
+def test_fp32_and_bf16_runtimes_live_side_by_side_without_moving_the_runs() -> None:
+    """One process, two precisions (IDGenRec): each part runs in its own runtime's precision,
+    and a prepared model carries no precision of its own (Accelerate's bf16 mode wrapped it)."""
+    from bench.engine.accelerator import current_runtime, runtime_for
+
+    run = get_runtime("cpu", "fp32")
+    bf16 = runtime_for("cpu", "bf16")
+    assert runtime_for("cpu", "bf16") is bf16 and runtime_for("cpu", "fp32") is run
+    assert current_runtime() is run  # asking for a runtime does not make it the run's
+    layer = torch.nn.Linear(4, 3)
+    prepared, _, _ = bf16.prepare_training(layer, torch.optim.SGD(layer.parameters(), lr=0.1), None)
+    assert prepared(torch.randn(2, 4)).dtype == torch.float32  # outside bf16's autocast: fp32
+    with bf16.activated():
+        assert current_runtime() is bf16
+        with current_runtime().autocast():
+            assert prepared(torch.randn(2, 4)).dtype == torch.bfloat16
+    assert current_runtime() is run
+    assert get_runtime("cpu", "bf16") is bf16 and current_runtime() is bf16  # the runner's call does move it
+
+
+def test_a_bf16_training_loop_leaves_the_runs_runtime_alone(tmp_path) -> None:
+    """Validation inside a bf16 loop runs in bf16; after the loop the process's parts run in the
+    run's precision again, so two identical fits in one process do the same thing."""
+    from bench.engine.accelerator import current_runtime
+    from bench.engine.training import TrainingConfig, train_model
+    from bench.method import RunContext
+
+    class Task:
+        def examples_for_epoch(self, epoch):
+            return list(range(8))
+
+        def collate(self, examples):
+            return {"x": torch.arange(len(examples), dtype=torch.float32)[:, None].repeat(1, 4)}
+
+        def loss(self, model, batch):
+            return model(batch["x"]).float().square().mean()
+
+    seen = []
+
+    def validate(model):
+        seen.append(current_runtime().precision)
+        return {"NDCG@10": 0.0}
+
+    run = get_runtime("cpu", "fp32")
+    config = TrainingConfig(epochs=1, batch_size=4, device="cpu", precision="bf16")
+    context = RunContext(work_dir=tmp_path, seed=0, profile="cpu", show_progress=False)
+    train_model(torch.nn.Linear(4, 1), Task(), config, tmp_path / "checkpoints", context, validate=validate)
+    assert seen == ["bf16"]
+    assert current_runtime() is run and current_runtime().precision == "fp32"

@@ -171,3 +171,58 @@ def test_cheap_mask_dropout_keeps_one_minus_p_scales_and_is_put_back() -> None:
         assert replaced == 2 and [type(m) for m in model][1:] == [CheapMaskDropout] * 2
         assert [m.p for m in list(model)[1:]] == [0.1, 0.3]
     assert list(model) == originals
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_t5_training_paths_compute_t5s_attention_and_feed_forward(padded: bool) -> None:
+    """Under cheap_mask_dropout a T5 runs its own attention (with the cheap mask on the weights)
+    and feed-forward: with every dropout at ~0 it gives the outputs of the model's SDPA path,
+    with and without padding (no padding: transformers passes no mask, the decoder is causal)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from bench.engine.dropout import _T5_TRAINING_ATTENTION, cheap_mask_dropout
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.1,
+                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    model = T5ForConditionalGeneration(config)
+    assert model.config._attn_implementation == "sdpa"
+    input_ids, labels = torch.randint(2, 40, (3, 7)), torch.randint(2, 40, (3, 4))
+    attention_mask = torch.ones(3, 7, dtype=torch.long)
+    if padded:
+        attention_mask[0, 5:] = 0
+        labels[0, 3] = -100
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch)
+    model.train()
+    with cheap_mask_dropout(model):
+        assert model.config._attn_implementation == _T5_TRAINING_ATTENTION
+        for module in model.modules():
+            if isinstance(getattr(module, "dropout", None), float):
+                module.dropout = 1e-9  # the attention dropout path runs, and keeps every weight
+            elif hasattr(module, "p"):
+                module.p = 1e-9
+        found = model(**batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(**batch)
+    torch.testing.assert_close(found.logits, expected.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bf16.loss, expected.loss, atol=5e-2, rtol=5e-2)
+    assert model.config._attn_implementation == "sdpa"
+    assert all("forward" not in vars(module) for module in model.modules())  # the classes' forwards again
+
+
+def test_t5_attention_dropout_keeps_one_minus_p_of_the_weights() -> None:
+    from bench.engine.dropout import _t5_training_attention
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    query, key, value = torch.randn(8, 4, 30, 16), torch.randn(8, 4, 30, 16), torch.eye(30).expand(8, 4, 30, 30)
+    weights, _ = _t5_training_attention(module, query, key, value, None, scaling=1.0, dropout=0.25,
+                                        is_causal=False)
+    weights = weights.transpose(1, 2)  # [batch, heads, query, key]: the dropped-out weights, as value is I
+    assert abs((weights != 0).float().mean().item() - 0.75) < 0.01
+    softmax = torch.softmax(query @ key.transpose(2, 3), dim=-1)
+    kept = weights != 0
+    torch.testing.assert_close(weights[kept], softmax[kept] / 0.75)
