@@ -6,7 +6,9 @@ the training examples), one epoch over the same examples, from the same initial 
 - **current**: the loop before the throughput work, still reachable through its switches:
   batches drawn at random (``length_bucketing=false``), each batch tokenized when it is built
   (``pretokenize=False``), fp32;
-- **new**: length-bucketed batches, prompts tokenized once per epoch, ``precision=bf16``;
+- **new**: length-bucketed batches, prompts tokenized once per epoch, cheap dropout masks
+  (``torch.nn.Dropout`` modules and the T5's attention weights) and the T5 feed-forward
+  block without its fp32 round trip (:mod:`bench.engine.dropout`), ``precision=bf16``;
 - **new fp32**: the same without bf16 (what bf16 adds, and the loss check below).
 
 For each: examples/s, useful GFLOP/s (matrix-multiply FLOPs of forward + backward on the
@@ -152,6 +154,10 @@ def measure(size_name: str, size: dict[str, int], tokenizer, train_pairs, eval_p
     flops = t5_flops(np.array([len(x) for x in lengths[0]]), np.array([len(x) for x in lengths[1]]), size,
                      len(tokenizer))
     results = {}
+    for path in (CURRENT, NEW, NEW_FP32):
+        # Untimed: the process's first steps of a path pay one-time costs (allocator, lazy
+        # imports, the runtime), which would otherwise fall on whichever path runs first.
+        train_once(path, size, tokenizer, train_pairs[:64], [], 0, threads, work)
     for path in (CURRENT, NEW, NEW_FP32):
         runs = [train_once(path, size, tokenizer, train_pairs, eval_pairs, seed, threads, work)
                 for seed in (seeds if path is not NEW_FP32 else seeds[:1])]

@@ -41,7 +41,11 @@ def cheap_dropout(hidden: torch.Tensor, p: float) -> torch.Tensor:
     """``hidden`` with each element kept with probability 1 - p (scaled by 1 / (1 - p)), else 0."""
     n = hidden.numel()
     draws = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64, device=hidden.device)
-    keep = draws.view(torch.int16)[:n].view(hidden.shape) >= _keep_threshold(p)
+    keep = (draws.view(torch.int16)[:n].view(hidden.shape) >= _keep_threshold(p)).to(hidden.dtype)
+    if hidden.dtype == torch.float32:
+        # The mask carries the scale: one product (the same numbers as scaling after it).
+        return hidden * keep.mul_(1.0 / (1.0 - p))
+    # Lower precision: scale after masking, so the scale is not rounded to the dtype first.
     # In place on the product, which backward does not need (it keeps only the mask).
     return (hidden * keep).mul_(1.0 / (1.0 - p))
 
