@@ -70,8 +70,22 @@ def cache_path(texts: list[str], profile: str, encoder: str, cache_dir: Path) ->
     return cache_dir / f"{slug}-{profile}-{digest.hexdigest()[:24]}.npy"
 
 
-def load_encoder(profile: str, encoder: str, device: str | None = None) -> Any:
-    """A ``SentenceTransformer`` for ``encoder``; BenchError if it cannot be had."""
+def load_encoder(profile: str, encoder: str, device: str | None = None, show_progress: bool = True) -> Any:
+    """A ``SentenceTransformer`` for ``encoder``; BenchError if it cannot be had. Without
+    ``show_progress`` transformers' weight-loading bar stays off too (``--quiet`` runs)."""
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    if not show_progress:
+        transformers_logging.disable_progress_bar()
+    try:
+        return _load_sentence_transformer(profile, encoder, device)
+    finally:
+        if bars_were_on and not show_progress:
+            transformers_logging.enable_progress_bar()
+
+
+def _load_sentence_transformer(profile: str, encoder: str, device: str | None) -> Any:
     from sentence_transformers import SentenceTransformer
 
     if encoder in OFFLINE_ENCODER_ALIASES:
@@ -108,7 +122,7 @@ def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, ca
             return cached
         raise BenchError(f"{path}: cached text embeddings have shape {cached.shape}, "
                          f"expected {len(texts)} rows; delete the file")
-    model = load_encoder(profile, name, device)
+    model = load_encoder(profile, name, device, show_progress=getattr(context, "show_progress", True))
     batches = []
     with context.progress(total=len(texts), desc=f"embed item text ({name})", unit="item") as bar:
         for start in range(0, len(texts), batch_size):

@@ -45,12 +45,20 @@ def test_offline_encoder_from_the_wheel(tmp_path: Path, context: RunContext) -> 
     assert float(embeddings[0] @ embeddings[1]) < 0.99
 
 
+def test_quiet_runs_load_the_encoder_without_progress_bars(capfd: pytest.CaptureFixture) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    text_embeddings.load_encoder("cpu", "all-MiniLM-L6-v2", show_progress=False)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # switched back on for what follows
+
+
 def test_cache_is_reused_and_rebuilt_when_text_changes(tmp_path: Path, context: RunContext,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[str] = []
     encoder = CountingEncoder()
 
-    def fake_load(profile: str, name: str, device: str | None = None) -> CountingEncoder:
+    def fake_load(profile: str, name: str, device: str | None = None, show_progress: bool = True) -> CountingEncoder:
         loads.append(name)
         return encoder
 
@@ -74,7 +82,7 @@ def test_cache_is_reused_and_rebuilt_when_text_changes(tmp_path: Path, context: 
 
 def test_a_failed_encoding_leaves_no_cache_file(tmp_path: Path, context: RunContext,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(text_embeddings, "load_encoder", lambda *_: CountingEncoder(fail_after=1))
+    monkeypatch.setattr(text_embeddings, "load_encoder", lambda *_, **__: CountingEncoder(fail_after=1))
     with pytest.raises(RuntimeError):
         item_text_embeddings(TEXTS, "cpu", None, tmp_path / "emb", context, batch_size=2)
     assert not (tmp_path / "emb").exists() or not list((tmp_path / "emb").iterdir())

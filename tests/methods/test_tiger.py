@@ -168,7 +168,7 @@ def test_rqvae_ids_record_the_text_encoder(tmp_path: Path, monkeypatch: pytest.M
         def get_embedding_dimension(self) -> int:
             return 12
 
-    monkeypatch.setattr(text_embeddings, "load_encoder", lambda *_: FakeEncoder())
+    monkeypatch.setattr(text_embeddings, "load_encoder", lambda *_, **__: FakeEncoder())
     method, _ = fitted_tiger(tmp_path, semantic_ids="rqvae", rqvae_epochs=5, latent_dim=4)
     found = method.metadata()
     assert found["text_encoder"] == "all-MiniLM-L6-v2" and found["text_embedding_dim"] == 12
