@@ -1,10 +1,14 @@
-"""Atomic file writes: a reader sees either the whole new file or the old state, never a part."""
+"""Atomic file writes (a reader sees either the whole new file or the old state, never a part)
+and a folder lock for caches that several runs share."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -23,3 +27,16 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (created if needed): runs that share a cache
+    folder (IDGenRec's start, SETRec's CF tokenizer, UniSRec's pre-training) fill it one at a time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

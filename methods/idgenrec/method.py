@@ -25,15 +25,13 @@ users with the trained generator: nothing is trained on it (zero-shot, Sec. 3.5)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import io
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,7 +47,7 @@ from bench.engine.selection import SELECTION_METRIC, validation_scorer
 from bench.engine.training import train_seq2seq
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
-from bench.storage import atomic_write_bytes, atomic_write_text
+from bench.storage import atomic_write_bytes, atomic_write_text, locked
 from methods.idgenrec.corpus import Corpus, dataset_corpus, foundation_corpus
 from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, check_generator_config, clean_id, \
     warm_start
@@ -124,18 +122,6 @@ def schedule(config: IDGenRecConfig) -> list[Phase]:
         if config.training != "id-only":
             kinds.append(("recommender", round_number))
     return [Phase(index, kind, round_number) for index, (kind, round_number) in enumerate(kinds)]
-
-
-@contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """Runs sharing a start folder (ablations started together) prepare it one at a time."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _digest(payload: Any) -> str:

@@ -62,7 +62,7 @@ def cf_item_embeddings(dataset: Dataset, split: Split, sasrec_options: dict[str,
     from bench import config as config_module
     # The folder lock of IDGenRec's shared start: SETRec runs sharing a CF tokenizer
     # (ablations started together) train it once.
-    from methods.idgenrec.method import locked
+    from bench.storage import locked
     from methods.recbole_baselines import SASRec
 
     directory = cache_root() / "setrec-cf" / _key(split, sasrec_options, context.seed)

@@ -208,7 +208,7 @@ class UniSRec(Method):
 
         from bench.data.prepare import cache_root
         from bench.storage import atomic_write_bytes
-        from methods.idgenrec.method import locked
+        from bench.storage import locked
         from methods.unisrec.corpus import source_corpus, word_dropped
 
         config, context = self.config, self.context
