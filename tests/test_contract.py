@@ -48,4 +48,8 @@ def test_method_returns_valid_rankings(name, tmp_path):
     for values in result.per_user.values():
         assert values.shape == (split.n_users,)
         assert np.all((values >= 0) & (values <= 1))
-    assert isinstance(method.metadata(), dict)
+    metadata = method.metadata()
+    assert isinstance(metadata, dict)
+    if "eval_every" in fields:  # trained by the engine's loop: the run's curve is at the metadata's top
+        curve = metadata.get("training_curve")
+        assert curve and all("validation" in entry and "NDCG@10" in entry["validation"] for entry in curve)

@@ -348,6 +348,7 @@ class SETRec(Method):
             "beta_validation": {str(beta): values for beta, values in self.beta_values.items()},
             "training": report.record(),
         }
+        found["training_curve"] = found["training"].pop("training_curve")  # the runner lifts it into the record
         if network.has_cf:
             found["cf_tokenizer"] = self.cf_facts
         if network.n_sem:

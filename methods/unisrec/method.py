@@ -162,7 +162,12 @@ class UniSRec(Method):
         return self.scorer.score(users, histories)
 
     def metadata(self) -> dict[str, Any]:
-        return dict(self.facts)
+        found = dict(self.facts)
+        # The run's curve is the last model trained: fine-tuning, or pre-training when zero-shot.
+        last_training = found.get("fine_tuning") or found.get("pretraining") or {}
+        if last_training.get("training_curve"):
+            found["training_curve"] = last_training["training_curve"]
+        return found
 
     # ------------------------------------------------------------- pieces
 
