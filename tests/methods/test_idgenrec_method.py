@@ -230,3 +230,28 @@ def test_zero_shot_trains_on_other_datasets_and_evaluates_unseen_items(tmp_path)
 def test_zero_shot_refuses_to_train_on_the_evaluated_dataset(tmp_path) -> None:
     with pytest.raises(BenchError, match="foundation_datasets"):
         fit(tmp_path, "refused", tiny_dataset(), foundation_datasets=("tiny",))
+
+
+def test_device_and_precision_options_reach_every_phase(tmp_path, monkeypatch) -> None:
+    """`device`/`precision` are the same options as every torch method's: the warm start, the
+    recommender phases and the soft-ID generator phase all run under the run's autocast, and a
+    device this machine lacks is refused with the key named."""
+    from bench.engine import accelerator
+
+    seen: list[tuple[str, str]] = []
+    original = accelerator.Runtime.autocast
+
+    def recording_autocast(self):
+        seen.append((self.device.type, self.precision))
+        return original(self)
+
+    monkeypatch.setattr(accelerator.Runtime, "autocast", recording_autocast)
+    monkeypatch.setattr("methods.idgenrec.method.cache_root", lambda: tmp_path / "cache")
+    try:
+        fit(tmp_path, "bf16", device="cpu", precision="bf16", epochs=1, rounds=2)
+    finally:
+        accelerator.get_runtime("cpu", "fp32")  # what the next test's fit expects to find
+    assert seen and set(seen) == {("cpu", "bf16")}
+    if not torch.cuda.is_available():
+        with pytest.raises(BenchError, match="'device'"):
+            fit(tmp_path, "cuda", device="cuda")
