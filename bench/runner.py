@@ -113,11 +113,9 @@ def start_runtime(method_class: type[Method], method_name: str, method_config: A
     """This process's runtime from the method's ``device``/``precision`` options (a method
     without them runs on the CPU); refuses several processes for a method that cannot use them."""
     from bench.engine.accelerator import get_runtime, launched_processes
+    from bench.launch import check_method_processes
 
-    processes = launched_processes()
-    if processes > 1 and not getattr(method_class, "supports_processes", True):
-        raise BenchError(f"method '{method_name}' runs in one process only; run it without --processes "
-                         f"(this run has {processes}; see docs/gpu.md)")
+    check_method_processes(method_class, method_name, launched_processes())
     return get_runtime(getattr(method_config, "device", "cpu"), getattr(method_config, "precision", "fp32"))
 
 
