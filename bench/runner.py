@@ -24,7 +24,6 @@ import numpy as np
 from bench import config as config_module
 from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepare_dataset
 from bench.data.split import make_split
-from bench.errors import BenchError
 from bench.evaluation.protocol import PhaseResult, evaluate
 from bench.logs import RUN_LOG_FILE, RunLog
 from bench.method import Method, RunContext, TrainingData
