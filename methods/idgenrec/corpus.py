@@ -43,6 +43,19 @@ def sample_users(n_users: int, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_users, size=limit, replace=False))
 
 
+def check_foundation_sources(names: Sequence[str], data_dirs: Sequence[str], evaluated_on: str) -> None:
+    """The zero-shot rules every foundation corpus (IDGenRec's, UniSRec's) obeys: never the
+    evaluated dataset, one folder per source or none, and no source twice."""
+    if evaluated_on in names:
+        raise BenchError(f"config key 'foundation_datasets' lists '{evaluated_on}', the dataset being evaluated; "
+                         "a zero-shot model must not train on it")
+    if data_dirs and len(data_dirs) != len(names):
+        raise BenchError(f"config key 'foundation_data_dirs' has {len(data_dirs)} entries for "
+                         f"{len(names)} foundation datasets; give one per dataset or none")
+    if len(set(names)) != len(names):
+        raise BenchError(f"config key 'foundation_datasets' names a dataset twice: {list(names)}")
+
+
 def foundation_corpus(names: Sequence[str], data_dirs: Sequence[str], evaluated_on: str, users_per_dataset: int,
                       with_users: bool, user_max_items: int, seed: int) -> Corpus:
     """The fusion of ``names``, each down-sampled to ``users_per_dataset`` users. The
@@ -50,12 +63,7 @@ def foundation_corpus(names: Sequence[str], data_dirs: Sequence[str], evaluated_
     would only be IDs to generate, never read), dataset after dataset."""
     from bench.data.prepare import prepare_dataset
 
-    if evaluated_on in names:
-        raise BenchError(f"config key 'foundation_datasets' lists '{evaluated_on}', the dataset being evaluated; "
-                         "a zero-shot model must not train on it")
-    if data_dirs and len(data_dirs) != len(names):
-        raise BenchError(f"config key 'foundation_data_dirs' has {len(data_dirs)} entries for "
-                         f"{len(names)} foundation datasets; give one per dataset or none")
+    check_foundation_sources(names, data_dirs, evaluated_on)
     item_texts: list[str] = []
     sequences: list[np.ndarray] = []
     user_texts: list[str] = []

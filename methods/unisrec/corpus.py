@@ -21,8 +21,7 @@ import numpy as np
 
 from bench.data.dataset import Dataset, build_dataset
 from bench.data.split import Split, leave_one_out
-from bench.errors import BenchError
-from methods.idgenrec.corpus import sample_users
+from methods.idgenrec.corpus import check_foundation_sources, sample_users
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,22 +31,11 @@ class SourceCorpus:
     sources: dict[str, dict[str, int]]  # source name -> {"users": ..., "items": ...}
 
 
-def check_sources(names: Sequence[str], data_dirs: Sequence[str], evaluated_on: str) -> None:
-    if evaluated_on in names:
-        raise BenchError(f"config key 'foundation_datasets' lists '{evaluated_on}', the dataset being evaluated; "
-                         "a zero-shot model must not train on it")
-    if data_dirs and len(data_dirs) != len(names):
-        raise BenchError(f"config key 'foundation_data_dirs' has {len(data_dirs)} entries for "
-                         f"{len(names)} foundation datasets; give one per dataset or none")
-    if len(set(names)) != len(names):
-        raise BenchError(f"config key 'foundation_datasets' names a dataset twice: {list(names)}")
-
-
 def source_corpus(names: Sequence[str], data_dirs: Sequence[str], evaluated_on: str, users_per_dataset: int,
                   seed: int) -> SourceCorpus:
     from bench.data.prepare import prepare_dataset
 
-    check_sources(names, data_dirs, evaluated_on)
+    check_foundation_sources(names, data_dirs, evaluated_on)
     sequences: list[tuple[str, list[str]]] = []
     item_text: dict[str, str] = {}
     sources: dict[str, dict[str, int]] = {}

@@ -129,7 +129,7 @@ class UniSRec(Method):
     def fit(self, data: TrainingData) -> None:
         from bench.engine.accelerator import get_runtime
         from bench.engine.model import apply_threads
-        from methods.unisrec.corpus import check_sources
+        from methods.idgenrec.corpus import check_foundation_sources
         from methods.unisrec.model import count_trainable, freeze_sequence_encoder
         from methods.unisrec.tasks import CatalogueScorer
 
@@ -138,7 +138,7 @@ class UniSRec(Method):
         self.runtime = get_runtime(config.device, config.precision)
         self.facts: dict[str, Any] = {"profile": context.profile, "mode": config.mode,
                                       "zero_shot": config.mode == "zero-shot", "trained_on": {}}
-        check_sources(config.foundation_datasets, config.foundation_data_dirs, data.dataset.name)
+        check_foundation_sources(config.foundation_datasets, config.foundation_data_dirs, data.dataset.name)
         # Only the item text of the evaluated dataset is read before evaluation in zero-shot mode.
         target_text = self._embed(list(data.dataset.item_text), "evaluated items")
         model = None
