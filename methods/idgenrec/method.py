@@ -215,9 +215,14 @@ class IDGenRec(Method):
         """Tokenizer, warm-started generator and initial item IDs, from the shared start folder."""
         config, context = self.config, self.context
         generator_options = {field.name: getattr(config, field.name) for field in dataclasses.fields(IDGeneratorConfig)}
-        key = _digest({"profile": context.profile, "seed": context.seed, "backbone": config.backbone,
-                       "vocab_size": config.vocab_size, "generator": generator_options,
-                       "items": hashlib.sha256("\n".join(corpus.item_texts).encode()).hexdigest()})
+        key_fields = {"profile": context.profile, "seed": context.seed, "backbone": config.backbone,
+                      "vocab_size": config.vocab_size, "generator": generator_options,
+                      "items": hashlib.sha256("\n".join(corpus.item_texts).encode()).hexdigest()}
+        # The warm start trains under the run's precision, so a bf16 start is not an fp32 one.
+        # fp32 stays out of the key so that starts made before precision existed are reused.
+        if config.precision != "fp32":
+            key_fields["precision"] = config.precision
+        key = _digest(key_fields)
         directory = cache_root() / "idgenrec-start" / key
         with locked(directory):
             # One tokenizer for both wordings (with and without user IDs), so that every

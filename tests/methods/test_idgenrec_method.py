@@ -248,10 +248,13 @@ def test_device_and_precision_options_reach_every_phase(tmp_path, monkeypatch) -
     monkeypatch.setattr(accelerator.Runtime, "autocast", recording_autocast)
     monkeypatch.setattr("methods.idgenrec.method.cache_root", lambda: tmp_path / "cache")
     try:
-        fit(tmp_path, "bf16", device="cpu", precision="bf16", epochs=1, rounds=2)
+        bf16 = fit(tmp_path, "bf16", device="cpu", precision="bf16", epochs=1, rounds=2)
     finally:
         accelerator.get_runtime("cpu", "fp32")  # what the next test's fit expects to find
     assert seen and set(seen) == {("cpu", "bf16")}
+    # The warm start was trained in bf16: an fp32 run must not reuse it.
+    fp32 = fit(tmp_path, "fp32", device="cpu", precision="fp32", epochs=1, rounds=2)
+    assert bf16.start_dir != fp32.start_dir
     if not torch.cuda.is_available():
         with pytest.raises(BenchError, match="'device'"):
             fit(tmp_path, "cuda", device="cuda")
