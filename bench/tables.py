@@ -48,6 +48,9 @@ class Column:
     method: str
     where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     paper_label: str | None = None
+    # The reference table this column's paper number comes from, when it is not the table's own
+    # (a method the table's paper did not run, with its own paper's number on the same protocol).
+    paper_table: str | None = None
 
     def matches(self, record: dict[str, Any]) -> bool:
         if record["method"] != self.method:
@@ -89,6 +92,9 @@ def _standard() -> list[TableSpec]:
         return {}
 
     columns = tuple(Column(label, method, where(label, method), paper) for label, method, paper in labels)
+    # TIGER is not in IDGenRec's Table 4; its number is TIGER's own Table 1 (same 5-core data,
+    # leave-one-out, Recall@k = HR@k with one target). Random-ID runs are its ablation, not this column.
+    columns += (Column("TIGER", "tiger", {"semantic_ids": "rqvae"}, "TIGER", paper_table="tiger-table1"),)
     return [TableSpec("Table 4: standard evaluation", "standard", columns,
                       ("sports", "beauty", "toys", "yelp", "demo"))]
 
@@ -132,7 +138,7 @@ def table_registry() -> Registry:
 
 def paper_numbers() -> dict[tuple[str, str, str, str], float]:
     numbers = {}
-    for name in ("idgenrec_paper_tables.csv", "setrec_paper_tables.csv"):
+    for name in ("idgenrec_paper_tables.csv", "setrec_paper_tables.csv", "tiger_paper_tables.csv"):
         text = resources.files("bench").joinpath(f"reference/{name}").read_text()
         numbers.update({(row["table"], row["dataset"], row["method"], row["metric"]): float(row["value"])
                         for row in csv.DictReader(io.StringIO(text))})
@@ -241,7 +247,8 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
             protocols = sorted({r["split"].get("protocol", "leave-one-out") for g in chosen if g for r in g})
             label += f" ({', '.join(protocols)})"
         for metric in spec.metrics:
-            cells = [_cell(group, metric, paper.get((spec.paper_table, paper_dataset, c.paper_label, metric))
+            cells = [_cell(group, metric, paper.get((c.paper_table or spec.paper_table, paper_dataset, c.paper_label,
+                                                     metric))
                            if c.paper_label and paper_dataset else None)
                      for c, group in zip(spec.columns, chosen)]
             if spec.state_protocol and all(c.value is None and c.paper is None for c in cells):
@@ -318,6 +325,7 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
         note += " Each dataset names the split protocol of its records; R@k is HR@k when a user has one target."
     if with_paper:
         note += " In parentheses: the paper's number."
+        note += "".join(f" {c.label}'s: {c.paper_table} (bench/reference/)." for c in spec.columns if c.paper_table)
     return f"{spec.title}\n\n" + tabulate(body, headers=headers, tablefmt="github") + note
 
 
