@@ -19,8 +19,10 @@ A run goes through these steps (each resumable; see :meth:`IDGenRec.fit`):
    test item.
 
 With ``foundation_datasets`` set, steps 1-2 run on the fusion of those datasets instead
-of the evaluated one, and step 3 generates IDs for the evaluated dataset's items and
-users with the trained generator: nothing is trained on it (zero-shot, Sec. 3.5).
+of the evaluated one, model-selected on the fusion's validation items (the rule UniSRec's
+pre-training follows), and step 3 generates IDs for the evaluated dataset's items and
+users with the selected generator: nothing of it is trained on or read before the
+evaluation (zero-shot, Sec. 3.5).
 """
 
 from __future__ import annotations
@@ -172,6 +174,9 @@ class IDGenRec(Method):
         else:
             corpus = dataset_corpus(data.dataset, data.split, config.with_users, config.user_id_max_items)
         self.corpus = corpus
+        # The split that rank() serves: the corpus' during training (validation), the
+        # evaluated dataset's after fit; the same split unless zero-shot.
+        self.ranked_split = corpus.split
         started = time.perf_counter()
         tokenizer, generator, initial = self._start(corpus)
         self.start_seconds = round(time.perf_counter() - started, 2)
@@ -179,21 +184,26 @@ class IDGenRec(Method):
         self.encoder = PromptEncoder(tokenizer, config.with_users)
         recommender = build_model(config, context.profile, tokenizer, context.seed)
         self.recommender = recommender
-        # Model selection on the evaluated dataset's validation targets; a zero-shot run
-        # never trains on that dataset, so it has nothing to select there.
-        self.validate = None if zero_shot else validation_scorer(self, data.split, config.validation_users, context)
+        # Model selection on the validation targets of what the run trains on: the evaluated
+        # dataset's, or (zero-shot) the foundation sources', ranked among the foundation's
+        # catalogue; nothing of the evaluated dataset is read before its evaluation.
+        self.validate = validation_scorer(self, corpus.split, config.validation_users, context)
 
         state = {"item_ids": list(initial["ids"]), "user_ids": None, "log": [],
                  "initial_item_stats": initial["stats"], "user_stats": None}
         state = self._run_schedule(corpus, state)
         self.log = state["log"]
         self.selected_phase, self.selection = state.get("selected_phase"), state.get("selection")
+        if zero_shot and self.selection is not None:
+            self.selection = {**self.selection, "on": "validation items of the foundation sources "
+                              f"({', '.join(corpus.sources)}), ranked among their {len(corpus.item_texts)} items"}
         self.initial_item_ids = list(initial["ids"])
         self.initial_item_stats = initial["stats"]
         self.train_item_stats = state.get("item_stats", initial["stats"])
 
         # IDs of the evaluated dataset: the trained ones, or (zero-shot) new ones written
-        # by the trained generator for a catalogue it never saw.
+        # by the selected generator for a catalogue it never saw.
+        self.ranked_split = data.split
         if zero_shot:
             unique = generator.unique_ids(list(data.dataset.item_text), self._progress("item IDs, evaluated"))
             self.item_ids, self.eval_item_stats = unique.ids, unique.stats.to_dict()
@@ -304,10 +314,11 @@ class IDGenRec(Method):
                 "selected_value": state["selected_value"]}
 
     def _use_ids(self, state: dict[str, Any]) -> None:
-        """Rank with the schedule's current IDs (validation inside a recommender phase)."""
+        """Rank the corpus' catalogue with the schedule's current IDs (validation inside a
+        recommender phase)."""
         self.item_ids = list(state["item_ids"])
         self.user_ids = {"valid": state["user_ids"]} if self.config.with_users else {}
-        self._build_trie(self.data.dataset.item_ids)
+        self._build_trie(self.corpus.item_names)
 
     def _token_lists(self, ids: list[str]) -> list[list[int]]:
         return [list(tokens) for tokens in self.tokenizer(ids, add_special_tokens=False).input_ids]
@@ -457,7 +468,7 @@ class IDGenRec(Method):
 
     def _phase_of(self, user: int, history: np.ndarray) -> str:
         """The evaluator hands over histories only; the validation one is the training part."""
-        return "valid" if len(history) == len(self.data.split.train[user]) else "test"
+        return "valid" if len(history) == len(self.ranked_split.train[user]) else "test"
 
     def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
         from bench.engine.beam_search import constrained_beam_search

@@ -47,12 +47,12 @@ def tiny_config(**changes) -> IDGenRecConfig:
     return resolved.method
 
 
-def fit(tmp_path, name: str, dataset=None, **changes) -> IDGenRec:
+def fit(tmp_path, name: str, dataset=None, split=None, **changes) -> IDGenRec:
     dataset = dataset or tiny_dataset(n_users=24, n_items=20)
     context = RunContext(work_dir=tmp_path / name, seed=0, profile="cpu", show_progress=False)
     context.work_dir.mkdir(parents=True, exist_ok=True)
     method = IDGenRec(tiny_config(**changes), context)
-    method.fit(TrainingData(dataset=dataset, split=leave_one_out(dataset)))
+    method.fit(TrainingData(dataset=dataset, split=split if split is not None else leave_one_out(dataset)))
     return method
 
 

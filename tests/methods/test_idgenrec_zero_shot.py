@@ -1,0 +1,127 @@
+"""IDGenRec's zero-shot model selection: on the foundation sources' validation items (the
+items UniSRec's pre-training selects on), ranked among the foundation's catalogue, with the
+engine's validation scorer; nothing of the evaluated dataset is read before its evaluation,
+and the tested recommender and generator are those of the best validation NDCG@10."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import EvalConfig
+from bench.data.split import leave_one_out
+from bench.engine.selection import SELECTION_METRIC, Validator
+from bench.evaluation import protocol
+from bench.method import RunContext
+from methods.idgenrec.corpus import foundation_corpus
+from tests.conftest import tiny_dataset
+from tests.methods.test_idgenrec_method import fit
+from tests.methods.test_unisrec import Guarded, write_source
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> dict:
+    return {"foundation_datasets": ("beauty", "sports"), "foundation_users": 20,
+            "foundation_data_dirs": (str(write_source(tmp_path / "beauty", 1)), str(write_source(tmp_path / "sports", 2)))}
+
+
+def test_foundation_split_holds_the_validation_items_unisrec_selects_on(sources) -> None:
+    from methods.unisrec.corpus import source_corpus
+
+    names, dirs = sources["foundation_datasets"], sources["foundation_data_dirs"]
+    ours = foundation_corpus(names, dirs, "toys", 12, with_users=False, user_max_items=1, seed=5)
+    theirs = source_corpus(names, dirs, "toys", 12, seed=5)
+    for phase in ("train", "valid_items"):
+        assert ([[ours.item_names[i] for i in items] for items in getattr(ours.split, phase)]
+                == [[theirs.dataset.item_ids[i] for i in items] for items in getattr(theirs.split, phase)])
+    assert ours.split.train == ours.train_sequences
+    assert len(ours.split.phase_users("valid")) == 24 and len(ours.split.phase_users("test")) == 0
+    # The catalogue is exactly the training parts' and validation items' items, nothing else.
+    held = np.unique(np.concatenate(ours.split.train + ours.split.valid_items))
+    np.testing.assert_array_equal(held, np.arange(len(ours.item_texts)))
+    trained = np.unique(np.concatenate(ours.split.train))
+    assert sum(facts["validation_only_items"] for facts in ours.sources.values()) == len(held) - len(trained)
+
+
+def test_zero_shot_fit_selects_on_source_validation_items_and_reads_nothing_of_the_target(
+        tmp_path: Path, sources, monkeypatch) -> None:
+    target = tiny_dataset(n_users=24, n_items=20, seed=9)
+    split = leave_one_out(target)
+    guarded_split = dataclasses.replace(split, **{field.name: Guarded(getattr(split, field.name))
+                                                  for field in dataclasses.fields(split)
+                                                  if isinstance(getattr(split, field.name), list)})
+    guarded_target = dataclasses.replace(target, sequences=Guarded(target.sequences))
+    calls = []
+    original = protocol.evaluate
+
+    def recording_evaluate(method, split, phase, config, context, users=None):
+        calls.append((split, phase, None if users is None else users.copy()))
+        return original(method, split, phase, config, context, users=users)
+
+    monkeypatch.setattr(protocol, "evaluate", recording_evaluate)
+    Guarded.armed = True
+    try:
+        method = fit(tmp_path, "zero", guarded_target, guarded_split, rounds=2, epochs=2, patience=0,
+                     validation_users=15, **sources)
+    finally:
+        Guarded.armed = False
+    found = method.metadata()
+    assert found["zero_shot"] is True and set(found["trained_on"]) == {"beauty", "sports"}
+    # Every validation ranked the same 15 of the 40 source users' validation items, none of the target.
+    assert len(calls) == len(found["training_curve"]) == 4  # 2 recommender phases x 2 epochs
+    for ranked, phase, users in calls:
+        assert ranked is method.corpus.split and phase == "valid"
+        np.testing.assert_array_equal(users, calls[0][2])
+    assert len(calls[0][2]) == 15 and calls[0][2].max() < 40
+    selection = found["selection"]
+    assert selection["n_users"] == 15 and selection["of_users"] == 40 and selection["patience"] == 0
+    assert "beauty, sports" in selection["on"] and found["selected_phase"] in (0, 2)
+    assert [point["phase"] for point in found["training_curve"]] == [0, 0, 2, 2]
+    # The target is evaluated afterwards, with IDs for its own items.
+    context = RunContext(work_dir=tmp_path, seed=0, profile="cpu", show_progress=False)
+    result = original(method, split, "test", EvalConfig(), context)
+    assert len(method.item_ids) == target.n_items and len(result.users) == split.n_users
+    assert np.all((result.per_user["NDCG@10"] >= 0) & (result.per_user["NDCG@10"] <= 1))
+
+
+def test_zero_shot_tests_the_recommender_and_generator_of_the_best_validation(tmp_path: Path, sources,
+                                                                             monkeypatch) -> None:
+    """Scripted NDCG@10 per validation (the ranking itself still runs): the first epoch of the
+    first recommender phase is the best, so its weights must be the tested ones, with the
+    generator of that phase (the second round's generator phase changed it)."""
+    script = iter([0.5, 0.2, 0.3, 0.4])
+    seen = []
+    original = Validator.__call__
+
+    def scripted(self, model):
+        metrics = original(self, model)
+        assert self.split is self.method.corpus.split
+        seen.append(({k: v.detach().clone() for k, v in model.state_dict().items()},
+                     {k: v.detach().clone() for k, v in self.method.generator.model.state_dict().items()}))
+        return {**metrics, SELECTION_METRIC: next(script)}
+
+    monkeypatch.setattr(Validator, "__call__", scripted)
+    method = fit(tmp_path, "best", tiny_dataset(n_users=24, n_items=20, seed=9), rounds=2, epochs=2, patience=0,
+                 **sources)
+    found = method.metadata()
+    assert found["selected_phase"] == 0
+    assert [entry.get("best_validation") for entry in found["schedule"]] == [0.5, None, 0.4]
+    assert [entry.get("best_epoch") for entry in found["schedule"]] == [1, None, 2]
+    assert len(seen) == 4
+    recommender, generator = seen[0]
+    for name, value in method.recommender.state_dict().items():
+        assert torch.equal(value, recommender[name]), name
+    for name, value in method.generator.model.state_dict().items():
+        assert torch.equal(value, generator[name]), name
+    # The later phases did train other weights: the check above could fail.
+    assert any(not torch.equal(value, recommender[name]) for name, value in seen[3][0].items())
+    assert any(not torch.equal(value, generator[name]) for name, value in seen[3][1].items())
