@@ -70,16 +70,26 @@ def cache_path(texts: list[str], profile: str, encoder: str, cache_dir: Path) ->
     return cache_dir / f"{slug}-{profile}-{digest.hexdigest()[:24]}.npy"
 
 
+# Encoders loaded in this process, by (profile, encoder, device): a run that embeds several
+# catalogues (UniSRec's sources, then its target) loads the encoder once, not once per call.
+_ENCODERS: dict[tuple[str, str, str | None], Any] = {}
+
+
 def load_encoder(profile: str, encoder: str, device: str | None = None, show_progress: bool = True) -> Any:
-    """A ``SentenceTransformer`` for ``encoder``; BenchError if it cannot be had. Without
-    ``show_progress`` transformers' weight-loading bar stays off too (``--quiet`` runs)."""
+    """A ``SentenceTransformer`` for ``encoder``, loaded once per process; BenchError if it
+    cannot be had. Without ``show_progress`` transformers' weight-loading bar stays off too
+    (``--quiet`` runs)."""
     from transformers.utils import logging as transformers_logging
 
+    key = (profile, encoder, device)
+    if key in _ENCODERS:
+        return _ENCODERS[key]
     bars_were_on = transformers_logging.is_progress_bar_enabled()
     if not show_progress:
         transformers_logging.disable_progress_bar()
     try:
-        return _load_sentence_transformer(profile, encoder, device)
+        _ENCODERS[key] = _load_sentence_transformer(profile, encoder, device)
+        return _ENCODERS[key]
     finally:
         if bars_were_on and not show_progress:
             transformers_logging.enable_progress_bar()

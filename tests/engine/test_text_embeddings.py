@@ -48,9 +48,12 @@ def test_offline_encoder_from_the_wheel(tmp_path: Path, context: RunContext) -> 
 def test_quiet_runs_load_the_encoder_without_progress_bars(capfd: pytest.CaptureFixture) -> None:
     from transformers.utils import logging as transformers_logging
 
-    text_embeddings.load_encoder("cpu", "all-MiniLM-L6-v2", show_progress=False)
+    text_embeddings._ENCODERS.clear()  # a real load, not the copy an earlier test left
+    encoder = text_embeddings.load_encoder("cpu", "all-MiniLM-L6-v2", show_progress=False)
     assert "Loading weights" not in capfd.readouterr().err
     assert transformers_logging.is_progress_bar_enabled()  # switched back on for what follows
+    # Loaded once per process: the next call gets the same encoder without loading again.
+    assert text_embeddings.load_encoder("cpu", "all-MiniLM-L6-v2") is encoder
 
 
 def test_cache_is_reused_and_rebuilt_when_text_changes(tmp_path: Path, context: RunContext,
