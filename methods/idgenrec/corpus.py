@@ -69,8 +69,8 @@ def foundation_corpus(names: Sequence[str], data_dirs: Sequence[str], evaluated_
     (leave-one-out over the fusion) has the training parts and the validation items, which
     model selection ranks among that catalogue. 49% (Beauty) and 65% (Sports) of the validation
     items of 1,000 users sampled with seed 42 occur in no sampled training part, so a
-    catalogue of training items only would make them certain misses. The sources' test items are left out: they would only be
-    IDs to generate, never read."""
+    catalogue of training items only would make them certain misses. The sources' test items
+    are left out: they would only be IDs to generate, never read."""
     from bench.data.prepare import prepare_dataset
 
     check_foundation_sources(names, data_dirs, evaluated_on)

@@ -60,8 +60,8 @@ def cf_item_embeddings(dataset: Dataset, split: Split, sasrec_options: dict[str,
                        context: RunContext) -> tuple[np.ndarray, dict[str, Any]]:
     """SASRec item embeddings ``[n_items, hidden_size]`` (float32) and facts for the record."""
     from bench import config as config_module
-    # The folder lock of IDGenRec's shared start: SETRec runs sharing a CF tokenizer
-    # (ablations started together) train it once.
+    # The shared-cache folder lock: SETRec runs sharing a CF tokenizer (ablations started
+    # together) train it once.
     from bench.storage import locked
     from methods.recbole_baselines import SASRec
 

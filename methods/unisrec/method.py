@@ -212,8 +212,7 @@ class UniSRec(Method):
         import torch
 
         from bench.data.prepare import cache_root
-        from bench.storage import atomic_write_bytes
-        from bench.storage import locked
+        from bench.storage import atomic_write_bytes, locked
         from methods.unisrec.corpus import source_corpus, word_dropped
 
         config, context = self.config, self.context
