@@ -2,9 +2,9 @@
 # Run long benchmark runs one after another in one detached session (one core's lane).
 #   benchmarks/queue.sh [--after PID] LANE_FILE
 # LANE_FILE has one run per line, "NAME bench run ..."; blank lines and # comments are skipped.
-# Each run logs to benchmarks/logs/NAME.log, as with benchmarks/long_run.sh; a failed run does
+# Each run logs to benchmarks/logs/NAME.log (benchmarks/long_run.sh is a lane of one); a failed run does
 # not stop the lane. --after waits for another process (the run now holding this core) first.
-# The lane's session gets the scheduler priority long_run.sh gives a single run.
+# The lane gets its own session and scheduler priority (autogroup nice -15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 after=""
