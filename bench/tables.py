@@ -255,12 +255,16 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
                 continue  # e.g. no cold target under this protocol: no row of dashes
             # Seconds: the fastest is best, and "Improv." is how many times faster than the second.
             faster = metric == INFERENCE_SECONDS
-            ranked = sorted((i for i, c in enumerate(cells) if c.value is not None),
-                            key=lambda i: cells[i].value if faster else -cells[i].value)
+            # Marks go by value: tied cells share a mark, and when every value ties (e.g. all 0 on
+            # cold targets) nothing is best. "Second" is the next value below the best.
+            shown = sorted({round(c.value, 4) for c in cells if c.value is not None}, reverse=not faster)
             improvement = ""
-            if len(ranked) >= 2:
-                best, second = cells[ranked[0]], cells[ranked[1]]
-                best.mark, second.mark = "best", "second"
+            if len(shown) >= 2:
+                for cell in cells:
+                    if cell.value is not None and round(cell.value, 4) in shown[:2]:
+                        cell.mark = "best" if round(cell.value, 4) == shown[0] else "second"
+                best = next(c for c in cells if c.mark == "best")
+                second = next(c for c in cells if c.mark == "second")
                 if faster:
                     improvement = f"{second.value / best.value:.2f}x" if best.value > 0 else ""
                     rows.append((label, metric, cells, improvement))
@@ -270,8 +274,8 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
                     best.significant = t_p < ALPHA and best.value > second.value
                 if second.value > 0:
                     improvement = f"{100 * (best.value - second.value) / second.value:.2f}%"
-            elif ranked:
-                cells[ranked[0]].mark = "best"
+            elif len([c for c in cells if c.value is not None]) == 1:
+                next(c for c in cells if c.value is not None).mark = "best"
             rows.append((label, metric, cells, improvement))
     return rows
 

@@ -42,3 +42,21 @@ def test_ce_and_bpr_runs_sit_in_separate_labelled_columns(tmp_path):
     assert ce.record["config"]["method"]["loss_type"] == "CE" and bpr.record["config"]["method"]["loss_type"] == "BPR"
     assert ce.value > bpr.value
     assert ce.paper is not None and bpr.paper == ce.paper  # both beside the paper's SASRec number
+
+
+def test_tied_cells_share_their_mark_and_an_all_tied_row_has_no_best(tmp_path):
+    results = tmp_path / "results"
+    # sasrec and gru4rec draw the same per-user values (same fixture number): a tie for best.
+    write_record(results, fixture_record("sasrec", 42, 0.4, 1, {"loss_type": "CE"}))
+    write_record(results, fixture_record("gru4rec", 42, 0.4, 1, {"loss_type": "CE"}) | {"run_id": "20260101T000002-gru4rec-x"})
+    write_record(results, fixture_record("pop", 42, 0.1, 3))
+    spec = table_registry().get("standard")[0]
+    labels = [column.label for column in spec.columns]
+    cells = next(cells for _, metric, cells, _ in table_rows(spec, all_records(results)) if metric == "HR@10")
+    assert [cells[labels.index(name)].mark for name in ("SASRec", "GRU4Rec", "Pop")] == ["best", "best", "second"]
+
+    zeros = tmp_path / "zeros"
+    write_record(zeros, fixture_record("sasrec", 42, 0.0, 1, {"loss_type": "CE"}))
+    write_record(zeros, fixture_record("pop", 42, 0.0, 3))
+    for _, _, cells, improvement in table_rows(spec, all_records(zeros)):
+        assert all(not cell.mark for cell in cells) and improvement == ""
