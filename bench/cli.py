@@ -142,7 +142,7 @@ def data() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="folder with the dataset's files; a NAME no card declares is read as a user dataset")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="data.rating_threshold / data.k_core for RecBole atomic files (repeatable)")
+              help="data.rating_threshold / data.k_core / data.item_attributes_from for RecBole atomic files (repeatable)")
 def prepare(name: str, data_dir: Path | None, sets: tuple[str, ...]) -> None:
     """Prepare (and cache) a dataset; prints its size."""
     from bench.config import parse_sets, resolve_data_config

@@ -55,9 +55,19 @@ class DataConfig:
         default=0,
         metadata={"help": "repeatedly drop users and items with fewer than k interactions until none is left "
                           "(0 = no filtering; the Amazon data of the papers is 5-core)"})
+    item_attributes_from: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "an IDGenRec/OpenP5 folder whose item2attributes.json and datamaps.json give the items "
+                          "their attributes (categories, brand) by raw item ID, for an atomic folder without them "
+                          "(SETRec's split of Toys takes those of ../shared/data/amazon-toys-p5-order: P5-SemID, "
+                          "FDSA and S3Rec read them); the item text is unchanged"})
 
     def is_default(self) -> bool:
         return self == DataConfig()
+
+    def filters_rows(self) -> bool:
+        """Whether these options drop interactions (a published split is read as given)."""
+        return self.rating_threshold is not None or self.k_core > 0
 
 
 def option(default: Any, help_text: str) -> Any:

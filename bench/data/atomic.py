@@ -224,6 +224,26 @@ def _item_text(files: AtomicFiles, known_items: set[str], facts: dict[str, Any])
     return text
 
 
+def _attributes_from(options: DataConfig, known_items: set[str], facts: dict[str, Any]) -> dict[str, list[str]]:
+    """``data.item_attributes_from``: the attributes another folder (IDGenRec/OpenP5) gives these items."""
+    if options.item_attributes_from is None:
+        return {}
+    from bench.data.openp5 import ATTRIBUTE_FILES, read_item_attributes
+
+    folder = Path(options.item_attributes_from)
+    if not (folder / ATTRIBUTE_FILES[0]).is_file() or not (folder / ATTRIBUTE_FILES[1]).is_file():
+        raise BenchError(f"config key 'data.item_attributes_from': {folder} holds no "
+                         f"{' and '.join(ATTRIBUTE_FILES)}")
+    attributes, _ = read_item_attributes(folder)
+    kept = {item: names for item, names in attributes.items() if item in known_items}
+    if not kept:
+        raise BenchError(f"config key 'data.item_attributes_from': {folder} gives attributes to none of this "
+                         "dataset's items (do the raw item IDs match?)")
+    facts["item_attributes_from"] = str(folder.resolve())
+    facts["items_with_attributes"] = len(kept)
+    return kept
+
+
 def files_fingerprint(paths: list[Path]) -> str:
     """Content digest of the files read: names the exact data a record was computed on."""
     digest = hashlib.sha256()
@@ -236,7 +256,7 @@ def files_fingerprint(paths: list[Path]) -> str:
 def read_atomic_folder(name: str, directory: Path, options: DataConfig = DataConfig()) -> Dataset:
     files = find_atomic_files(directory, name)
     facts: dict[str, Any] = {}
-    if files.is_published_split and not options.is_default():
+    if files.is_published_split and options.filters_rows():
         raise BenchError(f"{directory}: data.rating_threshold and data.k_core do not apply to a published split "
                          f"({files.stem}.train/valid/test.inter): it is read as given")
     rows: list = []
@@ -256,7 +276,11 @@ def read_atomic_folder(name: str, directory: Path, options: DataConfig = DataCon
     sequences, timestamps, phases, order_facts = _sequences(rows, phase_of_row)
     facts.update(order_facts)
     text = _item_text(files, {item for _, item, *_ in rows}, facts)
+    attributes = _attributes_from(options, {item for _, item, *_ in rows}, facts)
     read = list(files.inter) + ([files.item] if files.item else [])
+    if options.item_attributes_from is not None:
+        from bench.data.openp5 import ATTRIBUTE_FILES
+        read += [Path(options.item_attributes_from) / name for name in ATTRIBUTE_FILES]
     metadata = {"format": "atomic", "source": str(directory.resolve()),
                 "sequence_file": str(files.inter[0]), "files": [path.name for path in read],
                 "files_fingerprint": files_fingerprint(read),
@@ -264,6 +288,6 @@ def read_atomic_folder(name: str, directory: Path, options: DataConfig = DataCon
                 "published_split": files.is_published_split, **facts}
     if not options.is_default():
         metadata["data_options"] = dataclasses.asdict(options)
-    return build_dataset(name, sequences, text, {}, metadata, timestamps=timestamps,
+    return build_dataset(name, sequences, text, attributes, metadata, timestamps=timestamps,
                          phases=phases if files.is_published_split else None,
                          min_interactions=1 if files.is_published_split else 3)

@@ -66,9 +66,12 @@ def _read_json(path: Path) -> dict:
         raise BenchError(f"{path}:{error.lineno}: invalid JSON: {error.msg}") from None
 
 
-def read_openp5_folder(name: str, directory: Path) -> Dataset:
-    sequences = read_user_sequences(directory / SEQUENCE_FILE)
-    titles = _read_words(directory / ITEM_TEXT_FILE)
+ATTRIBUTE_FILES = ("item2attributes.json", "datamaps.json")
+
+
+def read_item_attributes(directory: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Raw item ID -> its attributes (a name, or ``attribute_<id>`` where the folder names none),
+    and -> its named attributes only (what item text shows)."""
     datamaps = _read_json(directory / "datamaps.json")
     item_to_attribute_ids = _read_json(directory / "item2attributes.json")
     id_to_item = datamaps.get("id2item", {})
@@ -81,6 +84,13 @@ def read_openp5_folder(name: str, directory: Path) -> Dataset:
             continue
         attributes[raw] = [attribute_names.get(str(a), f"attribute_{a}") for a in attribute_ids]
         named[raw] = [attribute_names[str(a)] for a in attribute_ids if str(a) in attribute_names]
+    return attributes, named
+
+
+def read_openp5_folder(name: str, directory: Path) -> Dataset:
+    sequences = read_user_sequences(directory / SEQUENCE_FILE)
+    titles = _read_words(directory / ITEM_TEXT_FILE)
+    attributes, named = read_item_attributes(directory)
     text: dict[str, str] = {}
     for raw in {item for _, items in sequences for item in items}:
         parts = []

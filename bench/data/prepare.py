@@ -41,8 +41,11 @@ def _fingerprint(card: dict[str, Any], source: Path | None, options: DataConfig)
     digest.update(str(LOADER_VERSION).encode())
     if not options.is_default():
         digest.update(json.dumps(dataclasses.asdict(options), sort_keys=True).encode())
-    if source is not None:
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+    folders = [source] if source is not None else []
+    if options.item_attributes_from is not None:
+        folders.append(Path(options.item_attributes_from))
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             stat = path.stat()
             digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
@@ -57,8 +60,8 @@ def _loader(card: dict[str, Any], source: Path | None, options: DataConfig) -> C
     if is_atomic_folder(source):
         return lambda: read_atomic_folder(name, source, options)
     if not options.is_default():
-        raise BenchError(f"dataset '{name}': data.rating_threshold and data.k_core apply to RecBole atomic "
-                         f"folders only, {source} is not one")
+        raise BenchError(f"dataset '{name}': the data.* options (data.rating_threshold, data.k_core, "
+                         f"data.item_attributes_from) apply to RecBole atomic folders only, {source} is not one")
     if is_openp5_folder(source):
         return lambda: read_openp5_folder(name, source)
     if format_name == "openp5":

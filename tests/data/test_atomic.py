@@ -133,6 +133,37 @@ def test_published_split_is_read_as_given(tmp_path):
         prepare_dataset("pub", tmp_path / "pub", DataConfig(k_core=2))
 
 
+def write_attributes(folder: Path, item_attributes: dict[str, list[int]], names: dict[str, str]) -> Path:
+    """An IDGenRec/OpenP5 folder's attribute files: integer item IDs, attribute IDs, names for some."""
+    folder.mkdir(parents=True, exist_ok=True)
+    id2item = {str(number): item for number, item in enumerate(item_attributes, 1)}
+    (folder / "datamaps.json").write_text(json.dumps({"id2item": id2item, "id2attribute": names}))
+    (folder / "item2attributes.json").write_text(json.dumps(
+        {number: item_attributes[item] for number, item in id2item.items()}))
+    return folder
+
+
+def test_published_split_takes_item_attributes_from_another_folder(tmp_path, isolated_cache):
+    published = write_published(tmp_path / "pub")
+    source = write_attributes(tmp_path / "p5", {"a": [1, 2], "b": [2], "zz": [1]}, {"1": "Toys"})
+    options = DataConfig(item_attributes_from=str(source))
+    dataset = prepare_dataset("pub", published, options)
+    attributes = dict(zip(dataset.item_ids, dataset.item_attributes))
+    assert attributes == {"a": ["Toys", "attribute_2"], "b": ["attribute_2"], "c": [], "d": [], "e": []}
+    assert dataset.metadata["items_with_attributes"] == 2
+    assert prepare_dataset("pub", published).item_attributes == [[]] * 5  # without the option: none
+    assert make_split(dataset)[1].digest() == make_split(prepare_dataset("pub", published))[1].digest()
+    # A changed attribute file is read again, not served from the preparation cache.
+    write_attributes(source, {"a": [2], "b": [2]}, {"1": "Toys"})
+    os.utime(source / "item2attributes.json", ns=(1, 1))
+    assert prepare_dataset("pub", published, options).item_attributes[0] == ["attribute_2"]
+    with pytest.raises(BenchError, match=r"^config key 'data.item_attributes_from': .*holds no item2attributes"):
+        prepare_dataset("pub", published, DataConfig(item_attributes_from=str(tmp_path)))
+    other = write_attributes(tmp_path / "other", {"q": [1]}, {})
+    with pytest.raises(BenchError, match="gives attributes to none of this dataset's items"):
+        prepare_dataset("pub", published, DataConfig(item_attributes_from=str(other)))
+
+
 def test_incomplete_published_split_is_an_error(tmp_path):
     folder = write_published(tmp_path / "pub")
     (folder / "pub.valid.inter").unlink()
