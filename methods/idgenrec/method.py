@@ -22,11 +22,14 @@ With ``foundation_datasets`` set, steps 1-2 run on the fusion of those datasets 
 of the evaluated one, model-selected on the fusion's validation items (the rule UniSRec's
 pre-training follows), and step 3 generates IDs for the evaluated dataset's items and
 users with the selected generator: nothing of it is trained on or read before the
-evaluation (zero-shot, Sec. 3.5).
+evaluation (zero-shot, Sec. 3.5). The foundation's schedule runs in
+``$GENREC_BENCH_CACHE/idgenrec-foundation/<key>``, keyed by the sources and the options only,
+so a second target (Table 7's Yelp row after Toys) reuses the trained, selected foundation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -191,7 +194,12 @@ class IDGenRec(Method):
 
         state = {"item_ids": list(initial["ids"]), "user_ids": None, "log": [],
                  "initial_item_stats": initial["stats"], "user_stats": None}
-        state = self._run_schedule(corpus, state)
+        # A zero-shot foundation depends on the sources and the config, not on the evaluated
+        # dataset: its schedule runs in a shared folder, so a second target (Toys, then Yelp)
+        # loads the finished, selected foundation instead of training it again.
+        self.schedule_dir = self._foundation_dir(corpus) if zero_shot else context.work_dir
+        with locked(self.schedule_dir) if zero_shot else contextlib.nullcontext():
+            state = self._run_schedule(corpus, state)
         self.log = state["log"]
         self.selected_phase, self.selection = state.get("selected_phase"), state.get("selection")
         if zero_shot and self.selection is not None:
@@ -216,6 +224,18 @@ class IDGenRec(Method):
             self.user_ids["valid"] = state["user_ids"]  # the training prompts' IDs
         self._build_trie(data.dataset.item_ids)
         self._write_ids(data)
+
+    def _foundation_dir(self, corpus: Corpus) -> Path:
+        """``$GENREC_BENCH_CACHE/idgenrec-foundation/<key>``: the key holds what the foundation
+        is trained from (profile, seed, every option but ``threads``, the fused sources' item
+        texts, training sequences, validation items and user texts), never the evaluated dataset."""
+        options = {name: value for name, value in dataclasses.asdict(self.config).items() if name != "threads"}
+        content = hashlib.sha256(("\n".join(corpus.item_texts) + "\0" + "\n".join(corpus.user_texts or [])).encode())
+        for items in corpus.split.train + [np.full(1, -1)] + corpus.split.valid_items:
+            content.update(np.asarray(items, dtype=np.int64).tobytes() + b"|")
+        key = _digest({"profile": self.context.profile, "seed": self.context.seed, "options": options,
+                       "content": content.hexdigest()})
+        return cache_root() / "idgenrec-foundation" / key
 
     def _progress(self, label: str):
         return lambda iterable, **kwargs: self.context.progress(iterable, **{**kwargs, "desc": f"{label}: "
@@ -260,7 +280,7 @@ class IDGenRec(Method):
         """Run the phases after the last one a snapshot records (resume at a phase boundary)."""
         import torch
 
-        snapshot_file = self.context.work_dir / SNAPSHOT_FILE
+        snapshot_file = self.schedule_dir / SNAPSHOT_FILE
         done = 0
         if snapshot_file.is_file():
             try:
@@ -273,6 +293,7 @@ class IDGenRec(Method):
         elif self.config.with_users:
             users = self.generator.unique_ids(corpus.user_texts, self._progress("user IDs"))
             state["user_ids"], state["user_stats"] = users.ids, users.stats.to_dict()
+        self.phases_loaded = done
         for phase in schedule(self.config)[done:]:
             clock = time.perf_counter()
             if phase.kind == "recommender":
@@ -290,7 +311,7 @@ class IDGenRec(Method):
             torch.save({"recommender": self.recommender.state_dict(), "generator": self.generator.model.state_dict(),
                         "state": state, "phases_done": phase.index + 1}, buffer)
             if improved:
-                atomic_write_bytes(self.context.work_dir / BEST_SNAPSHOT_FILE, buffer.getvalue())
+                atomic_write_bytes(self.schedule_dir / BEST_SNAPSHOT_FILE, buffer.getvalue())
             atomic_write_bytes(snapshot_file, buffer.getvalue())
         state = self._selected(state)
         self.generator.model.eval()
@@ -307,7 +328,7 @@ class IDGenRec(Method):
         last = max((entry["phase"] for entry in state["log"] if entry["kind"] == "recommender"), default=None)
         if selected is None or selected == last:
             return state
-        saved = torch.load(self.context.work_dir / BEST_SNAPSHOT_FILE, map_location="cpu", weights_only=False)
+        saved = torch.load(self.schedule_dir / BEST_SNAPSHOT_FILE, map_location="cpu", weights_only=False)
         self.recommender.load_state_dict(saved["recommender"])
         self.generator.model.load_state_dict(saved["generator"])
         return {**saved["state"], "log": state["log"], "selected_phase": selected,
@@ -355,7 +376,7 @@ class IDGenRec(Method):
         if self.validate is not None:
             self._use_ids(state)
         report = train_seq2seq(self.recommender, self.tokenizer, examples, config,
-                               context.work_dir / f"phase-{phase.index:02d}-recommender", context,
+                               self.schedule_dir / f"phase-{phase.index:02d}-recommender", context,
                                validate=self.validate, description=f"round {phase.round}/{config.rounds} recommender")
         found = report.record()
         for key in ("max_epochs", "optimizer_steps", "selection"):
@@ -519,6 +540,10 @@ class IDGenRec(Method):
         }
         if self.eval_item_stats is not None:
             found["evaluated_item_id_stats"] = self.eval_item_stats
+        if config.foundation_datasets:
+            # phases_loaded = phases: the foundation was trained by an earlier run (another target).
+            found["foundation"] = {"folder": str(self.schedule_dir), "phases": len(schedule(config)),
+                                   "phases_loaded": self.phases_loaded}
         if self.context.profile == "paper":
             found["backbone"], found["generator_checkpoint"] = config.backbone, config.generator_checkpoint
         return found

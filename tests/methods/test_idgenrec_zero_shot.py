@@ -125,3 +125,28 @@ def test_zero_shot_tests_the_recommender_and_generator_of_the_best_validation(tm
     # The later phases did train other weights: the check above could fail.
     assert any(not torch.equal(value, recommender[name]) for name, value in seen[3][0].items())
     assert any(not torch.equal(value, generator[name]) for name, value in seen[3][1].items())
+
+
+def test_a_second_target_reuses_the_trained_foundation(tmp_path: Path, sources, monkeypatch) -> None:
+    """The foundation depends on the sources and options only: a run on another target loads
+    the finished, selected schedule (no phase runs again) and tests the same weights."""
+    first = fit(tmp_path, "toys", tiny_dataset(n_users=24, n_items=20, seed=9), rounds=2, epochs=1, patience=0,
+                **sources)
+    from methods.idgenrec.method import IDGenRec
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a phase ran again")
+
+    monkeypatch.setattr(IDGenRec, "_recommender_phase", no_training)
+    monkeypatch.setattr(IDGenRec, "_generator_phase", no_training)
+    second = fit(tmp_path, "yelp", tiny_dataset(n_users=30, n_items=25, seed=4), rounds=2, epochs=1, patience=0,
+                 **sources)
+    assert first.metadata()["foundation"]["phases_loaded"] == 0
+    found = second.metadata()["foundation"]
+    assert found["phases_loaded"] == found["phases"] == 3 and found["folder"] == first.metadata()["foundation"]["folder"]
+    assert second.metadata()["training_curve"] == first.metadata()["training_curve"]
+    for name, value in first.recommender.state_dict().items():
+        assert torch.equal(value, second.recommender.state_dict()[name]), name
+    # Another option is another foundation: it would train.
+    with pytest.raises(AssertionError, match="a phase ran again"):
+        fit(tmp_path, "other", tiny_dataset(n_users=24, n_items=20, seed=9), rounds=2, epochs=2, patience=0, **sources)
