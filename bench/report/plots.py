@@ -64,7 +64,7 @@ def _series(curve: Sequence[dict[str, Any]]) -> tuple[list[float], str, dict[str
     validation: dict[str, list[float]] = {}
     for index, entry in enumerate(curve):
         values = {key: value for key, value in entry.items() if isinstance(value, (int, float))
-                  and not isinstance(value, bool)}
+                  and not isinstance(value, bool) and not key.endswith("_seconds")}  # timings are not metrics
         nested = entry.get("validation") if isinstance(entry.get("validation"), dict) else {}
         for key, value in values.items():
             if "loss" in key:
