@@ -257,14 +257,15 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
             faster = metric == INFERENCE_SECONDS
             # Marks go by value: tied cells share a mark, and when every value ties (e.g. all 0 on
             # cold targets) nothing is best. "Second" is the next value below the best.
-            shown = sorted({round(c.value, 4) for c in cells if c.value is not None}, reverse=not faster)
+            present = [c for c in cells if c.value is not None]
+            shown = sorted({round(c.value, 4) for c in present}, reverse=not faster)
             improvement = ""
             if len(shown) >= 2:
-                for cell in cells:
-                    if cell.value is not None and round(cell.value, 4) in shown[:2]:
-                        cell.mark = "best" if round(cell.value, 4) == shown[0] else "second"
-                best = next(c for c in cells if c.mark == "best")
-                second = next(c for c in cells if c.mark == "second")
+                marks = {shown[0]: "best", shown[1]: "second"}
+                for cell in present:
+                    cell.mark = marks.get(round(cell.value, 4), "")
+                best = next(c for c in present if c.mark == "best")
+                second = next(c for c in present if c.mark == "second")
                 if faster:
                     improvement = f"{second.value / best.value:.2f}x" if best.value > 0 else ""
                     rows.append((label, metric, cells, improvement))
@@ -274,8 +275,8 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
                     best.significant = t_p < ALPHA and best.value > second.value
                 if second.value > 0:
                     improvement = f"{100 * (best.value - second.value) / second.value:.2f}%"
-            elif len([c for c in cells if c.value is not None]) == 1:
-                next(c for c in cells if c.value is not None).mark = "best"
+            elif len(present) == 1:
+                present[0].mark = "best"
             rows.append((label, metric, cells, improvement))
     return rows
 

@@ -224,14 +224,17 @@ def _item_text(files: AtomicFiles, known_items: set[str], facts: dict[str, Any])
     return text
 
 
-def _attributes_from(options: DataConfig, known_items: set[str], facts: dict[str, Any]) -> dict[str, list[str]]:
-    """``data.item_attributes_from``: the attributes another folder (IDGenRec/OpenP5) gives these items."""
+def _attributes_from(options: DataConfig, known_items: set[str],
+                     facts: dict[str, Any]) -> tuple[dict[str, list[str]], list[Path]]:
+    """``data.item_attributes_from``: the attributes another folder (IDGenRec/OpenP5) gives these
+    items, and the files they were read from."""
     if options.item_attributes_from is None:
-        return {}
+        return {}, []
     from bench.data.openp5 import ATTRIBUTE_FILES, read_item_attributes
 
     folder = Path(options.item_attributes_from)
-    if not (folder / ATTRIBUTE_FILES[0]).is_file() or not (folder / ATTRIBUTE_FILES[1]).is_file():
+    paths = [folder / name for name in ATTRIBUTE_FILES]
+    if not all(path.is_file() for path in paths):
         raise BenchError(f"config key 'data.item_attributes_from': {folder} holds no "
                          f"{' and '.join(ATTRIBUTE_FILES)}")
     attributes, _ = read_item_attributes(folder)
@@ -241,7 +244,7 @@ def _attributes_from(options: DataConfig, known_items: set[str], facts: dict[str
                          "dataset's items (do the raw item IDs match?)")
     facts["item_attributes_from"] = str(folder.resolve())
     facts["items_with_attributes"] = len(kept)
-    return kept
+    return kept, paths
 
 
 def files_fingerprint(paths: list[Path]) -> str:
@@ -275,12 +278,10 @@ def read_atomic_folder(name: str, directory: Path, options: DataConfig = DataCon
                          "some do not")
     sequences, timestamps, phases, order_facts = _sequences(rows, phase_of_row)
     facts.update(order_facts)
-    text = _item_text(files, {item for _, item, *_ in rows}, facts)
-    attributes = _attributes_from(options, {item for _, item, *_ in rows}, facts)
-    read = list(files.inter) + ([files.item] if files.item else [])
-    if options.item_attributes_from is not None:
-        from bench.data.openp5 import ATTRIBUTE_FILES
-        read += [Path(options.item_attributes_from) / name for name in ATTRIBUTE_FILES]
+    known_items = {item for _, item, *_ in rows}
+    text = _item_text(files, known_items, facts)
+    attributes, attribute_files = _attributes_from(options, known_items, facts)
+    read = list(files.inter) + ([files.item] if files.item else []) + attribute_files
     metadata = {"format": "atomic", "source": str(directory.resolve()),
                 "sequence_file": str(files.inter[0]), "files": [path.name for path in read],
                 "files_fingerprint": files_fingerprint(read),

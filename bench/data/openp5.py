@@ -72,8 +72,7 @@ ATTRIBUTE_FILES = ("item2attributes.json", "datamaps.json")
 def read_item_attributes(directory: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Raw item ID -> its attributes (a name, or ``attribute_<id>`` where the folder names none),
     and -> its named attributes only (what item text shows)."""
-    datamaps = _read_json(directory / "datamaps.json")
-    item_to_attribute_ids = _read_json(directory / "item2attributes.json")
+    item_to_attribute_ids, datamaps = (_read_json(directory / name) for name in ATTRIBUTE_FILES)
     id_to_item = datamaps.get("id2item", {})
     attribute_names = datamaps.get("id2attribute", {})
     attributes: dict[str, list[str]] = {}
