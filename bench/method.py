@@ -2,8 +2,9 @@
 
 A score-based method implements :meth:`Method.score` (scores over all items; the harness
 ranks, with pessimistic ties). A generative method sets ``output = "ranking"`` and
-implements :meth:`Method.rank` (a top-k list of distinct items, best first). The
-evaluator sees nothing else.
+implements :meth:`Method.rank` (a top-k list of distinct items, best first); if it can
+restrict its lists to a given set of items it sets ``supports_candidates = True``, and the
+evaluator uses that for the warm/cold-within-group protocol. The evaluator sees nothing else.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Method(abc.ABC):
     # Overrides of the config defaults per profile; the defaults are the paper's values.
     profiles: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     output: ClassVar[Literal["scores", "ranking"]] = "scores"
+    # A ranking method whose rank() honours ``candidates`` (see rank()).
+    supports_candidates: ClassVar[bool] = False
 
     def __init__(self, config: Any, context: RunContext) -> None:
         self.config = config
@@ -65,8 +68,10 @@ class Method(abc.ABC):
         """Scores ``[len(users), n_items]``, higher is better."""
         raise NotImplementedError(f"{type(self).__name__} declares output='scores' but has no score()")
 
-    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
-        """Item indices ``[len(users), >= k]``, best first, distinct per row."""
+    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int,
+             candidates: np.ndarray | None = None) -> np.ndarray:
+        """Item indices ``[len(users), >= k]``, best first, distinct per row; with ``candidates``
+        (a bool mask over items, only passed when ``supports_candidates``), only those items."""
         raise NotImplementedError(f"{type(self).__name__} declares output='ranking' but has no rank()")
 
     def metadata(self) -> dict[str, Any]:

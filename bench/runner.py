@@ -94,17 +94,22 @@ def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, da
 
 def warm_cold_fields(result: PhaseResult, always: bool) -> dict[str, Any]:
     """``metrics_warm``/``metrics_cold`` and their per-user arrays (with the users they belong
-    to); leave-one-out records carry them only when some test target is cold."""
+    to), and when the evaluator ranked them within their group ``metrics_warm_in_group`` /
+    ``metrics_cold_in_group`` (the same users); leave-one-out records carry them only when some
+    test target is cold."""
     if result.cold is None and not always:
         return {}
     fields: dict[str, Any] = {"warm_cold": {}}
-    for label, subset in (("warm", result.warm), ("cold", result.cold)):
+    for label, subset, in_group in (("warm", result.warm, result.warm_in_group),
+                                    ("cold", result.cold, result.cold_in_group)):
         fields["warm_cold"][f"{label}_targets"] = subset.targets if subset else 0
         fields["warm_cold"][f"{label}_users"] = int(len(subset.users)) if subset else 0
         if subset is not None:
-            fields[f"metrics_{label}"] = {name: round(value, 6) for name, value in subset.means().items()}
-            fields[f"per_user_{label}"] = {name: np.round(values, 6) for name, values in subset.per_user.items()}
             fields[f"users_{label}"] = subset.users
+        for suffix, measured in ((label, subset), (f"{label}_in_group", in_group)):
+            if measured is not None:
+                fields[f"metrics_{suffix}"] = {name: round(value, 6) for name, value in measured.means().items()}
+                fields[f"per_user_{suffix}"] = {name: np.round(values, 6) for name, values in measured.per_user.items()}
     return fields
 
 
@@ -151,7 +156,7 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
     method.fit(TrainingData(dataset=dataset, split=split))
     fit_seconds = time.perf_counter() - clock
     clock = time.perf_counter()
-    test = evaluate(method, split, "test", resolved.evaluation, context)
+    test = evaluate(method, split, "test", resolved.evaluation, context, in_group=True)
     validation = evaluate(method, split, "valid", resolved.evaluation, context) \
         if resolved.evaluation.include_validation else None
     evaluate_seconds = time.perf_counter() - clock

@@ -31,9 +31,14 @@ from bench.statistics import ALPHA, paired_tests, seed_averaged, seed_groups
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 PAPER_DATASETS = {"sports": "Sports", "beauty": "Beauty", "toys": "Toys", "yelp": "Yelp"}
-# SETRec's Table 1: blocks of targets (all, warm, cold) x Recall/NDCG@k, and inference time;
-# the labels are those of bench/reference/setrec_paper_tables.csv.
-TARGET_BLOCKS = {"All": "", "Warm": "_warm", "Cold": "_cold"}
+# SETRec's Table 1: blocks of targets (all, warm, cold) x Recall/NDCG@k, and inference time.
+# Warm and cold targets are ranked among all items ("Warm", "Cold") and, SETRec's protocol,
+# within their own group ("Warm among warm", "Cold among cold": the record's *_in_group fields).
+TARGET_BLOCKS = {"All": "", "Warm": "_warm", "Cold": "_cold", "Warm among warm": "_warm_in_group",
+                 "Cold among cold": "_cold_in_group"}
+# The labels of bench/reference/setrec_paper_tables.csv: the paper ranked warm (cold) targets
+# among warm (cold) items, so its numbers sit beside those rows only.
+PAPER_BLOCKS = {"All": "All", "Warm among warm": "Warm", "Cold among cold": "Cold"}
 INFERENCE_SECONDS = "Inference seconds (all users)"
 SETREC_METRICS = tuple(f"{block} {name}" for block in TARGET_BLOCKS for name in ("R@5", "R@10", "N@5", "N@10")) \
     + (INFERENCE_SECONDS,)
@@ -149,13 +154,21 @@ def _record_field(record: dict[str, Any], metric: str) -> tuple[str, str]:
     """The record's suffix (``""``, ``_warm``, ``_cold``) and metric name for a row label:
     ``HR@10`` as is; ``Warm R@10`` is ``Recall@10`` of the warm targets, which with one target
     per user (leave-one-out) is ``HR@10``."""
-    block, _, name = metric.partition(" ")
+    block, _, name = metric.rpartition(" ")
     if block not in TARGET_BLOCKS:
         return "", metric
     full = {"R": "Recall", "N": "NDCG"}[name[0]] + name[1:]
     if full.startswith("Recall@") and full not in record.get(f"metrics{TARGET_BLOCKS[block]}", {}):
         full = "HR@" + full[len("Recall@"):]
     return TARGET_BLOCKS[block], full
+
+
+def paper_metric(metric: str) -> str | None:
+    """The paper's label for a row label (None for a row the paper measured otherwise)."""
+    block, _, name = metric.rpartition(" ")
+    if block not in TARGET_BLOCKS:
+        return metric
+    return f"{PAPER_BLOCKS[block]} {name}" if block in PAPER_BLOCKS else None
 
 
 def metric_value(record: dict[str, Any], metric: str) -> float | None:
@@ -248,7 +261,7 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
             label += f" ({', '.join(protocols)})"
         for metric in spec.metrics:
             cells = [_cell(group, metric, paper.get((c.paper_table or spec.paper_table, paper_dataset, c.paper_label,
-                                                     metric))
+                                                     paper_metric(metric)))
                            if c.paper_label and paper_dataset else None)
                      for c, group in zip(spec.columns, chosen)]
             if spec.state_protocol and all(c.value is None and c.paper is None for c in cells):
@@ -328,8 +341,13 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
                  "fastest is bold and Improv. says how many times faster it is than the second.")
     if spec.state_protocol:
         note += " Each dataset names the split protocol of its records; R@k is HR@k when a user has one target."
+    if "Warm among warm R@10" in spec.metrics:
+        note += (" Warm / Cold: those targets ranked among all items; Warm among warm / Cold among cold: ranked "
+                 "within their own group, SETRec's protocol (docs/evaluation.md).")
     if with_paper:
         note += " In parentheses: the paper's number."
+        if "Warm among warm R@10" in spec.metrics:
+            note += " The paper's warm and cold numbers sit beside the within-group rows, measured as they were."
         note += "".join(f" {c.label}'s: {c.paper_table} (bench/reference/)." for c in spec.columns if c.paper_table)
     return f"{spec.title}\n\n" + tabulate(body, headers=headers, tablefmt="github") + note
 
@@ -361,7 +379,8 @@ def render_table(name: str, results_dir: Path, output_format: str = "markdown", 
 def metrics_line(record: dict[str, Any]) -> str:
     """The test metrics of one record: all targets, then warm and cold ones when recorded."""
     shown = [m for m in ("Recall@5", "Recall@10") + METRICS if m in record["metrics"]]
-    groups = [("all", record["metrics"])] + [(label, record[f"metrics_{label}"]) for label in ("warm", "cold")
+    groups = [("all", record["metrics"])] + [(label.replace("_in_group", " (in group)"), record[f"metrics_{label}"])
+                                             for label in ("warm", "cold", "warm_in_group", "cold_in_group")
                                              if f"metrics_{label}" in record]
     rows = [[record["method"], record["dataset"], record["split"].get("protocol", "leave-one-out"), label]
             + [f"{values[m]:.4f}" if m in values else "-" for m in shown] for label, values in groups]

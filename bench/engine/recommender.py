@@ -46,6 +46,7 @@ class GenerativeRecommender(Method):
 
     config_class: ClassVar[type] = T5EngineConfig
     output = "ranking"
+    supports_candidates = True  # the beam search runs over the trie of the candidates
     # cpu: 4 epochs keep each P5 method on `demo` under a minute and above pop (collaborative
     # IDs, made of new tokens, need them: at 2 epochs p5-cid ranked like pop); long runs set
     # their own budget (benchmarks/README.md). One thread: these small models gain nothing
@@ -130,11 +131,13 @@ class GenerativeRecommender(Method):
                              TEST_TEMPLATE, self.users[user] if self.users is not None else None)
                 for user, history in zip(users.tolist(), histories)]
 
-    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
+    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int,
+             candidates: np.ndarray | None = None) -> np.ndarray:
         from bench.engine.beam_search import constrained_beam_search
 
         encoded = self.tokenizer(self.prompts(np.asarray(users), histories), padding=True, return_tensors="pt")
-        items, _ = constrained_beam_search(self.model, encoded.input_ids, encoded.attention_mask, self.trie,
+        trie = self.trie if candidates is None else self.trie.restricted(candidates)
+        items, _ = constrained_beam_search(self.model, encoded.input_ids, encoded.attention_mask, trie,
                                            beam_width=max(self.config.beam_width, k), num_results=k)
         return items.numpy()
 

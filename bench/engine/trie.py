@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from bench.errors import BenchError
@@ -37,23 +38,31 @@ class ItemTrie:
     pad_token_id: int
     key_base: int  # 1 + the largest token in the trie
     max_depth: int  # tokens on the longest path, EOS included
+    # Tries of item subsets (restricted()), by subset.
+    _restricted: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
-        cls, token_sequences: Sequence[Sequence[int]], eos_token_id: int, pad_token_id: int
+        cls, token_sequences: Sequence[Sequence[int]], eos_token_id: int, pad_token_id: int,
+        allowed: Sequence[bool] | None = None,
     ) -> "ItemTrie":
         """Trie over ``token_sequences[item]`` (one per item, EOS appended here).
 
         Trailing pads and one trailing EOS are stripped first, so padded tokenizer output
         may be passed as is. The item order of ``token_sequences`` is the item index.
+        ``allowed`` (one bool per item): only those items are in the trie, with their indices.
         """
         if not token_sequences:
             raise BenchError("ItemTrie.build: no item sequences given")
         sequences = [_clean_sequence(item, seq, eos_token_id, pad_token_id) for item, seq in enumerate(token_sequences)]
+        kept = [item for item in range(len(sequences)) if allowed is None or allowed[item]]
+        if not kept:
+            raise BenchError("ItemTrie.build: no item is allowed")
 
         # Build a dict-of-dicts once (build time, not the decoding hot path).
         root: dict = {}
-        for item, sequence in enumerate(sequences):
+        for item in kept:
+            sequence = sequences[item]
             node = root
             for token in sequence:
                 node = node.setdefault(token, {})
@@ -99,8 +108,19 @@ class ItemTrie:
             eos_token_id=eos_token_id,
             pad_token_id=pad_token_id,
             key_base=key_base,
-            max_depth=max(len(sequence) for sequence in sequences) + 1,
+            max_depth=max(len(sequences[item]) for item in kept) + 1,
         )
+
+    def restricted(self, allowed) -> "ItemTrie":
+        """The trie of the allowed items only (a bool mask over items), item indices kept, so a
+        beam search over it can return only those items; built once per mask."""
+        mask = np.asarray(allowed, dtype=bool)
+        if mask.shape != (self.n_items,):
+            raise BenchError(f"ItemTrie.restricted: a mask over {self.n_items} items is needed, got shape {mask.shape}")
+        key = mask.tobytes()
+        if key not in self._restricted:
+            self._restricted[key] = ItemTrie.build(self.item_sequences, self.eos_token_id, self.pad_token_id, mask)
+        return self._restricted[key]
 
     @property
     def n_items(self) -> int:

@@ -34,6 +34,15 @@ def ranks_from_scores(scores: np.ndarray, targets: np.ndarray,
     return (above + tied).astype(np.int64), tied.astype(np.int64)
 
 
+def ranks_within_groups(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray,
+                        in_group: np.ndarray) -> np.ndarray:
+    """Pessimistic rank of each target among the items of its own group only (SETRec's warm and
+    cold protocol: a warm target against warm items, a cold one against cold items).
+    ``in_group[j]`` is a bool mask over items, the group of target ``j`` (which contains it)."""
+    target_scores = scores[rows, targets][:, None]
+    return (((scores[rows] >= target_scores) & in_group).sum(axis=1) - 1).astype(np.int64)
+
+
 def ranks_from_lists(ranked_items: np.ndarray, targets: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Position of each target in its ranked list (``rows[j]`` for target ``j``), ``MISSING`` where absent."""
     if rows is not None:

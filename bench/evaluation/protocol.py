@@ -8,7 +8,11 @@ user's history items other than the phase's targets are removed from the ranking
 A phase may have several targets per user (temporal and published-split protocols); each
 target is ranked among all items and the user's Recall/NDCG/HR come from all of them. Warm
 and cold results take the same ranks restricted to targets that do (warm) or do not (cold)
-occur in the training part, over the users who have such a target.
+occur in the training part, over the users who have such a target. On request (the test
+phase of a run) the same targets are also ranked within their own group only, a warm target
+among warm items and a cold one among cold items: SETRec's warm/cold protocol. Score-based
+methods get these ranks from the same scores; a ranking method is asked again with the group
+as ``candidates`` when it declares ``supports_candidates``, and has no in-group results otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from bench.data.split import Phase, Split
 from bench.engine.accelerator import distributed_runtime
 from bench.errors import BenchError
 from bench.evaluation.metrics import (MISSING, metrics_from_ranks, metrics_from_target_ranks, ranks_from_lists,
-                                      ranks_from_scores)
+                                      ranks_from_scores, ranks_within_groups)
 from bench.method import Method, RunContext
 
 
@@ -51,6 +55,9 @@ class PhaseResult:
     warm: SubsetResult | None
     cold: SubsetResult | None
     inference_seconds: float
+    # The same targets ranked within their own group (None when not asked for or not available).
+    warm_in_group: SubsetResult | None = None
+    cold_in_group: SubsetResult | None = None
 
     def means(self) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in self.per_user.items()}
@@ -67,7 +74,8 @@ def _masked_history(history: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def _ranks_for_scores(method: Method, users: np.ndarray, histories: list[np.ndarray], targets: list[np.ndarray],
-                      rows: np.ndarray, n_items: int, config: EvalConfig) -> tuple[np.ndarray, np.ndarray]:
+                      rows: np.ndarray, n_items: int, config: EvalConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ranks among all items, ties, and the scores they came from (history masked)."""
     scores = np.asarray(method.score(users, histories), dtype=np.float64)
     if scores.shape != (len(users), n_items):
         raise BenchError(f"method {type(method).__name__} returned scores of shape {scores.shape}, "
@@ -76,15 +84,24 @@ def _ranks_for_scores(method: Method, users: np.ndarray, histories: list[np.ndar
         masked = [_masked_history(h, t) for h, t in zip(histories, targets)]
         mask_rows = np.repeat(np.arange(len(users)), [len(m) for m in masked])
         scores[mask_rows, np.concatenate(masked).astype(np.int64)] = -np.inf
-    return ranks_from_scores(scores, np.concatenate(targets), rows)
+    return (*ranks_from_scores(scores, np.concatenate(targets), rows), scores)
+
+
+def _group_ranks_for_scores(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray,
+                            warm_items: np.ndarray) -> np.ndarray:
+    in_group = np.where(warm_items[targets][:, None], warm_items[None, :], ~warm_items[None, :])
+    return ranks_within_groups(scores, targets, rows, in_group)
 
 
 def _ranks_for_lists(method: Method, users: np.ndarray, histories: list[np.ndarray], targets: list[np.ndarray],
-                     rows: np.ndarray, n_items: int, config: EvalConfig) -> np.ndarray:
+                     rows: np.ndarray, n_items: int, config: EvalConfig,
+                     candidates: np.ndarray | None = None) -> np.ndarray:
+    """Ranks of the targets in the method's lists (among ``candidates`` only, when given)."""
     k = max(config.cutoffs)
     extra = max((len(h) for h in histories), default=0) if config.mask_history else 0
-    wanted = min(k + extra, n_items)
-    lists = np.asarray(method.rank(users, histories, wanted))
+    wanted = min(k + extra, n_items if candidates is None else int(candidates.sum()))
+    lists = np.asarray(method.rank(users, histories, wanted) if candidates is None
+                       else method.rank(users, histories, wanted, candidates=candidates))
     if lists.ndim != 2 or lists.shape[0] != len(users):
         raise BenchError(f"method {type(method).__name__} returned rankings of shape {lists.shape}")
     if lists.shape[1] < wanted:
@@ -92,6 +109,8 @@ def _ranks_for_lists(method: Method, users: np.ndarray, histories: list[np.ndarr
                          f"the protocol needs {wanted} (raise its beam size)")
     if (lists < 0).any() or (lists >= n_items).any():
         raise BenchError(f"method {type(method).__name__} returned item indices outside 0..{n_items - 1}")
+    if candidates is not None and not candidates[lists].all():
+        raise BenchError(f"method {type(method).__name__} returned an item outside the candidates it was given")
     ordered = np.sort(lists, axis=1)
     if (ordered[:, 1:] == ordered[:, :-1]).any():
         raise BenchError(f"method {type(method).__name__} returned a ranking with a repeated item")
@@ -102,6 +121,25 @@ def _ranks_for_lists(method: Method, users: np.ndarray, histories: list[np.ndarr
             kept_rows.append(np.pad(kept, (0, k - len(kept)), constant_values=-1))
         lists = np.stack(kept_rows)
     return ranks_from_lists(lists[:, :k], np.concatenate(targets), rows)
+
+
+def _group_ranks_for_lists(method: Method, users: np.ndarray, histories: list[np.ndarray],
+                           targets: list[np.ndarray], rows: np.ndarray, n_items: int, config: EvalConfig,
+                           warm_items: np.ndarray) -> np.ndarray:
+    """Each target's rank within its group: the method ranks again, once per group, for the
+    users with a target in it, with that group's items as candidates."""
+    flat_targets = np.concatenate(targets)
+    ranks = np.empty(len(flat_targets), dtype=np.int64)
+    for group in (warm_items, ~warm_items):
+        chosen = group[flat_targets]
+        if not chosen.any():
+            continue
+        present = np.unique(rows[chosen])
+        group_targets = [t[group[t]] for t in (targets[r] for r in present.tolist())]
+        group_rows = np.searchsorted(present, rows[chosen])
+        ranks[chosen] = _ranks_for_lists(method, users[present], [histories[r] for r in present.tolist()],
+                                         group_targets, group_rows, n_items, config, candidates=group)
+    return ranks
 
 
 def _user_metrics(ranks: np.ndarray, owners: np.ndarray, n_users: int, config: EvalConfig,
@@ -131,10 +169,17 @@ def phase_users(split: Split, phase: Phase, users: np.ndarray | None = None) -> 
     return np.intersect1d(np.asarray(users, dtype=np.int64), with_targets)
 
 
+def in_group_wanted(split: Split, warm_targets: np.ndarray) -> bool:
+    """Whether a phase reports warm/cold results: always with several targets per user,
+    under leave-one-out when some target is cold."""
+    return not split.single_target or not warm_targets.all()
+
+
 def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, context: RunContext,
-             users: np.ndarray | None = None) -> PhaseResult:
+             users: np.ndarray | None = None, in_group: bool = False) -> PhaseResult:
     """Rank and measure the phase's users (all with a target, or the given subset of them;
-    a given user without a target in the phase is skipped)."""
+    a given user without a target in the phase is skipped). ``in_group``: also rank each
+    warm (cold) target among warm (cold) items, when the phase reports warm/cold results."""
     evaluated = phase_users(split, phase, users)
     if len(evaluated) == 0:
         raise BenchError(f"no user has a {phase} target under the {split.protocol} protocol")
@@ -146,6 +191,13 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
     ranks = np.empty(len(flat_targets), dtype=np.int64)
     tied = np.zeros(len(flat_targets), dtype=np.int64)
     owners = np.repeat(np.arange(len(evaluated)), counts)
+    warm_items = split.warm_items()
+    warm_targets = warm_items[flat_targets]
+    scores_output = method.output == "scores"
+    grouped = in_group and in_group_wanted(split, warm_targets) \
+        and (scores_output or getattr(method, "supports_candidates", False))
+    group_ranks = np.empty(len(flat_targets), dtype=np.int64)
+    group_seconds = 0.0
     clock = time.perf_counter()
     starts = range(0, len(evaluated), config.batch_size)
     runtime = distributed_runtime()
@@ -159,27 +211,38 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
         batch_targets = [target_lists[u] for u in batch.tolist()]
         rows = owners[offsets[start]:offsets[stop]] - start
         where = slice(offsets[start], offsets[stop])
-        if method.output == "scores":
-            ranks[where], tied[where] = _ranks_for_scores(method, batch, batch_histories, batch_targets, rows,
-                                                          split.n_items, config)
+        if scores_output:
+            ranks[where], tied[where], scores = _ranks_for_scores(method, batch, batch_histories, batch_targets,
+                                                                  rows, split.n_items, config)
         else:
             ranks[where] = _ranks_for_lists(method, batch, batch_histories, batch_targets, rows, split.n_items,
                                             config)
+        if grouped:  # not part of the inference time: the paper's one ranking is the one above
+            group_clock = time.perf_counter()
+            group_ranks[where] = _group_ranks_for_scores(scores, flat_targets[where], rows, warm_items) \
+                if scores_output else _group_ranks_for_lists(method, batch, batch_histories, batch_targets, rows,
+                                                             split.n_items, config, warm_items)
+            group_seconds += time.perf_counter() - group_clock
     if runtime is not None:
         first_user = starts[mine[0]] if len(mine) else 0
         last_user = min(starts[mine[-1]] + config.batch_size, len(evaluated)) if len(mine) else 0
         mine_targets = slice(offsets[first_user], offsets[last_user])
         ranks = runtime.gather_shards(ranks[mine_targets], len(ranks))
         tied = runtime.gather_shards(tied[mine_targets], len(tied))
-    seconds = time.perf_counter() - clock
+        if grouped:
+            group_ranks = runtime.gather_shards(group_ranks[mine_targets], len(group_ranks))
+    seconds = time.perf_counter() - clock - group_seconds
     per_user = _user_metrics(ranks, owners, len(evaluated), config, split.single_target)
-    warm_targets = split.warm_items()[flat_targets]
     tied_per_user = np.bincount(owners, weights=(tied > 0).astype(np.float64), minlength=len(evaluated))
     return PhaseResult(users=evaluated, per_user=per_user, ranks=ranks, owners=owners,
                        tied_users=int((tied_per_user > 0).sum()), tied_items_total=int(tied.sum()),
                        warm=_subset(evaluated, ranks, owners, warm_targets, config, split.single_target),
                        cold=_subset(evaluated, ranks, owners, ~warm_targets, config, split.single_target),
-                       inference_seconds=seconds)
+                       inference_seconds=seconds,
+                       warm_in_group=_subset(evaluated, group_ranks, owners, warm_targets, config,
+                                             split.single_target) if grouped else None,
+                       cold_in_group=_subset(evaluated, group_ranks, owners, ~warm_targets, config,
+                                             split.single_target) if grouped else None)
 
 
-__all__ = ["PhaseResult", "SubsetResult", "evaluate", "phase_users", "MISSING"]
+__all__ = ["PhaseResult", "SubsetResult", "evaluate", "in_group_wanted", "phase_users", "MISSING"]

@@ -136,6 +136,7 @@ def _digest(payload: Any) -> str:
 class IDGenRec(Method):
     config_class = IDGenRecConfig
     output = "ranking"
+    supports_candidates = True  # the beam search runs over the trie of the candidates
     # cpu: a small recommender trained from scratch, so fewer epochs per round than the
     # paper's 10 (a few minutes on demo; Toys runs set their budget in benchmarks/configs).
     # The generator phase's learning rate: the paper's 1e-8 moves AdamW's weights by about
@@ -491,7 +492,8 @@ class IDGenRec(Method):
         """The evaluator hands over histories only; the validation one is the training part."""
         return "valid" if len(history) == len(self.ranked_split.train[user]) else "test"
 
-    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
+    def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int,
+             candidates: np.ndarray | None = None) -> np.ndarray:
         from bench.engine.beam_search import constrained_beam_search
 
         config = self.config
@@ -501,7 +503,8 @@ class IDGenRec(Method):
             prompts.append(self._prompt(TEST_TEMPLATE, np.asarray(history)[-config.max_history:], self.item_tokens,
                                         user_tokens).input_ids)
         input_ids, attention_mask = pad_token_lists(prompts, self.tokenizer.pad_token_id)
-        items, _ = constrained_beam_search(self.recommender, input_ids, attention_mask, self.trie,
+        trie = self.trie if candidates is None else self.trie.restricted(candidates)
+        items, _ = constrained_beam_search(self.recommender, input_ids, attention_mask, trie,
                                            beam_width=max(config.beam_width, k), num_results=k)
         return items.numpy()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -131,6 +132,21 @@ def test_published_split_is_read_as_given(tmp_path):
     assert split.summary()["test_cold_targets"] == 1  # e
     with pytest.raises(BenchError, match="do not apply to a published split"):
         prepare_dataset("pub", tmp_path / "pub", DataConfig(k_core=2))
+
+
+def test_published_split_record_has_warm_and_cold_among_all_items_and_within_their_group(tmp_path, isolated_cache):
+    """pop on the published split: u1's cold target e (no training interaction, like d) ties
+    with d at the bottom, so it ranks 4th among all items (a, b, c score higher) but 1st
+    pessimistically of the two cold items."""
+    from bench.runner import RunRequest, execute
+
+    path = execute(RunRequest(method="pop", dataset="pub", data_dir=write_published(tmp_path / "pub"),
+                              results_dir=tmp_path / "results", show_progress=False), log=lambda message: None)
+    record = json.loads(Path(path).read_text())
+    assert record["warm_cold"] == {"warm_targets": 2, "warm_users": 2, "cold_targets": 1, "cold_users": 1}
+    assert record["metrics_cold"]["NDCG@5"] == pytest.approx(1 / math.log2(4 + 2), abs=1e-6)
+    assert record["metrics_cold_in_group"]["NDCG@5"] == pytest.approx(1 / math.log2(1 + 2), abs=1e-6)
+    assert set(record["per_user_warm_in_group"]) == set(record["per_user_warm"])
 
 
 def write_attributes(folder: Path, item_attributes: dict[str, list[int]], names: dict[str, str]) -> Path:

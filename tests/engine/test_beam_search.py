@@ -141,3 +141,26 @@ def test_batched_rows_equal_single_rows_and_model_settings_are_restored() -> Non
         )
         assert torch.equal(single_items[0], batched_items[user])
         torch.testing.assert_close(single_scores[0], batched_scores[user], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [20, 21])
+def test_restricted_trie_ranks_its_items_as_brute_force_over_them(seed: int) -> None:
+    """Within-group ranking (SETRec's warm/cold protocol): the beam search over the trie of a
+    subset returns exactly that subset, ordered by the model's true scores of its items."""
+    rng = random.Random(seed)
+    model = tiny_t5(seed)
+    items = random_items(rng)
+    allowed = [rng.random() < 0.5 for _ in items]
+    allowed[3] = allowed[7] = True  # keep the prefix pair: EOS must still tell them apart
+    trie = ItemTrie.build(items, eos_token_id=EOS, pad_token_id=PAD)
+    subset = trie.restricted(allowed)
+    assert subset is trie.restricted(list(allowed))  # built once per mask
+    kept = torch.tensor([item for item, keep in enumerate(allowed) if keep])
+    input_ids, attention_mask = random_prompts(rng, n_users=3)
+
+    found_items, _ = constrained_beam_search(model, input_ids, attention_mask, subset,
+                                             beam_width=len(kept), num_results=len(kept))
+    expected_scores = teacher_forced_scores(model, input_ids, attention_mask, items)[:, kept]
+    assert torch.equal(found_items, kept[brute_force_ranking(expected_scores)])
+    with pytest.raises(BenchError, match="a mask over 15 items"):
+        trie.restricted([True] * 3)

@@ -109,3 +109,47 @@ def test_compare_refuses_runs_of_different_protocols():
     b = {**base, "run_id": "b", "split": {"protocol": "leave-one-out", "digest": "x"}}
     with pytest.raises(BenchError, match="use different split protocols"):
         check_pairable(a, b)
+
+
+class CandidateLists(FixedLists):
+    """Ranks items by index among the candidates it is given (as a constrained beam search does)."""
+
+    supports_candidates = True
+
+    def rank(self, users, histories, k, candidates=None):
+        order = np.arange(10) if candidates is None else np.flatnonzero(candidates)
+        return np.tile(order[:k], (len(users), 1))
+
+
+@pytest.mark.parametrize("method_class", [FixedOrder, CandidateLists])
+def test_warm_and_cold_targets_ranked_within_their_group(method_class, tmp_path):
+    """SETRec's protocol: cold targets 7 and 8 rank 1st and 2nd among the cold items 6..9, though
+    7th and 8th among all items; warm targets 1 and 3 keep their ranks (items 0..5 are warm)."""
+    split = multi_split()
+    method = method_class(NoConfig(), context(tmp_path))
+    result = evaluate(method, split, "test", EvalConfig(cutoffs=(5,)), context(tmp_path), in_group=True)
+    assert result.cold.per_user["Recall@5"].tolist() == [0.0, 0.0]
+    assert result.cold_in_group.users.tolist() == [0, 1]
+    assert result.cold_in_group.per_user["Recall@5"].tolist() == [1.0, 1.0]
+    d = lambda rank: 1 / math.log2(rank + 2)  # noqa: E731
+    assert result.cold_in_group.per_user["NDCG@5"].tolist() == pytest.approx([d(1), d(2)])
+    assert result.warm_in_group.per_user["NDCG@5"] == pytest.approx(result.warm.per_user["NDCG@5"])
+    assert result.per_user["Recall@5"] == pytest.approx([2 / 3, 0.0])  # the all-items ranks are unchanged
+    plain = evaluate(method, split, "test", EvalConfig(cutoffs=(5,)), context(tmp_path))
+    assert plain.warm_in_group is None and plain.cold_in_group is None
+
+
+def test_ranking_method_without_candidates_gets_no_within_group_results(tmp_path):
+    split = multi_split()
+    result = evaluate(FixedLists(NoConfig(), context(tmp_path)), split, "test", EvalConfig(cutoffs=(5,)),
+                      context(tmp_path), in_group=True)
+    assert result.cold is not None and result.cold_in_group is None and result.warm_in_group is None
+
+
+def test_within_group_ranks_are_pessimistic_about_ties():
+    from bench.evaluation.metrics import ranks_within_groups
+
+    scores = np.array([[3.0, 1.0, 1.0, 1.0, 0.0]])
+    groups = np.array([[True, True, False, True, False]])  # target 1's group: items 0, 1, 3
+    # item 0 scores higher and item 3 ties inside the group; item 2 ties outside it and does not count
+    assert ranks_within_groups(scores, np.array([1]), np.array([0]), groups).tolist() == [2]
