@@ -70,22 +70,25 @@ def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | No
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="local executor: runs at once (the cores are split between them)")
 @click.option("--dry-run", is_flag=True, help="list the runs and whether each is done; start nothing")
+@click.option("--only", multiple=True, metavar="FIELD=VALUE",
+              help="only the runs whose method, dataset, seed or group is VALUE (comma-separated values; "
+                   "repeat for several fields, all must hold)")
 @click.option("--partition", default=None, help="slurm: partition (overrides the file's [slurm] table)")
 @click.option("--time-minutes", type=int, default=None, help="slurm: wall-time limit per job")
 @click.option("--gpus-per-job", type=int, default=None, help="slurm: GPUs per job")
 @click.option("--cpus-per-job", type=int, default=None, help="slurm: CPU cores per job")
 @click.option("--mem-gb", type=float, default=None, help="slurm: memory per job, GiB")
 @RESULTS_OPTION
-def sweep(sweep_file: Path, executor: str, jobs: int, dry_run: bool, partition: str | None,
+def sweep(sweep_file: Path, executor: str, jobs: int, dry_run: bool, only: tuple[str, ...], partition: str | None,
           time_minutes: int | None, gpus_per_job: int | None, cpus_per_job: int | None, mem_gb: float | None,
           results_dir: Path) -> None:
     """Run a grid of methods x datasets x seeds x overrides from SWEEP_FILE (TOML), skipping runs
     whose record is in the store; see docs/sweeps.md."""
-    from bench.sweep import load_sweep, plan_sweep, run_sweep, summary_lines
+    from bench.sweep import load_sweep, plan_sweep, run_sweep, select_points, summary_lines
 
     flags = {"partition": partition, "time_minutes": time_minutes, "gpus_per_job": gpus_per_job,
              "cpus_per_job": cpus_per_job, "mem_gb": mem_gb}
-    plan = plan_sweep(load_sweep(sweep_file, flags), results_dir)
+    plan = plan_sweep(select_points(load_sweep(sweep_file, flags), only), results_dir)
     if dry_run:
         for task in plan.tasks:
             click.echo(f"{'done' if task.identity in plan.done else 'todo'}\t{task.label}")

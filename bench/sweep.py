@@ -198,6 +198,28 @@ def load_sweep(path: Path, slurm_flags: Mapping[str, Any] | None = None) -> Swee
                      data_dirs=resolved_dirs, slurm=_slurm_options(path, slurm_values))
 
 
+ONLY_FIELDS = ("method", "dataset", "seed", "group")
+
+
+def select_points(spec: SweepSpec, only: Sequence[str]) -> SweepSpec:
+    """The part of the grid that ``--only FIELD=VALUE[,VALUE...]`` filters keep (every filter
+    must hold), e.g. to spread one sweep file over two machines or to rerun one method."""
+    points = spec.points
+    for text in only:
+        field, _, values = text.partition("=")
+        if field not in ONLY_FIELDS or not values:
+            raise BenchError(f"--only {text!r}: expected FIELD=VALUE[,VALUE...] with FIELD one of "
+                             f"{', '.join(ONLY_FIELDS)}")
+        wanted = {value.strip() for value in values.split(",")}
+        kept = tuple(point for point in points if str(getattr(point, field)) in wanted)
+        if not kept:
+            present = sorted({str(getattr(point, field)) for point in points})
+            raise BenchError(f"--only {text}: no run of sweep {spec.name} ({spec.path}) matches; its "
+                             f"{field} values are {', '.join(present) or 'none'}")
+        points = kept
+    return dataclasses.replace(spec, points=points)
+
+
 def _slurm_options(path: Path, values: dict[str, Any]) -> SlurmOptions:
     expected = {"partition": str, "account": str, "time_minutes": int, "gpus_per_job": int, "cpus_per_job": int,
                 "max_parallel": int, "mem_gb": (int, float), "setup": list}

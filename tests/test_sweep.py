@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.sweep import RunTask, SweepPlan, load_sweep, plan_sweep, record_identity, run_sweep, summary_lines
+from bench.sweep import (RunTask, SweepPlan, load_sweep, plan_sweep, record_identity, run_sweep, select_points,
+                         summary_lines)
 from bench.sweep_executors import LocalExecutor, Progress, SubmititExecutor
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +70,14 @@ def test_grid_expands_lists_groups_and_per_method_tables(tmp_path):
     assert all("threads" not in dict(p.sets) for p in spec.points if p.method == "pop")
     labels = {p.label for p in spec.points}
     assert "[bpr] sasrec on demo (seed 7, eval.mask_history=True, n_layers=2)" in labels
+    # --only: a slice of the grid (all filters hold), e.g. one method's runs on another machine
+    sasrec_ce = select_points(spec, ["method=sasrec", "seed=1,2"]).points
+    assert len(sasrec_ce) == 8 and {(p.method, p.group) for p in sasrec_ce} == {("sasrec", "")}
+    assert len(select_points(spec, ["group=bpr"]).points) == 4
+    with pytest.raises(BenchError, match=r"--only method=tiger: no run of sweep grid .* its method values are pop, sasrec"):
+        select_points(spec, ["method=tiger"])
+    with pytest.raises(BenchError, match="expected FIELD=VALUE"):
+        select_points(spec, ["model=sasrec"])
 
 
 @pytest.mark.parametrize("text, fragment", [
