@@ -18,6 +18,7 @@ as ``candidates`` when it declares ``supports_candidates``, and has no in-group 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -55,6 +56,9 @@ class PhaseResult:
     warm: SubsetResult | None
     cold: SubsetResult | None
     inference_seconds: float
+    # The machine's 1-minute load average when ranking ended (None where the OS has none): a
+    # time measured while other jobs shared the cores says so.
+    load_average: float | None = None
     # The same targets ranked within their own group (None when not asked for or not available).
     warm_in_group: SubsetResult | None = None
     cold_in_group: SubsetResult | None = None
@@ -66,7 +70,8 @@ class PhaseResult:
         """SETRec's "Inf. Time": ranking every evaluated user, data preparation excluded."""
         seconds = self.inference_seconds
         return {"seconds": round(seconds, 3), "users": int(len(self.users)),
-                "users_per_second": round(len(self.users) / seconds, 3) if seconds > 0 else None}
+                "users_per_second": round(len(self.users) / seconds, 3) if seconds > 0 else None,
+                "load_average_1min": self.load_average, "cpu_count": os.cpu_count()}
 
 
 def _masked_history(history: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -232,13 +237,14 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
         if grouped:
             group_ranks = runtime.gather_shards(group_ranks[mine_targets], len(group_ranks))
     seconds = time.perf_counter() - clock - group_seconds
+    load_average = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     per_user = _user_metrics(ranks, owners, len(evaluated), config, split.single_target)
     tied_per_user = np.bincount(owners, weights=(tied > 0).astype(np.float64), minlength=len(evaluated))
     return PhaseResult(users=evaluated, per_user=per_user, ranks=ranks, owners=owners,
                        tied_users=int((tied_per_user > 0).sum()), tied_items_total=int(tied.sum()),
                        warm=_subset(evaluated, ranks, owners, warm_targets, config, split.single_target),
                        cold=_subset(evaluated, ranks, owners, ~warm_targets, config, split.single_target),
-                       inference_seconds=seconds,
+                       inference_seconds=seconds, load_average=load_average,
                        warm_in_group=_subset(evaluated, group_ranks, owners, warm_targets, config,
                                              split.single_target) if grouped else None,
                        cold_in_group=_subset(evaluated, group_ranks, owners, ~warm_targets, config,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
@@ -87,6 +88,8 @@ def test_evaluate_ranks_every_target_and_splits_warm_and_cold(method_class, tmp_
     assert result.cold.users.tolist() == [0, 1] and result.cold.targets == 2
     assert result.cold.per_user["Recall@5"].tolist() == [0.0, 0.0]
     assert result.inference()["users"] == 2 and result.inference_seconds >= 0
+    # the machine's load when the ranking ended, so a time measured on a busy machine says so
+    assert result.inference()["cpu_count"] == os.cpu_count() and result.inference()["load_average_1min"] >= 0
 
 
 def test_users_subset_and_masking_of_several_targets(tmp_path):
