@@ -173,12 +173,17 @@ def prepare(name: str, data_dir: Path | None, sets: tuple[str, ...]) -> None:
 @click.option("--seed-group", is_flag=True,
               help="each run stands for every seed of its configuration in the store (mean over seeds; "
                    "paired test on seed-averaged per-user values)")
+@click.option("--targets", type=click.Choice(["all", "warm", "cold", "warm-in-group", "cold-in-group"]),
+              default="all", show_default=True,
+              help="test one group of the test targets, over the users who have one: warm or cold among all "
+                   "items, or within their group (SETRec's protocol); docs/evaluation.md")
 @RESULTS_OPTION
-def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: bool, results_dir: Path) -> None:
+def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: bool, targets: str,
+            results_dir: Path) -> None:
     """Paired tests of RUN_A against one or more baseline runs (paths or run ids). A side may be
     a group of seeds of one configuration: run ids joined by '+' (ID1+ID2+ID3), or --seed-group."""
     from bench.evaluation.metrics import metric_names
-    from bench.results import all_records, find_record
+    from bench.results import TARGET_GROUPS, all_records, find_record
     from bench.statistics import compare_groups, seed_group_key, seed_groups
 
     def group_of(reference: str) -> list[dict]:
@@ -193,7 +198,8 @@ def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: 
     baselines = [group_of(reference) for reference in run_b]
     cutoffs = tuple(candidate[0]["config"]["eval"]["cutoffs"])
     several_targets = candidate[0]["split"].get("protocol", "leave-one-out") != "leave-one-out"
-    report = compare_groups(candidate, baselines, metric_names(cutoffs, multi_target=several_targets))
+    report = compare_groups(candidate, baselines, metric_names(cutoffs, multi_target=several_targets),
+                            TARGET_GROUPS[targets])
     if output_format == "csv":
         click.echo(report.to_frame().to_csv(index=False), nl=False)
     else:

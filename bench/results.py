@@ -73,8 +73,22 @@ def find_record(results_dir: Path, reference: str) -> dict[str, Any]:
     return matches[0]
 
 
-def per_user(record: dict[str, Any], metric: str) -> np.ndarray:
+# The groups of test targets a record measures (``per_user`` and ``per_user_<group>``), by the name
+# `bench compare --targets` gives them; docs/evaluation.md.
+TARGET_GROUPS = {"all": "", "warm": "warm", "cold": "cold", "warm-in-group": "warm_in_group",
+                 "cold-in-group": "cold_in_group"}
+_GROUP_TEXT = {"warm": "warm targets", "cold": "cold targets",
+               "warm_in_group": "warm targets ranked among warm items",
+               "cold_in_group": "cold targets ranked among cold items"}
+
+
+def per_user(record: dict[str, Any], metric: str, group: str = "") -> np.ndarray:
+    """A record's per-user values of ``metric``: over all targets, or over one group of them
+    (``warm``, ``cold``, ``warm_in_group``, ``cold_in_group``: the users of ``users_warm`` or ``users_cold``)."""
     try:
-        return np.asarray(record["per_user"][metric], dtype=np.float64)
+        return np.asarray(record[f"per_user_{group}" if group else "per_user"][metric], dtype=np.float64)
     except KeyError:
-        raise BenchError(f"run {record['run_id']} has no per-user values for '{metric}'") from None
+        what = f" of its {_GROUP_TEXT[group]}" if group else ""
+        hint = " (a record made before these fields: run its command again to re-evaluate it)" \
+            if group.endswith("in_group") else ""
+        raise BenchError(f"run {record['run_id']} has no per-user values for '{metric}'{what}{hint}") from None

@@ -105,15 +105,16 @@ def check_seed_group(group: Sequence[dict[str, Any]]) -> None:
         raise BenchError(f"runs {', '.join(r['run_id'] for r in group)}: a seed appears twice in one group")
 
 
-def seed_averaged(group: Sequence[dict[str, Any]], metric: str) -> np.ndarray:
-    """Per-user values averaged over the group's seeds (the values a paired test over users reads)."""
-    return np.mean([per_user(record, metric) for record in group], axis=0)
+def seed_averaged(group: Sequence[dict[str, Any]], metric: str, targets: str = "") -> np.ndarray:
+    """Per-user values averaged over the group's seeds (the values a paired test over users reads);
+    ``targets``: a group of test targets (``bench.results.per_user``), all by default."""
+    return np.mean([per_user(record, metric, targets) for record in group], axis=0)
 
 
-def seed_spread(group: Sequence[dict[str, Any]], metric: str) -> tuple[float, float]:
+def seed_spread(group: Sequence[dict[str, Any]], metric: str, targets: str = "") -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1) over seeds of the run-level metric; std is 0
     for a single seed."""
-    values = np.asarray([per_user(record, metric).mean() for record in group])
+    values = np.asarray([per_user(record, metric, targets).mean() for record in group])
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
@@ -130,9 +131,14 @@ class ComparisonReport:
 
     candidate: str
     rows: tuple[dict[str, Any], ...]
+    targets: str = ""  # the group of test targets tested ("" = all of them)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(list(self.rows))
+        return pd.DataFrame([{**row, "targets": self.targets.replace("_", "-") or "all"} for row in self.rows])
+
+    def _title(self, comment: str = "") -> str:
+        """The group of targets, named as `bench compare --targets` names it."""
+        return f"{comment}Targets: {self.targets.replace('_', '-')}\n" if self.targets else ""
 
     def _display_rows(self) -> list[dict[str, str]]:
         shown = []
@@ -145,10 +151,10 @@ class ComparisonReport:
         return shown
 
     def to_markdown(self) -> str:
-        return tabulate(self._display_rows(), headers="keys", tablefmt="github")
+        return self._title() + tabulate(self._display_rows(), headers="keys", tablefmt="github")
 
     def to_latex(self) -> str:
-        return tabulate(self._display_rows(), headers="keys", tablefmt="latex_booktabs")
+        return self._title("% ") + tabulate(self._display_rows(), headers="keys", tablefmt="latex_booktabs")
 
 
 def _mean_text(row: dict[str, Any], side: str) -> str:
@@ -159,32 +165,37 @@ def _mean_text(row: dict[str, Any], side: str) -> str:
 
 
 def compare_runs(candidate: dict[str, Any], baselines: Sequence[dict[str, Any]],
-                 metrics: Sequence[str]) -> ComparisonReport:
+                 metrics: Sequence[str], targets: str = "") -> ComparisonReport:
     """Paired tests of one run against each of several baseline runs (see :func:`compare_groups`)."""
-    return compare_groups([candidate], [[baseline] for baseline in baselines], metrics)
+    return compare_groups([candidate], [[baseline] for baseline in baselines], metrics, targets)
 
 
 def compare_groups(candidate: Sequence[dict[str, Any]], baselines: Sequence[Sequence[dict[str, Any]]],
-                   metrics: Sequence[str]) -> ComparisonReport:
+                   metrics: Sequence[str], targets: str = "") -> ComparisonReport:
     """Paired tests of the ``candidate`` seed group against each baseline seed group on each
     metric, over users on seed-averaged per-user values; Holm correction is applied per metric
     across the baselines (the family of comparisons one claim rests on). A group of one run is
-    a plain run; the shown mean is the mean over seeds, ± their standard deviation."""
+    a plain run; the shown mean is the mean over seeds, ± their standard deviation. ``targets``:
+    test one group of targets (e.g. ``cold``), over the users who have such a target."""
     for group in (candidate, *baselines):
         check_seed_group(group)
     for baseline in baselines:
         check_pairable(candidate[0], baseline[0])
+        users = f"users_{targets.split('_')[0]}"
+        if targets and not np.array_equal(candidate[0].get(users, []), baseline[0].get(users, [])):
+            raise BenchError(f"runs {candidate[0]['run_id']} and {baseline[0]['run_id']} differ in {users}; "
+                             "a paired test needs the same users")
     rows: list[dict[str, Any]] = []
     for metric in metrics:
-        a = seed_averaged(candidate, metric)
+        a = seed_averaged(candidate, metric, targets)
         a_low, a_high = bootstrap_interval(a)
-        _, a_std = seed_spread(candidate, metric)
+        _, a_std = seed_spread(candidate, metric, targets)
         metric_rows = []
         for baseline in baselines:
-            b = seed_averaged(baseline, metric)
+            b = seed_averaged(baseline, metric, targets)
             t_p, w_p = paired_tests(a, b)
             b_low, b_high = bootstrap_interval(b)
-            _, b_std = seed_spread(baseline, metric)
+            _, b_std = seed_spread(baseline, metric, targets)
             metric_rows.append({
                 "baseline": describe_group(baseline), "metric": metric,
                 "candidate_mean": float(a.mean()), "candidate_ci_low": a_low, "candidate_ci_high": a_high,
@@ -196,4 +207,4 @@ def compare_groups(candidate: Sequence[dict[str, Any]], baselines: Sequence[Sequ
             row["t_test_p_holm"] = adjusted
             row["significant"] = adjusted < ALPHA
         rows.extend(metric_rows)
-    return ComparisonReport(candidate=describe_group(candidate), rows=tuple(rows))
+    return ComparisonReport(candidate=describe_group(candidate), rows=tuple(rows), targets=targets)

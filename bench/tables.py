@@ -181,9 +181,7 @@ def metric_value(record: dict[str, Any], metric: str) -> float | None:
 
 def _seed_averaged(records: list[dict[str, Any]], metric: str):
     suffix, name = _record_field(records[0], metric)
-    if not suffix:
-        return seed_averaged(records, name)
-    return np.mean([np.asarray(r[f"per_user{suffix}"][name], dtype=np.float64) for r in records], axis=0)
+    return seed_averaged(records, name, suffix.lstrip("_"))
 
 
 def _is_zero_shot_record(record: dict[str, Any]) -> bool:

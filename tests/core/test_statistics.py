@@ -110,3 +110,24 @@ def test_bootstrap_interval_matches_scipy_resampling(values):
     width = reference.high - reference.low
     assert low == pytest.approx(reference.low, abs=0.05 * width)
     assert high == pytest.approx(reference.high, abs=0.05 * width)
+
+
+def test_compare_one_group_of_targets_over_the_users_who_have_one():
+    """`bench compare --targets cold-in-group`: the cold users' within-group values are tested,
+    a record without them is refused naming the fix, runs on other cold users are refused."""
+    rng = np.random.default_rng(3)
+    strong, weak = (rng.random(300) < 0.6).astype(float), (rng.random(300) < 0.1).astype(float)
+    a, b = _record("a", "setrec", [0.0] * 5), _record("b", "idgenrec", [1.0] * 5)  # all targets: b ahead
+    for record, values in ((a, strong), (b, weak)):
+        record.update(users_cold=np.arange(300), per_user_cold_in_group={"HR@10": values})
+    report = compare_runs(a, [b], ["HR@10"], "cold_in_group")
+    row = report.to_frame().iloc[0]
+    assert row["candidate_mean"] == pytest.approx(strong.mean()) and row["significant"]
+    assert row["targets"] == "cold-in-group" and report.to_markdown().startswith("Targets: cold-in-group")
+    old = _record("o", "idgenrec", [1.0] * 5)
+    old["users_cold"] = np.arange(300)
+    with pytest.raises(BenchError, match="cold targets ranked among cold items .* run its command again"):
+        compare_runs(a, [old], ["HR@10"], "cold_in_group")
+    b["users_cold"] = np.arange(1, 301)
+    with pytest.raises(BenchError, match="differ in users_cold"):
+        compare_runs(a, [b], ["HR@10"], "cold_in_group")
