@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench.data.dataset import Dataset, build_dataset
+from bench.data.split import Split
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +29,18 @@ def tiny_dataset(n_users: int = 40, n_items: int = 30, seed: int = 0) -> Dataset
     text = {f"i{i}": f"title: thing number {i}; categories: toys, group {i % 3}" for i in range(n_items)}
     attributes = {f"i{i}": ["toys", f"group {i % 3}"] for i in range(n_items)}
     return build_dataset("tiny", sequences, text, attributes, {"format": "test"})
+
+
+def with_cold_targets(split: Split) -> Split:
+    """A leave-one-out split of :func:`tiny_dataset` with one more test target per user, the last
+    item, which no user walks to: several targets per user, warm and cold ones (the chain ends
+    below it), for the within-group protocol."""
+    cold = split.n_items - 1
+    if any(cold in items for items in split.train):
+        raise AssertionError("the fixture's last item is in a training sequence")
+    return Split(train=split.train, valid_items=[np.array([target]) for target in split.valid_target],
+                 test_items=[np.array([target, cold]) for target in split.test_target], n_items=split.n_items,
+                 protocol="temporal")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Worker of tests/test_distributed.py, started there through torchrun: evaluates a saved,
-trained method on the tiny fixture with this process's share of the users. Every process
+trained method on the tiny fixture with this process's share of the users (also with warm and
+cold targets ranked within their group). Every process
 writes which users it ranked; the main process also writes the gathered result.
 
 usage: python -m torch.distributed.run ... tests/distributed_worker.py METHOD_FILE OUTPUT_DIR
@@ -19,7 +20,7 @@ from bench.config import EvalConfig
 from bench.data.split import leave_one_out
 from bench.engine.accelerator import get_runtime
 from bench.evaluation.protocol import evaluate
-from tests.conftest import tiny_dataset
+from tests.conftest import tiny_dataset, with_cold_targets
 
 
 def main(method_file: str, output_dir: str, n_users: str, n_items: str, batch_size: str) -> None:
@@ -30,17 +31,23 @@ def main(method_file: str, output_dir: str, n_users: str, n_items: str, batch_si
     ranked: list[int] = []
     rank = method.rank
 
-    def counting_rank(users, histories, k):
-        ranked.extend(np.asarray(users).tolist())
-        return rank(users, histories, k)
+    def counting_rank(users, histories, k, candidates=None):
+        if candidates is None:
+            ranked.extend(np.asarray(users).tolist())
+        return rank(users, histories, k, candidates=candidates)
 
     method.rank = counting_rank
-    result = evaluate(method, split, "test", EvalConfig(batch_size=int(batch_size)), method.context)
+    config = EvalConfig(batch_size=int(batch_size))
+    result = evaluate(method, split, "test", config, method.context)
     output = Path(output_dir)
     (output / f"ranked-{runtime.process_index}.json").write_text(
         json.dumps({"users": ranked, "processes": runtime.num_processes}))
+    # Warm and cold targets ranked within their group: the method ranks again per group, per process.
+    grouped = evaluate(method, with_cold_targets(split), "test", config, method.context, in_group=True)
     if runtime.is_main_process:
-        np.savez(output / "result.npz", ranks=result.ranks, **result.per_user)
+        np.savez(output / "result.npz", ranks=result.ranks, **result.per_user,
+                 **{f"warm-{name}": values for name, values in grouped.warm_in_group.per_user.items()},
+                 **{f"cold-{name}": values for name, values in grouped.cold_in_group.per_user.items()})
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from bench.data.split import leave_one_out
 from bench.evaluation.protocol import evaluate
 from bench.method import RunContext, TrainingData
 from bench.registry import methods
-from tests.conftest import tiny_dataset
+from tests.conftest import tiny_dataset, with_cold_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_T5 = {"epochs": 1, "d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16, "vocab_size": 200,
@@ -50,6 +50,8 @@ def test_two_process_evaluation_matches_one_process(tmp_path: Path) -> None:
     method = method_class(resolved.method, context)
     method.fit(TrainingData(dataset=tiny_dataset(n_users=n_users, n_items=n_items), split=split))
     one_process = evaluate(method, split, "test", EvalConfig(batch_size=batch_size), context)
+    grouped = evaluate(method, with_cold_targets(split), "test", EvalConfig(batch_size=batch_size), context,
+                       in_group=True)
     torch.save(method, tmp_path / "method.pt")
 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -67,6 +69,10 @@ def test_two_process_evaluation_matches_one_process(tmp_path: Path) -> None:
     np.testing.assert_array_equal(gathered["ranks"], one_process.ranks)
     for name, values in one_process.per_user.items():
         np.testing.assert_array_equal(gathered[name], values)
+    for group, result in (("warm", grouped.warm_in_group), ("cold", grouped.cold_in_group)):
+        for name, values in result.per_user.items():
+            np.testing.assert_array_equal(gathered[f"{group}-{name}"], values)
+    assert grouped.cold_in_group.users.tolist() == list(range(n_users))  # every user has the cold target
     assert one_process.per_user["HR@10"].mean() > 0  # a trained model, not all misses
 
 
