@@ -2,9 +2,10 @@
 only what the user asked for.
 
 The file holds the harness's own messages, every record of the root logger (RecBole logs
-there: its config, per-epoch losses and validation results) and Python warnings, plus the
-error that ended a failed run. On the terminal, a normal run shows the harness's messages
-(and RecBole's one line per epoch, see :func:`bench.recbole_compat.recbole_logging`); under
+there: its config, per-epoch losses and validation results; so does the engine's training
+loop: one line per epoch with its loss, validation and best epoch) and Python warnings, plus
+the error that ended a failed run. On the terminal, a normal run shows the harness's messages
+(and one line per epoch, RecBole's or the engine's, see :func:`bench.recbole_compat.recbole_logging`); under
 ``--quiet`` only ``warning:`` lines reach stderr, and stdout holds the result table and the
 record path alone.
 """

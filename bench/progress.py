@@ -13,3 +13,9 @@ def progress_bar(iterable: Iterable | None = None, disable: bool = False, **kwar
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
     return tqdm(iterable, disable=disable, **kwargs)
+
+
+def progress_note(message: str, show: bool) -> None:
+    """One line between progress bars (e.g. an epoch's result), on stderr when ``show``."""
+    if show:
+        tqdm.write(message, file=sys.stderr)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import random
@@ -43,6 +44,7 @@ from bench.engine.batching import ExamplesForEpoch, Seq2SeqTask, epoch_batches
 from bench.engine.selection import Selection
 from bench.errors import BenchError
 from bench.method import RunContext
+from bench.progress import progress_note
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
     from bench.engine.accelerator import Runtime
 
+LOG = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "epoch-"
 BEST_PREFIX = "best-epoch-"
 STATE_FILE = "state.pt"
@@ -302,6 +305,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
             epoch_seconds = time.perf_counter() - clock
             train_seconds += epoch_seconds
             epoch += 1
+            said = f"{description} epoch {epoch}/{config.epochs}: train loss {epoch_loss:.4f} ({epoch_seconds:.0f} s)"
             if validate is not None and _validation_due(config, epoch - 1):
                 clock = time.perf_counter()
                 metrics = _validate(validate, model, plain)
@@ -313,6 +317,14 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
                     "train_seconds": round(train_seconds, 2), "validation_seconds": round(seconds, 2)})
                 if improved and runtime.is_main_process:
                     _write_folder(checkpoint_dir, f"{BEST_PREFIX}{epoch:04d}", WEIGHTS_FILE, plain.state_dict())
+                shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+                said += f"; validation {shown} ({seconds:.0f} s), " + \
+                    ("best so far" if improved else f"best epoch {selection.best_epoch}")
+                if selection.stopped_by is not None:
+                    said += f"; stopped by {selection.stopped_by}"
+            if runtime.is_main_process:  # the run log has every epoch; the terminal too unless quiet
+                LOG.info(said)
+                progress_note(said, context.show_progress)
             finished = epoch == config.epochs or selection.stopped_by is not None
             if not finished and time.perf_counter() - last_checkpoint < checkpoint_interval_seconds:
                 continue

@@ -5,6 +5,7 @@ before the final evaluation."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +57,17 @@ class ScriptedValidation:
         return {"NDCG@10": SCRIPT[self.calls - 1], "HR@10": 0.5}
 
 
-def test_best_epoch_is_returned_and_patience_stops(tokenizer, tmp_path: Path) -> None:
+def test_best_epoch_is_returned_and_patience_stops(tokenizer, tmp_path: Path, caplog) -> None:
     examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
     model = build_model(CONFIG, "cpu", tokenizer, seed=0)
     validate = ScriptedValidation()
-    report = train_seq2seq(model, tokenizer, examples, CONFIG, tmp_path / "checkpoints", context(tmp_path),
-                           validate=validate)
+    with caplog.at_level(logging.INFO, logger="bench.engine.training"):
+        report = train_seq2seq(model, tokenizer, examples, CONFIG, tmp_path / "checkpoints", context(tmp_path),
+                               validate=validate)
+    # The run log says each epoch's loss and validation, and why training stopped.
+    said = [record.getMessage() for record in caplog.records if record.name == "bench.engine.training"]
+    assert len(said) == 4 and "validation NDCG@10 " in said[0] and said[1].endswith("best so far")
+    assert said[2].endswith("best epoch 2") and said[3].endswith("best epoch 2; stopped by patience")
     # Epoch 3 ties epoch 2 (no improvement), epoch 4 is worse: patience 2 stops after epoch 4.
     assert validate.calls == 4 and report.epochs == 4 and report.stopped_by == "patience"
     assert report.best_epoch == 2
