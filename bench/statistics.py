@@ -181,10 +181,11 @@ def compare_groups(candidate: Sequence[dict[str, Any]], baselines: Sequence[Sequ
         check_seed_group(group)
     for baseline in baselines:
         check_pairable(candidate[0], baseline[0])
-        users = f"users_{targets.split('_')[0]}"
-        if targets and not np.array_equal(candidate[0].get(users, []), baseline[0].get(users, [])):
-            raise BenchError(f"runs {candidate[0]['run_id']} and {baseline[0]['run_id']} differ in {users}; "
-                             "a paired test needs the same users")
+        if targets:  # warm_in_group is measured over the users of users_warm, and so on
+            users = f"users_{targets.split('_')[0]}"
+            if not np.array_equal(candidate[0].get(users, []), baseline[0].get(users, [])):
+                raise BenchError(f"runs {candidate[0]['run_id']} and {baseline[0]['run_id']} differ in {users}; "
+                                 "a paired test needs the same users")
     rows: list[dict[str, Any]] = []
     for metric in metrics:
         a = seed_averaged(candidate, metric, targets)

@@ -26,7 +26,7 @@ from tabulate import tabulate
 from bench.data.prepare import ID_ORDER_WARNING_SHARE
 from bench.errors import BenchError
 from bench.registry import Registry
-from bench.results import all_records
+from bench.results import TARGET_GROUPS, all_records
 from bench.statistics import ALPHA, paired_tests, seed_averaged, seed_groups
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
@@ -150,12 +150,18 @@ def paper_numbers() -> dict[tuple[str, str, str, str], float]:
     return numbers
 
 
+def _target_block(metric: str) -> tuple[str | None, str]:
+    """A row label's block of targets (None for a plain metric such as ``HR@10``) and metric."""
+    block, _, name = metric.rpartition(" ")
+    return (block, name) if block in TARGET_BLOCKS else (None, metric)
+
+
 def _record_field(record: dict[str, Any], metric: str) -> tuple[str, str]:
-    """The record's suffix (``""``, ``_warm``, ``_cold``) and metric name for a row label:
+    """The record's suffix (``""``, ``_warm``, ``_cold``, ...) and metric name for a row label:
     ``HR@10`` as is; ``Warm R@10`` is ``Recall@10`` of the warm targets, which with one target
     per user (leave-one-out) is ``HR@10``."""
-    block, _, name = metric.rpartition(" ")
-    if block not in TARGET_BLOCKS:
+    block, name = _target_block(metric)
+    if block is None:
         return "", metric
     full = {"R": "Recall", "N": "NDCG"}[name[0]] + name[1:]
     if full.startswith("Recall@") and full not in record.get(f"metrics{TARGET_BLOCKS[block]}", {}):
@@ -165,8 +171,8 @@ def _record_field(record: dict[str, Any], metric: str) -> tuple[str, str]:
 
 def paper_metric(metric: str) -> str | None:
     """The paper's label for a row label (None for a row the paper measured otherwise)."""
-    block, _, name = metric.rpartition(" ")
-    if block not in TARGET_BLOCKS:
+    block, name = _target_block(metric)
+    if block is None:
         return metric
     return f"{PAPER_BLOCKS[block]} {name}" if block in PAPER_BLOCKS else None
 
@@ -339,12 +345,13 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
                  "fastest is bold and Improv. says how many times faster it is than the second.")
     if spec.state_protocol:
         note += " Each dataset names the split protocol of its records; R@k is HR@k when a user has one target."
-    if "Warm among warm R@10" in spec.metrics:
+    within_group = any(_target_block(metric)[0] == "Warm among warm" for metric in spec.metrics)
+    if within_group:
         note += (" Warm / Cold: those targets ranked among all items; Warm among warm / Cold among cold: ranked "
                  "within their own group, SETRec's protocol (docs/evaluation.md).")
     if with_paper:
         note += " In parentheses: the paper's number."
-        if "Warm among warm R@10" in spec.metrics:
+        if within_group:
             note += " The paper's warm and cold numbers sit beside the within-group rows, measured as they were."
         note += "".join(f" {c.label}'s: {c.paper_table} (bench/reference/)." for c in spec.columns if c.paper_table)
     return f"{spec.title}\n\n" + tabulate(body, headers=headers, tablefmt="github") + note
@@ -378,8 +385,8 @@ def metrics_line(record: dict[str, Any]) -> str:
     """The test metrics of one record: all targets, then warm and cold ones when recorded."""
     shown = [m for m in ("Recall@5", "Recall@10") + METRICS if m in record["metrics"]]
     groups = [("all", record["metrics"])] + [(label.replace("_in_group", " (in group)"), record[f"metrics_{label}"])
-                                             for label in ("warm", "cold", "warm_in_group", "cold_in_group")
-                                             if f"metrics_{label}" in record]
+                                             for label in TARGET_GROUPS.values()
+                                             if label and f"metrics_{label}" in record]
     rows = [[record["method"], record["dataset"], record["split"].get("protocol", "leave-one-out"), label]
             + [f"{values[m]:.4f}" if m in values else "-" for m in shown] for label, values in groups]
     return tabulate(rows, headers=["method", "dataset", "protocol", "targets"] + shown, tablefmt="github")
