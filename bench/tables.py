@@ -298,20 +298,20 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
     return rows
 
 
-def _format(cell: Cell, output_format: str, with_paper: bool) -> str:
+def _format(cell: Cell, output_format: str, with_paper: bool, digits: int = 4) -> str:
     if cell.value is None:
         text = "-"
     else:
-        text = f"{cell.value:.4f}"
+        text = f"{cell.value:.{digits}f}"
         if cell.std is not None:
-            text += f" $\\pm$ {cell.std:.4f}" if output_format == "latex" else f" ± {cell.std:.4f}"
+            text += f" $\\pm$ {cell.std:.{digits}f}" if output_format == "latex" else f" ± {cell.std:.{digits}f}"
         text += "*" if cell.significant else ""
         if cell.mark == "best":
             text = f"\\textbf{{{text}}}" if output_format == "latex" else f"**{text}**"
         elif cell.mark == "second":
             text = f"\\underline{{{text}}}" if output_format == "latex" else f"<u>{text}</u>"
     if with_paper:
-        text += f" ({cell.paper:.4f})" if cell.paper is not None else " (-)"
+        text += f" ({cell.paper:.{digits}f})" if cell.paper is not None else " (-)"
     return text
 
 
@@ -331,12 +331,14 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
                                  "" if cell.paper is None else cell.paper, int(cell.significant),
                                  ";".join(r["run_id"] for r in cell.records or [])])
         return buffer.getvalue().rstrip("\n")
-    body = [[dataset, metric] + [_format(c, output_format, with_paper) for c in cells] + [improvement]
+    # Metrics to 4 decimals, seconds to 1.
+    body = [[dataset, metric] + [_format(c, output_format, with_paper, 1 if metric == INFERENCE_SECONDS else 4)
+                                 for c in cells] + [improvement]
             for dataset, metric, cells, improvement in rows]
     if not body:
         return f"{spec.title}\n(no runs in the store for this table yet)"
     if output_format == "latex":
-        return f"% {spec.title}\n" + tabulate(body, headers=headers, tablefmt="latex_raw")
+        return f"% {spec.title}\n" + tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True)
     note = "\n\nBold: best; underlined: second; *: paired t-test over users vs the second best, p < 0.05."
     if any(cell.std is not None for _, _, cells, _ in rows for cell in cells):
         note += " a ± b: mean ± standard deviation over seeds (tested on seed-averaged per-user values)."
@@ -354,7 +356,7 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
         if within_group:
             note += " The paper's warm and cold numbers sit beside the within-group rows, measured as they were."
         note += "".join(f" {c.label}'s: {c.paper_table} (bench/reference/)." for c in spec.columns if c.paper_table)
-    return f"{spec.title}\n\n" + tabulate(body, headers=headers, tablefmt="github") + note
+    return f"{spec.title}\n\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + note
 
 
 def table_rows(spec: TableSpec, records: list[dict[str, Any]]) -> list[tuple[str, str, list[Cell], str]]:

@@ -39,6 +39,8 @@ NO_CATEGORY = "none"
 VALID_METRIC = "NDCG@10"
 # The state of the last finished epoch, for an exact resume (bench.recbole_compat.ExactResume).
 TRAINING_STATE_FILE = "training-state.pth"
+# S3Rec's pre-training stage keeps its own resumable state (bench.recbole_compat.ExactResume).
+PRETRAINING_STATE_FILE = "pretraining-state.pth"
 
 
 # The allowed range of every numeric option (a test, its words), checked once when a config
@@ -314,7 +316,7 @@ class RecBoleSequential(Method):
 
         from bench import recbole_compat
 
-        facts: dict[str, Any] = self._before_training(recbole_config, work_dir)
+        facts: dict[str, Any] = self._before_training(recbole_config, work_dir, fingerprint)
         init_seed(self.context.seed, True)
         # Pre-training (S3Rec) drew from the loaders' shuffling generators: fine-tuning starts
         # from their seed whether pre-training ran in this process or in a killed one.
@@ -376,7 +378,7 @@ class RecBoleSequential(Method):
                           for epoch, loss in sorted(trainer.train_loss_dict.items())]})
         return facts
 
-    def _before_training(self, recbole_config, work_dir: Path) -> dict[str, Any]:
+    def _before_training(self, recbole_config, work_dir: Path, fingerprint: str) -> dict[str, Any]:
         return {}
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
@@ -466,23 +468,32 @@ class S3Rec(RecBoleSequential):
         # The name RecBole's PretrainTrainer gives its checkpoint after the last epoch.
         return self._checkpoint_dir(work_dir) / f"S3Rec-{RECBOLE_DATASET}-{self.config.pretrain_epochs}.pth"
 
-    def _before_training(self, recbole_config, work_dir: Path) -> dict[str, Any]:
+    def _before_training(self, recbole_config, work_dir: Path, fingerprint: str) -> dict[str, Any]:
+        """Pre-trains unless the pre-trained file exists. A killed pre-training resumes from
+        the state its last finished epoch left, to the model an uninterrupted one gives."""
         from recbole.utils import init_seed
 
         from bench import recbole_compat
 
         pretrained = self._pretrained_file(work_dir)
+        facts: dict[str, Any] = {"pretrain_epochs": self.config.pretrain_epochs}
+        state_file = self._checkpoint_dir(work_dir) / PRETRAINING_STATE_FILE
         if not pretrained.is_file():
             recbole_config["train_stage"] = "pretrain"
             init_seed(self.context.seed, True)
             model = self._new_model(recbole_config, work_dir)
             trainer = self._trainer(recbole_config, model)
             recbole_compat.write_pretrained_model_atomically(trainer)
-            # A killed pre-training starts again from its seed (no pre-trained file yet).
+            resume = recbole_compat.ExactResume(trainer, state_file, fingerprint, (self.train_data,), dict)
+            if resume.restore() is not None:
+                facts["pretraining_resumed_after_epoch"] = trainer.start_epoch - 1
+            resume.save_each_epoch()
             with recbole_compat.autocast_dtype(self.runtime.device, self.config.precision):
                 trainer.pretrain(self.train_data, show_progress=self.context.show_progress)
             recbole_config["train_stage"] = "finetune"
-        return {"pretrain_epochs": self.config.pretrain_epochs}
+        # The pre-trained file is the stage's result; its resumable state is no longer needed.
+        state_file.unlink(missing_ok=True)
+        return facts
 
     def _new_model(self, recbole_config, work_dir: Path):
         from bench import recbole_compat

@@ -76,6 +76,39 @@ def test_killed_run_resumes_to_identical_scores(name, options, killed_at_validat
     assert facts["best_epoch"] == expected_facts["best_epoch"]
 
 
+def test_killed_pretraining_resumes_to_identical_scores(tmp_path, monkeypatch):
+    """S3Rec killed in its third pre-training epoch continues from the state the second left
+    (not from scratch) and ends where an uninterrupted run ends."""
+    torch.set_num_threads(1)
+    options = {"pretrain_epochs": 3, "epochs": 2, "stopping_step": 2}
+    whole = tiny_method("s3rec", tmp_path / "whole", **options)
+    whole.fit(DATA)
+    recbole_compat.ensure_compatible()
+    from recbole.trainer.trainer import S3RecTrainer
+
+    original, calls = S3RecTrainer._train_epoch, []
+
+    def dying(self, train_data, epoch_idx, *args, **kwargs):
+        calls.append(epoch_idx)
+        if self.config["train_stage"] == "pretrain" and epoch_idx == 2:
+            raise Killed()
+        return original(self, train_data, epoch_idx, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(S3RecTrainer, "_train_epoch", dying)
+        with pytest.raises(Killed):
+            tiny_method("s3rec", tmp_path / "killed", **options).fit(DATA)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    assert (checkpoints / recbole_baselines.PRETRAINING_STATE_FILE).is_file()
+    resumed = tiny_method("s3rec", tmp_path / "killed", **options)
+    resumed.fit(DATA)
+    assert resumed.metadata()["pretraining_resumed_after_epoch"] == 1
+    assert not (checkpoints / recbole_baselines.PRETRAINING_STATE_FILE).exists()
+    users, histories = np.arange(SPLIT.n_users), SPLIT.histories("test")
+    np.testing.assert_array_equal(resumed.score(users, histories), whole.score(users, histories))
+    assert resumed.metadata()["training_curve"] == whole.metadata()["training_curve"]
+
+
 def test_time_budget_counts_training_time_across_resumes(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     minutes = 30.0
