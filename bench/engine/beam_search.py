@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from bench.engine.trie import ItemTrie
@@ -230,6 +231,17 @@ def constrained_beam_search(
     finally:
         model.train(was_training)
     return result_items, result_scores
+
+
+def rank_items(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: ItemTrie, k: int,
+               beam_width: int, candidates=None) -> np.ndarray:
+    """A ranking method's ``rank``: the top ``k`` items per prompt (padded with -1), searched
+    over every item of ``trie`` or only over ``candidates`` (a boolean mask over the items:
+    the evaluator's within-group ranking)."""
+    trie = trie if candidates is None else trie.restricted(candidates)
+    items, _ = constrained_beam_search(model, input_ids, attention_mask, trie,
+                                       beam_width=max(beam_width, k), num_results=k)
+    return items.numpy()
 
 
 def _merge_results(

@@ -133,13 +133,11 @@ class GenerativeRecommender(Method):
 
     def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int,
              candidates: np.ndarray | None = None) -> np.ndarray:
-        from bench.engine.beam_search import constrained_beam_search
+        from bench.engine.beam_search import rank_items
 
         encoded = self.tokenizer(self.prompts(np.asarray(users), histories), padding=True, return_tensors="pt")
-        trie = self.trie if candidates is None else self.trie.restricted(candidates)
-        items, _ = constrained_beam_search(self.model, encoded.input_ids, encoded.attention_mask, trie,
-                                           beam_width=max(self.config.beam_width, k), num_results=k)
-        return items.numpy()
+        return rank_items(self.model, encoded.input_ids, encoded.attention_mask, self.trie, k,
+                          self.config.beam_width, candidates)
 
     def metadata(self) -> dict[str, Any]:
         report = self.report

@@ -494,7 +494,7 @@ class IDGenRec(Method):
 
     def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int,
              candidates: np.ndarray | None = None) -> np.ndarray:
-        from bench.engine.beam_search import constrained_beam_search
+        from bench.engine.beam_search import rank_items
 
         config = self.config
         prompts = []
@@ -503,10 +503,7 @@ class IDGenRec(Method):
             prompts.append(self._prompt(TEST_TEMPLATE, np.asarray(history)[-config.max_history:], self.item_tokens,
                                         user_tokens).input_ids)
         input_ids, attention_mask = pad_token_lists(prompts, self.tokenizer.pad_token_id)
-        trie = self.trie if candidates is None else self.trie.restricted(candidates)
-        items, _ = constrained_beam_search(self.recommender, input_ids, attention_mask, trie,
-                                           beam_width=max(config.beam_width, k), num_results=k)
-        return items.numpy()
+        return rank_items(self.recommender, input_ids, attention_mask, self.trie, k, config.beam_width, candidates)
 
     # -------------------------------------------------------------- record
 

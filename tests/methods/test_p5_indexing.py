@@ -207,14 +207,14 @@ def test_semantic_config_reads_none_and_numbers_from_the_command_line() -> None:
 def test_ids_are_unique_on_the_toys_catalogue() -> None:
     from bench.data.openp5 import read_openp5_folder
 
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other jobs on the machine do not count
     dataset = read_openp5_folder("toys", TOYS)
     split = leave_one_out(dataset)
     assert_one_unique_id_per_item(sequential_ids(split.train, dataset.n_items), dataset.n_items)
     assert_one_unique_id_per_item(random_ids(dataset.n_items, seed=0), dataset.n_items)
     assert_one_unique_id_per_item(semantic_ids(dataset.item_attributes).item_ids, dataset.n_items)
     # CID on Toys takes ~20 s, beyond a unit test; it is measured in the report instead.
-    assert time.perf_counter() - started < 10
+    assert time.process_time() - started < 10
 
 
 # ---------------------------------------------------------------------------- plugins
