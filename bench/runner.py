@@ -92,12 +92,12 @@ def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, da
     return cache_root() / "work" / f"{request.method}-{request.dataset}-{digest}"
 
 
-def warm_cold_fields(result: PhaseResult, always: bool) -> dict[str, Any]:
+def warm_cold_fields(result: PhaseResult) -> dict[str, Any]:
     """``metrics_warm``/``metrics_cold`` and their per-user arrays (with the users they belong
     to), and when the evaluator ranked them within their group ``metrics_warm_in_group`` /
     ``metrics_cold_in_group`` (the same users); leave-one-out records carry them only when some
     test target is cold."""
-    if result.cold is None and not always:
+    if not result.reports_groups:
         return {}
     fields: dict[str, Any] = {"warm_cold": {}}
     for label, subset, in_group in (("warm", result.warm, result.warm_in_group),
@@ -182,7 +182,7 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
         "per_user": {name: np.round(values, 6) for name, values in test.per_user.items()},
         "inference": test.inference(),
         "log_file": str(log.path),
-        **warm_cold_fields(test, always=not split.single_target),
+        **warm_cold_fields(test),
     }
     if validation is not None:
         record["validation_metrics"] = {name: round(value, 6) for name, value in validation.means().items()}

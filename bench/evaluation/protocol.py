@@ -59,7 +59,9 @@ class PhaseResult:
     # The machine's 1-minute load average when ranking ended (None where the OS has none): a
     # time measured while other jobs shared the cores says so.
     load_average: float | None = None
-    # The same targets ranked within their own group (None when not asked for or not available).
+    # Whether the phase reports warm/cold results (``reports_groups``); then, when asked for and
+    # available, the same targets ranked within their own group too.
+    reports_groups: bool = False
     warm_in_group: SubsetResult | None = None
     cold_in_group: SubsetResult | None = None
 
@@ -174,7 +176,7 @@ def phase_users(split: Split, phase: Phase, users: np.ndarray | None = None) -> 
     return np.intersect1d(np.asarray(users, dtype=np.int64), with_targets)
 
 
-def in_group_wanted(split: Split, warm_targets: np.ndarray) -> bool:
+def reports_groups(split: Split, warm_targets: np.ndarray) -> bool:
     """Whether a phase reports warm/cold results: always with several targets per user,
     under leave-one-out when some target is cold."""
     return not split.single_target or not warm_targets.all()
@@ -199,7 +201,8 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
     warm_items = split.warm_items()
     warm_targets = warm_items[flat_targets]
     scores_output = method.output == "scores"
-    grouped = in_group and in_group_wanted(split, warm_targets) \
+    with_groups = reports_groups(split, warm_targets)
+    grouped = in_group and with_groups \
         and (scores_output or getattr(method, "supports_candidates", False))
     group_ranks = np.empty(len(flat_targets), dtype=np.int64)
     group_seconds = 0.0
@@ -244,11 +247,11 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
                        tied_users=int((tied_per_user > 0).sum()), tied_items_total=int(tied.sum()),
                        warm=_subset(evaluated, ranks, owners, warm_targets, config, split.single_target),
                        cold=_subset(evaluated, ranks, owners, ~warm_targets, config, split.single_target),
-                       inference_seconds=seconds, load_average=load_average,
+                       inference_seconds=seconds, load_average=load_average, reports_groups=with_groups,
                        warm_in_group=_subset(evaluated, group_ranks, owners, warm_targets, config,
                                              split.single_target) if grouped else None,
                        cold_in_group=_subset(evaluated, group_ranks, owners, ~warm_targets, config,
                                              split.single_target) if grouped else None)
 
 
-__all__ = ["PhaseResult", "SubsetResult", "evaluate", "in_group_wanted", "phase_users", "MISSING"]
+__all__ = ["PhaseResult", "SubsetResult", "evaluate", "phase_users", "reports_groups", "MISSING"]
