@@ -124,7 +124,8 @@ def _setrec() -> list[TableSpec]:
     """SETRec's Table 1 (T5-small block): the methods the harness has, all/warm/cold, inference time."""
     columns = (Column("IDGenRec", "idgenrec", {"training": "alternate", "ids": "user+item"}, "IDGenRec"),
                Column("P5-CID", "p5-cid", {}, "CID"), Column("P5-SemID", "p5-semid", {}, "SemID"),
-               Column("TIGER", "tiger", {}, "TIGER"), Column("SASRec", "sasrec", {}, None),
+               Column("TIGER", "tiger", {"semantic_ids": "rqvae"}, "TIGER"),
+               Column("SASRec", "sasrec", {"loss_type": "CE"}, None),
                Column("SETRec", "setrec", {"cf_token": True, "semantic_tokens": True, "shared_query": False,
                                            "item_positions": "shared"}, "SETRec"))
     return [TableSpec("SETRec Table 1: all / warm / cold targets and inference time", "setrec-T5-small", columns,
@@ -298,6 +299,11 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
     return rows
 
 
+def digits_for(metric: str) -> int:
+    """The decimals a row's values print with: metrics to 4, seconds to 1."""
+    return 1 if metric == INFERENCE_SECONDS else 4
+
+
 def _format(cell: Cell, output_format: str, with_paper: bool, digits: int = 4) -> str:
     if cell.value is None:
         text = "-"
@@ -331,9 +337,8 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
                                  "" if cell.paper is None else cell.paper, int(cell.significant),
                                  ";".join(r["run_id"] for r in cell.records or [])])
         return buffer.getvalue().rstrip("\n")
-    # Metrics to 4 decimals, seconds to 1.
-    body = [[dataset, metric] + [_format(c, output_format, with_paper, 1 if metric == INFERENCE_SECONDS else 4)
-                                 for c in cells] + [improvement]
+    body = [[dataset, metric] + [_format(c, output_format, with_paper, digits_for(metric)) for c in cells]
+            + [improvement]
             for dataset, metric, cells, improvement in rows]
     if not body:
         return f"{spec.title}\n(no runs in the store for this table yet)"

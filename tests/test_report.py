@@ -52,7 +52,8 @@ def store(tmp_path: Path) -> Path:
         fixture_record("sasrec", 1, 0.3, 3, {"loss_type": "CE"}, {"training_curve": ENGINE_CURVE, "best_epoch": 3}),
         fixture_record("sasrec", 2, 0.32, 4, {"loss_type": "CE"}),
         fixture_record("gru4rec", 42, 0.2, 5, {"loss_type": "CE"}, {"training_curve": RECBOLE_CURVE}),
-        fixture_record("idgenrec", 42, 0.25, 6, alternate, {"training_curve": IDGENREC_CURVE}),
+        fixture_record("idgenrec", 42, 0.25, 6, alternate, {"training_curve": IDGENREC_CURVE})
+        | {"inference": {"seconds": 12.345, "users": USERS}},
         fixture_record("idgenrec", 42, 0.1, 7, {"training": "id-only", "ids": "user+item"}),
         fixture_record("idgenrec", 42, 0.15, 8, {"training": "alternate", "ids": "item"}),
         fixture_record("idgenrec", 42, 0.05, 9, alternate, {"zero_shot": True}),
@@ -99,6 +100,7 @@ def test_report_images_exist_every_table_is_present_and_the_folder_moves(store, 
     curves = [src for src in links.images if src.startswith("plots/curve-")]
     assert len(curves) == 3
     assert " ± " in text  # pop and sasrec have two seeds each
+    assert ">12.3</" in text and "12.3450" not in text  # table seconds to 0.1, as `bench table` prints them
     moved = tmp_path / "elsewhere" / "copy"
     shutil.copytree(out, moved)
     shutil.rmtree(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.report.build import CurveSection, TableSection, record_link, slug
+from bench.tables import digits_for
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
@@ -18,7 +19,7 @@ th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; verti
 th { background: #f3f3f3; } td.label { text-align: left; white-space: nowrap; }
 td a { color: inherit; text-decoration: none; } td a:hover { text-decoration: underline; }
 .paper { color: #888; font-size: 0.85em; } .note { color: #555; font-size: 0.9em; }
-.charts { display: flex; flex-wrap: wrap; gap: 0.6em; }
+.wide { overflow-x: auto; } .charts { display: flex; flex-wrap: wrap; gap: 0.6em; }
 .charts img { width: calc(25% - 0.6em); min-width: 280px; height: auto; border: 1px solid #eee; }
 details pre { text-align: left; font-size: 0.85em; white-space: pre-wrap; max-width: 40em; }
 nav a { margin-right: 1em; } td.versions { text-align: left; font-size: 0.85em; max-width: 22em; }
@@ -33,11 +34,11 @@ def _anchor(record: dict[str, Any]) -> str:
     return f"run-{_e(record['run_id'])}"
 
 
-def _cell_html(cell) -> str:
+def _cell_html(cell, digits: int) -> str:
     if cell.value is None:
         text = "-"
     else:
-        text = f"{cell.value:.4f}" + (f" ± {cell.std:.4f}" if cell.std is not None else "")
+        text = f"{cell.value:.{digits}f}" + (f" ± {cell.std:.{digits}f}" if cell.std is not None else "")
         text += "*" if cell.significant else ""
         if cell.mark == "best":
             text = f"<strong>{text}</strong>"
@@ -46,7 +47,7 @@ def _cell_html(cell) -> str:
         runs = ", ".join(r["run_id"] for r in cell.records)
         text = f'<a href="#{_anchor(cell.records[0])}" title="{_e(runs)}">{text}</a>'
     if cell.paper is not None:
-        text += f' <span class="paper">({cell.paper:.4f})</span>'
+        text += f' <span class="paper">({cell.paper:.{digits}f})</span>'
     return text
 
 
@@ -56,7 +57,7 @@ def _table_html(section: TableSection) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in section.headers)
     body = []
     for dataset, metric, cells, improvement in section.rows:
-        cells_html = "".join(f"<td>{_cell_html(cell)}</td>" for cell in cells)
+        cells_html = "".join(f"<td>{_cell_html(cell, digits_for(metric))}</td>" for cell in cells)
         body.append(f'<tr><td class=label>{_e(dataset)}</td><td class=label>{_e(metric)}</td>{cells_html}'
                     f"<td>{_e(improvement)}</td></tr>")
     charts = []
@@ -65,7 +66,7 @@ def _table_html(section: TableSection) -> str:
                           for metric, image in images)
         charts.append(f"<h4>{_e(dataset)}</h4>\n<div class=charts>{figures}</div>")
     return (f'<h3 id="table-{_e(slug(section.title))}">{_e(section.title)}</h3>\n'
-            f"<table><tr>{head}</tr>\n" + "\n".join(body) + "</table>\n" + "\n".join(charts))
+            f"<div class=wide><table><tr>{head}</tr>\n" + "\n".join(body) + "</table></div>\n" + "\n".join(charts))
 
 
 def _summary(mapping: dict[str, Any] | None) -> str:

@@ -42,6 +42,11 @@ def test_ce_and_bpr_runs_sit_in_separate_labelled_columns(tmp_path):
     assert ce.record["config"]["method"]["loss_type"] == "CE" and bpr.record["config"]["method"]["loss_type"] == "BPR"
     assert ce.value > bpr.value
     assert ce.paper is not None and bpr.paper == ce.paper  # both beside the paper's SASRec number
+    # SETRec's table has one SASRec column, the CE one: the newer BPR run does not slip into it.
+    setrec = table_registry().get("setrec")[0]
+    cells = next(cells for _, metric, cells, _ in table_rows(setrec, all_records(results)) if metric == "All R@10")
+    sasrec = cells[[column.label for column in setrec.columns].index("SASRec")]
+    assert sasrec.record["config"]["method"]["loss_type"] == "CE" and sasrec.value == ce.value
 
 
 def test_tied_cells_share_their_mark_and_an_all_tied_row_has_no_best(tmp_path):
