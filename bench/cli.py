@@ -221,15 +221,14 @@ def table(name: str, output_format: str, with_paper: bool, results_dir: Path) ->
 @cli.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="folder to write index.html, plots/ and records/ into (created if missing)")
-@click.option("--quiet", is_flag=True, help="do not list the plots as they are drawn")
+@click.option("--quiet", is_flag=True, help="no progress bar of the plots being drawn")
 @RESULTS_OPTION
 def report(out_dir: Path, quiet: bool, results_dir: Path) -> None:
     """Static HTML report of the store: paper tables with bar charts (bootstrap 95% intervals),
     training curves, and every run with its config, hardware, versions and timings."""
     from bench.report import build_report
 
-    index = build_report(results_dir, out_dir, log=(lambda message: None) if quiet
-                         else (lambda message: click.echo(message, err=True)))
+    index = build_report(results_dir, out_dir, show_progress=not quiet)
     click.echo(str(index))
 
 

@@ -75,7 +75,7 @@ class ReportWriter:
                 path.unlink()
 
 
-def _table_sections(records: list[dict[str, Any]], writer: ReportWriter, log) -> list[TableSection]:
+def _table_sections(records: list[dict[str, Any]], writer: ReportWriter, progress) -> list[TableSection]:
     from bench.report.plots import bar_chart
     from bench.statistics import bootstrap_interval
     from bench.tables import cell_per_user, table_registry, table_rows
@@ -95,18 +95,19 @@ def _table_sections(records: list[dict[str, Any]], writer: ReportWriter, log) ->
                 for _, cell in shown:
                     values = cell_per_user(cell, metric)
                     intervals.append(bootstrap_interval(values) if values is not None and len(values) else None)
-                log(f"plot: {spec.title}, {dataset}, {metric}")
+                progress.set_postfix_str(f"{spec.paper_table}, {dataset}, {metric}", refresh=False)
                 image = writer.write(
                     f"{PLOTS}/{slug(spec.paper_table)}-{slug(dataset)}-{slug(metric)}.png",
                     bar_chart(dataset, metric, [label for label, _ in shown],
                               [cell.value for _, cell in shown], intervals, [cell.paper for _, cell in shown]))
                 charts.setdefault(dataset, []).append((metric, image))
+                progress.update()
             headers = ["Dataset", "Metric"] + [column.label for column in spec.columns] + ["Improv."]
             sections.append(TableSection(name, spec.title, headers, rows, charts))
     return sections
 
 
-def _curve_sections(records: list[dict[str, Any]], writer: ReportWriter, log) -> list[CurveSection]:
+def _curve_sections(records: list[dict[str, Any]], writer: ReportWriter, progress) -> list[CurveSection]:
     from bench.report.plots import curve_chart, has_curve
 
     sections = []
@@ -114,15 +115,18 @@ def _curve_sections(records: list[dict[str, Any]], writer: ReportWriter, log) ->
         curve, best_epoch = training_curve(record)
         if not has_curve(curve):
             continue
-        log(f"plot: training curve of {record['run_id']}")
+        progress.set_postfix_str(f"training curve of {record['run_id']}", refresh=False)
         title = f"{record['method']} on {record['dataset']}, seed {record.get('seed')} ({record['run_id']})"
         image = writer.write(f"{PLOTS}/curve-{slug(record['run_id'])}.png", curve_chart(title, curve, best_epoch))
         sections.append(CurveSection(record, image))
+        progress.update()
     return sections
 
 
-def build_report(results_dir: Path, out_dir: Path, log=lambda message: None) -> Path:
-    """Write the report of everything in ``results_dir`` into ``out_dir``; returns index.html."""
+def build_report(results_dir: Path, out_dir: Path, show_progress: bool = False) -> Path:
+    """Write the report of everything in ``results_dir`` into ``out_dir``; returns index.html.
+    ``show_progress``: a progress bar of the plots drawn (on stderr)."""
+    from bench.progress import progress_bar
     from bench.report.page import render_page
     from bench.results import all_records
 
@@ -134,8 +138,9 @@ def build_report(results_dir: Path, out_dir: Path, log=lambda message: None) -> 
     writer = ReportWriter(out_dir)
     for record in records:
         writer.write(record_link(record), Path(record["_path"]).read_bytes())
-    tables = _table_sections(records, writer, log)
-    curves = _curve_sections(records, writer, log)
+    with progress_bar(disable=not show_progress, desc="report plots", unit="plot") as progress:
+        tables = _table_sections(records, writer, progress)
+        curves = _curve_sections(records, writer, progress)
     writer.remove_stale_plots()
     page = render_page(results_dir=Path(results_dir), records=records, tables=tables, curves=curves,
                        generated=dt.datetime.now(dt.timezone.utc))
