@@ -70,9 +70,21 @@ class DataConfig:
         return self.rating_threshold is not None or self.k_core > 0
 
 
-def option(default: Any, help_text: str) -> Any:
-    """A config field with its default and its help text (the one place that text lives)."""
-    return dataclasses.field(default=default, metadata={"help": help_text})
+def option(default: Any, help_text: str, added_later: bool = False) -> Any:
+    """A config field with its default and its help text (the one place that text lives).
+    ``added_later``: the option came after runs had been made, and its default does what those
+    runs did, so a run at the default still finds such a run's work folder
+    (:func:`asdict_before_added_options`)."""
+    metadata = {"help": help_text, **({"added_later": True} if added_later else {})}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def asdict_before_added_options(config: Any) -> dict[str, Any]:
+    """A config's fields as a run made before its ``added_later`` options recorded them: those
+    options are left out where they hold their default."""
+    values = dataclasses.asdict(config)
+    return {f.name: values[f.name] for f in dataclasses.fields(config)
+            if not (f.metadata.get("added_later") and getattr(config, f.name) == f.default)}
 
 
 def require_at_least_one(config: Any, names: tuple[str, ...]) -> None:
@@ -183,6 +195,10 @@ class ResolvedConfig:
         if not self.data.is_default():
             resolved["data"] = dataclasses.asdict(self.data)
         return resolved
+
+    def before_added_options(self) -> dict[str, Any]:
+        """:meth:`to_dict` as a run made before the method's ``added_later`` options recorded it."""
+        return {**self.to_dict(), "method": asdict_before_added_options(self.method)}
 
 
 def resolve_data_config(values: Mapping[str, Any]) -> DataConfig:

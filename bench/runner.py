@@ -85,11 +85,20 @@ def resolve_run_config(request: RunRequest) -> tuple[type[Method], config_module
     return method_class, resolved
 
 
-def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, data_digest: str) -> Path:
+def _work_dir(request: RunRequest, config: dict[str, Any], data_digest: str) -> Path:
     key = json.dumps({"method": request.method, "dataset": request.dataset, "data": data_digest,
-                      "config": resolved.to_dict(), "seed": request.seed}, sort_keys=True)
+                      "config": config, "seed": request.seed}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return cache_root() / "work" / f"{request.method}-{request.dataset}-{digest}"
+
+
+def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, data_digest: str) -> Path:
+    """The run's work folder, keyed by its identity. A run made before some of the method's
+    options existed (``added_later``, here at their default) keyed its folder without them: when
+    only that folder exists it is the run's, so its command re-evaluates it instead of training anew."""
+    folder = _work_dir(request, resolved.to_dict(), data_digest)
+    earlier = _work_dir(request, resolved.before_added_options(), data_digest)
+    return earlier if not folder.exists() and earlier.is_dir() else folder
 
 
 def warm_cold_fields(result: PhaseResult) -> dict[str, Any]:
@@ -149,6 +158,8 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
     context.work_dir.mkdir(parents=True, exist_ok=True)
     log_name = RUN_LOG_FILE if runtime.is_main_process else f"run-process{runtime.process_index}.log"
     log.to_file(context.work_dir / log_name)
+    if context.work_dir != _work_dir(request, resolved.to_dict(), split.digest()):
+        log(f"work folder {context.work_dir.name}: made before options this run's config holds at their defaults")
     seed_everything(request.seed)
     method = method_class(resolved.method, context)
     started = dt.datetime.now(dt.timezone.utc)

@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 
-from bench.config import option
+from bench.config import asdict_before_added_options, option
 from bench.data.dataset import Dataset
 from bench.data.split import Split
 from bench.engine.accelerator import check_option_values
@@ -87,9 +87,10 @@ class RecBoleConfig:
         0.0, "stop training when one more validation interval would end past this many minutes of "
              "training, counted across resumes (0: no limit); the best checkpoint so far is kept")
     device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; given to RecBole "
-                                 "as its use_gpu/gpu_id (one process: RecBole's own DDP is not used)")
+                                 "as its use_gpu/gpu_id (one process: RecBole's own DDP is not used)", added_later=True)
     precision: str = option("fp32", "fp32, bf16 or fp16 (CUDA only) for training: RecBole's autocast switch "
-                                    "(enable_amp, with its loss scaler for fp16); scores are computed in fp32")
+                                    "(enable_amp, with its loss scaler for fp16); scores are computed in fp32",
+                         added_later=True)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -230,10 +231,12 @@ class RecBoleSequential(Method):
             init_seed(self.context.seed, True)
             self._prepare_data(recbole_config)
             finished_file = work_dir / "finished.json"
-            fingerprint = self._fingerprint(written["digest"])
+            fingerprint = self._fingerprint(written["digest"], dataclasses.asdict(self.config))
+            # A run made before some options existed fingerprinted its config without them.
+            earlier = self._fingerprint(written["digest"], asdict_before_added_options(self.config))
             finished = json.loads(finished_file.read_text()) if finished_file.is_file() else {}
             best_file = self._checkpoint_dir(work_dir) / f"{self.recbole_model}-best.pth"
-            if finished.get("fingerprint") == fingerprint and best_file.is_file():
+            if finished.get("fingerprint") in (fingerprint, earlier) and best_file.is_file():
                 init_seed(self.context.seed, True)
                 self.model = self._new_model(recbole_config, work_dir)
                 facts = finished["facts"]
@@ -283,8 +286,8 @@ class RecBoleSequential(Method):
     def _checkpoint_dir(work_dir: Path) -> Path:
         return work_dir / "checkpoints"
 
-    def _fingerprint(self, data_digest: str) -> str:
-        key = json.dumps({"model": self.recbole_model, "config": dataclasses.asdict(self.config),
+    def _fingerprint(self, data_digest: str, config: dict[str, Any]) -> str:
+        key = json.dumps({"model": self.recbole_model, "config": config,
                           "data": data_digest, "seed": self.context.seed}, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 

@@ -74,9 +74,9 @@ class TrainingConfig:
     max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)")
     threads: int = option(0, "torch CPU threads for training and decoding (0 keeps torch's default)")
     device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; with several "
-                                 "processes each takes the GPU of its local rank")
+                                 "processes each takes the GPU of its local rank", added_later=True)
     precision: str = option("fp32", "fp32, bf16 (autocast; CUDA, or a CPU with AVX-512 BF16/AMX) or fp16 "
-                                    "(autocast with loss scaling, CUDA only)")
+                                    "(autocast with loss scaling, CUDA only)", added_later=True)
     length_bucketing: bool = option(True, "cut batches from examples of similar length (less padding); the "
                                           "batches' order is still random per (seed, epoch)")
     eval_every: int = option(1, "epochs between rankings of the validation targets for model selection (0: no "

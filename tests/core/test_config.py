@@ -59,3 +59,30 @@ def test_bad_config_files(tmp_path):
     broken.write_text("epochs = = 3\n")
     with pytest.raises(BenchError, match="broken.toml"):
         read_config_file(broken)
+
+
+def test_options_added_later_are_left_out_at_their_default_only():
+    """What a run made before ``device``/``precision`` existed recorded, so its work folder is found."""
+    from bench.config import asdict_before_added_options
+    from bench.engine.training import TrainingConfig
+
+    assert {"device", "precision"} & set(asdict_before_added_options(TrainingConfig())) == set()
+    changed = asdict_before_added_options(TrainingConfig(precision="bf16"))
+    assert changed["precision"] == "bf16" and "device" not in changed
+    assert set(asdict_before_added_options(TrainingConfig())) | {"device", "precision"} \
+        == set(dataclasses.asdict(TrainingConfig()))
+
+
+def test_a_run_keyed_before_options_existed_keeps_its_work_folder(tmp_path, isolated_cache):
+    from bench.runner import RunRequest, _work_dir, resolve_run_config, work_dir_for
+
+    request = RunRequest(method="sasrec", dataset="demo")
+    _, resolved = resolve_run_config(request)
+    now, earlier = _work_dir(request, resolved.to_dict(), "d"), _work_dir(request, resolved.before_added_options(), "d")
+    assert now != earlier and work_dir_for(request, resolved, "d") == now  # neither exists: a new run's key
+    earlier.mkdir(parents=True)
+    assert work_dir_for(request, resolved, "d") == earlier
+    now.mkdir(parents=True)
+    assert work_dir_for(request, resolved, "d") == now  # a run with today's key wins
+    _, bf16 = resolve_run_config(dataclasses.replace(request, sets={"precision": "bf16"}))
+    assert work_dir_for(request, bf16, "d") not in (now, earlier)

@@ -205,3 +205,39 @@ def test_cli_run_killed_by_sigkill_resumes_to_identical_per_user_values(tmp_path
     log = Path(record["log_file"]).read_text()
     assert log.count("epoch 1 training") == 1 and log.count("epoch 2 training") == 2  # killed while validating 2
     assert "resuming from" in log and "epoch 4 training" in log
+
+
+def test_a_run_finished_before_the_device_and_precision_options_is_reused_not_retrained(tmp_path, monkeypatch):
+    """A finished run whose fingerprint was taken before ``device``/``precision`` existed (the
+    options are at their defaults now) is loaded as finished; any other fingerprint trains anew."""
+    torch.set_num_threads(1)
+    first = tiny_method("gru4rec", tmp_path / "run")
+    fingerprints: list[tuple[dict, str]] = []
+    original = recbole_baselines.GRU4Rec._fingerprint
+
+    def spy(self, data_digest, config):
+        fingerprints.append((config, original(self, data_digest, config)))
+        return fingerprints[-1][1]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(recbole_baselines.GRU4Rec, "_fingerprint", spy)
+        first.fit(DATA)
+    (_, now), (earlier_config, earlier) = fingerprints
+    assert {"device", "precision"} & set(earlier_config) == set() and earlier != now
+    finished = tmp_path / "run" / "finished.json"
+    users, histories = np.arange(SPLIT.n_users), SPLIT.histories("test")
+
+    def trains(self, *args, **kwargs):
+        raise AssertionError("trained again")
+
+    for fingerprint, retrains in ((earlier, False), ("not-this-run", True)):
+        finished.write_text(json.dumps({**json.loads(finished.read_text()), "fingerprint": fingerprint}))
+        with monkeypatch.context() as patch:
+            patch.setattr(recbole_baselines.GRU4Rec, "_train", trains)
+            again = tiny_method("gru4rec", tmp_path / "run")
+            if retrains:
+                with pytest.raises(AssertionError, match="trained again"):
+                    again.fit(DATA)
+            else:
+                again.fit(DATA)
+                np.testing.assert_array_equal(again.score(users, histories), first.score(users, histories))
