@@ -56,20 +56,13 @@ def count_parameters(model: Any) -> int:
 
 
 def load_pretrained_model(name_or_path: str, offline: bool | None = None) -> "T5ForConditionalGeneration":
+    """A pre-trained T5: a local folder, the Hugging Face cache, or the hub unless ``offline``."""
     from transformers import T5ForConditionalGeneration
 
-    from bench.engine.tokenizer import _offline_message, hub_offline
+    from bench.engine.hub import load_cached_or_hub
 
-    offline = hub_offline() if offline is None else offline
-    try:
-        return T5ForConditionalGeneration.from_pretrained(name_or_path, local_files_only=True)
-    except (OSError, ValueError):
-        if offline:
-            raise BenchError(_offline_message("model", name_or_path)) from None
-    try:
-        return T5ForConditionalGeneration.from_pretrained(name_or_path)
-    except (OSError, ValueError):
-        raise BenchError(_offline_message("model", name_or_path)) from None
+    return load_cached_or_hub(lambda local_only: T5ForConditionalGeneration.from_pretrained(
+        name_or_path, local_files_only=local_only), name_or_path, "the model of checkpoint", offline)
 
 
 def build_small_model(config: T5EngineConfig, vocab_size: int, seed: int) -> "T5ForConditionalGeneration":

@@ -98,20 +98,19 @@ def load_encoder(profile: str, encoder: str, device: str | None = None, show_pro
 def _load_sentence_transformer(profile: str, encoder: str, device: str | None) -> Any:
     from sentence_transformers import SentenceTransformer
 
+    from bench.engine.hub import load_cached_or_hub
+
     if encoder in OFFLINE_ENCODER_ALIASES:
         source, offline = str(offline_encoder_path()), True
     elif Path(encoder).expanduser().is_dir():
         source, offline = str(Path(encoder).expanduser()), True
     else:
         # The cpu profile is the offline one: a hub name must already be cached locally.
-        source, offline = encoder, profile != "paper"
-    try:
-        return SentenceTransformer(source, device=device, local_files_only=offline)
-    except Exception as error:  # the hub and the loaders raise many types; all mean "not loadable"
-        where = "the local hub cache (the cpu profile does not download)" if offline else "the hub or the local cache"
-        raise BenchError(
-            f"text embeddings: cannot load encoder {encoder!r} ({profile} profile) from {where}: "
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+        source, offline = encoder, True if profile != "paper" else None
+    what = f"text embeddings: encoder ({profile} profile{', which does not download' if offline else ''})"
+    return load_cached_or_hub(lambda local_only: SentenceTransformer(source, device=device,
+                                                                     local_files_only=local_only),
+                              encoder, what, offline)
 
 
 def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, cache_dir: Path, context: Any,

@@ -13,7 +13,6 @@ the two apart.
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -30,33 +29,16 @@ SPM_FILE = "spiece.model"  # the file name transformers' T5Tokenizer looks for
 _REQUIRED_PIECES = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 
 
-def hub_offline() -> bool:
-    """True when the environment tells transformers not to reach the hub."""
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def load_pretrained_tokenizer(name_or_path: str, offline: bool | None = None) -> "PreTrainedTokenizerBase":
-    """The backbone's tokenizer (local folder, cache, or hub unless ``offline``)."""
+    """The backbone's tokenizer: a local folder, the Hugging Face cache, or the hub unless
+    ``offline`` (:func:`bench.engine.hub.load_cached_or_hub`)."""
     from transformers import AutoTokenizer
 
-    offline = hub_offline() if offline is None else offline
-    try:
-        # Cache first: a machine without network would otherwise spend a minute on retries
-        # before failing, even though the files may be right there.
-        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
-    except (OSError, ValueError):
-        if offline:
-            raise BenchError(_offline_message("tokenizer", name_or_path)) from None
-    try:
-        return AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError):
-        raise BenchError(_offline_message("tokenizer", name_or_path)) from None
+    from bench.engine.hub import load_cached_or_hub
 
-
-def _offline_message(what: str, name_or_path: str) -> str:
-    return (f"the {what} of checkpoint '{name_or_path}' cannot be loaded (no Hugging Face hub access and "
-            "not in the local cache); use --profile cpu, or set backbone=<local folder with the checkpoint>")
+    return load_cached_or_hub(lambda local_only: AutoTokenizer.from_pretrained(name_or_path,
+                                                                               local_files_only=local_only),
+                              name_or_path, "the tokenizer of checkpoint", offline)
 
 
 def train_sentencepiece(texts: Iterable[str], vocab_size: int, seed: int) -> bytes:

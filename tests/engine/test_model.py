@@ -57,7 +57,7 @@ def test_added_tokens_get_embedding_and_output_rows(tokenizer) -> None:
 
 
 def test_paper_model_without_hub_raises(tmp_path: Path) -> None:
-    with pytest.raises(BenchError, match="cannot be loaded"):
+    with pytest.raises(BenchError, match="not in the local Hugging Face cache"):
         load_pretrained_model(str(tmp_path / "missing"), offline=True)
 
 

@@ -95,10 +95,11 @@ def test_no_silent_fallback(tmp_path: Path, context: RunContext, monkeypatch: py
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # this machine has no hub
-    with pytest.raises(BenchError, match="cannot load encoder 'genrec-bench-test/no-such-encoder' \\(paper"):
+    with pytest.raises(BenchError, match="encoder \\(paper profile\\) 'genrec-bench-test/no-such-encoder' is not in "
+                                         "the local Hugging Face cache and the hub is off"):
         item_text_embeddings(["x"], "paper", "genrec-bench-test/no-such-encoder", tmp_path, context)
     # The cpu profile never downloads: a hub name must already be cached.
-    with pytest.raises(BenchError, match="cpu profile does not download"):
+    with pytest.raises(BenchError, match="cpu profile, which does not download"):
         item_text_embeddings(["x"], "cpu", "genrec-bench-test/no-such-encoder", tmp_path, context)
     assert not list(tmp_path.glob("*.npy"))
 
