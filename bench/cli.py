@@ -212,7 +212,7 @@ def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: 
 @click.option("--with-paper", is_flag=True, help="show the paper's number beside each cell")
 @RESULTS_OPTION
 def table(name: str, output_format: str, with_paper: bool, results_dir: Path) -> None:
-    """Render a paper table (standard, ablation, zero-shot) from the results store."""
+    """Render a paper table (standard, ablation, zero-shot, setrec) from the results store."""
     from bench.tables import render_table
 
     click.echo(render_table(name, results_dir, output_format, with_paper))

@@ -154,3 +154,11 @@ def test_ids_show_prints_a_sample_and_exports_every_id(tmp_path):
     assert bench("ids", "show", "--dataset", "demo", "--results-dir", str(results)).returncode == 0
     assert_one_line_error(bench("ids", "show", "--dataset", "toys", "--results-dir", str(results)),
                           "no run of 'idgenrec' on 'toys'")
+
+
+def test_table_help_names_every_table():
+    from bench.tables import table_registry
+
+    result = bench("table", "--help")
+    assert result.returncode == 0
+    assert all(name in result.stdout for name in table_registry().names())
