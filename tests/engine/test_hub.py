@@ -88,3 +88,16 @@ def test_the_probe_counts_an_http_error_as_an_answer_and_a_refused_connection_as
     started = time.monotonic()
     assert not hub.hub_reachable(f"http://127.0.0.1:{server.server_address[1]}")  # nothing listens now
     assert time.monotonic() - started < hub.PROBE_TIMEOUT_SECONDS + 1
+
+
+def test_doctor_reports_the_probe_and_what_the_paper_profile_lacks(probes, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from bench import doctor
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    lines = list(doctor.checkpoint_lines())
+    assert "no answer" in lines[0] and probes == [hub.hub_endpoint()]
+    assert any("t5-small: NOT CACHED" in line for line in lines)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "HF_HUB_OFFLINE is set" in list(doctor.checkpoint_lines())[0]
