@@ -69,7 +69,8 @@ def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | No
                                       "submitit-local: the slurm path run on this machine (to try a sweep file)")
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="local executor: runs at once (the cores are split between them)")
-@click.option("--dry-run", is_flag=True, help="list the runs and whether each is done; start nothing")
+@click.option("--dry-run", is_flag=True, help="list the runs: done, or todo with what its work folder holds (the "
+              "last epoch its log reports); start nothing")
 @click.option("--only", multiple=True, metavar="FIELD=VALUE",
               help="only the runs whose method, dataset, seed or group is VALUE (comma-separated values; "
                    "repeat for several fields, all must hold)")
@@ -84,14 +85,15 @@ def sweep(sweep_file: Path, executor: str, jobs: int, dry_run: bool, only: tuple
           results_dir: Path) -> None:
     """Run a grid of methods x datasets x seeds x overrides from SWEEP_FILE (TOML), skipping runs
     whose record is in the store; see docs/sweeps.md."""
-    from bench.sweep import load_sweep, plan_sweep, run_sweep, select_points, summary_lines
+    from bench.sweep import load_sweep, plan_sweep, run_sweep, select_points, summary_lines, work_folder_state
 
     flags = {"partition": partition, "time_minutes": time_minutes, "gpus_per_job": gpus_per_job,
              "cpus_per_job": cpus_per_job, "mem_gb": mem_gb}
     plan = plan_sweep(select_points(load_sweep(sweep_file, flags), only), results_dir)
     if dry_run:
         for task in plan.tasks:
-            click.echo(f"{'done' if task.identity in plan.done else 'todo'}\t{task.label}")
+            click.echo(f"done\t{task.label}" if task.identity in plan.done
+                       else f"todo\t{task.label}\t{work_folder_state(task)}")
         return
     if executor == "local":
         from bench.sweep_executors import LocalExecutor

@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -267,6 +268,27 @@ class RunTask:
                           data_dir=Path(self.data_dir) if self.data_dir else None, sets=dict(self.sets),
                           seed=self.seed, profile=self.profile, results_dir=Path(self.results_dir),
                           show_progress=False)
+
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d):\d\d,\d+ \w+ [\w.]+: (.*)$")
+_EPOCH = re.compile(r"(^|\s)epoch \d+")  # "setrec epoch 6/20: ...", RecBole's "epoch 9 evaluating [...]"
+
+
+def work_folder_state(task: RunTask, width: int = 160) -> str:
+    """For a run that is not done: "new" when it has no run log yet, else the last epoch line
+    of its log (a killed run resumes from its checkpoints: ``bench sweep --dry-run`` shows where)."""
+    from bench.logs import RUN_LOG_FILE
+
+    run_log = Path(task.log_path).parent / RUN_LOG_FILE
+    if not run_log.is_file():
+        return "new"
+    with open(run_log, "rb") as handle:
+        handle.seek(max(0, run_log.stat().st_size - 65536))
+        lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    last = next((match for line in reversed(lines) if (match := _LOG_LINE.match(line)) and _EPOCH.search(match[2])),
+                None)
+    state = f"started, last epoch line {last[1]}: {last[2]}" if last else "started, no epoch logged yet"
+    return state if len(state) <= width else state[:width - 3] + "..."
 
 
 def _set_text(value: Any) -> str:

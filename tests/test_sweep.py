@@ -13,7 +13,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.sweep import (RunTask, SweepPlan, load_sweep, plan_sweep, record_identity, run_sweep, select_points,
-                         summary_lines)
+                         summary_lines, work_folder_state)
 from bench.sweep_executors import LocalExecutor, Progress, SubmititExecutor
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -243,3 +243,25 @@ def test_a_run_locked_by_another_sweep_is_not_started_twice(tmp_path):
     assert [o.status for o in outcomes] == ["failed"]
     assert "another sweep is running this run" in outcomes[0].error
     assert records_in(tmp_path / "results") == []
+
+
+def test_dry_run_says_where_a_started_run_will_resume(tmp_path):
+    folder = tmp_path / "work" / "sasrec-toys-0123"
+    task = RunTask(label="sasrec on toys (seed 42)", method="sasrec", dataset="toys", data_dir=None, sets=(),
+                   seed=42, profile="cpu", results_dir=str(tmp_path / "results"), identity="x",
+                   log_path=str(folder / "sweep.log"), threads_asked=None)
+    assert work_folder_state(task) == "new"
+    folder.mkdir(parents=True)
+    log = folder / "run.log"
+    log.write_text("2026-11-26 16:02:28,270 INFO bench.run: run log of sasrec-toys-0123\n")
+    assert work_folder_state(task) == "started, no epoch logged yet"
+    log.write_text(log.read_text()
+                   + "2026-11-26 17:47:30,808 INFO root: epoch 9 evaluating [time: 2.51s, valid_score: 0.024000]\n"
+                   + "2026-11-26 17:47:30,822 INFO root: best checkpoint so far (epoch 9): /somewhere/SASRec-best.pth\n")
+    assert work_folder_state(task) == ("started, last epoch line 2026-11-26 17:47: "
+                                       "epoch 9 evaluating [time: 2.51s, valid_score: 0.024000]")
+    with open(log, "a") as handle:
+        handle.write("2026-11-26 18:01:02,000 INFO bench.engine.training: setrec epoch 6/20: train loss 7.4832 "
+                     + "x" * 300 + "\n")
+    state = work_folder_state(task)
+    assert state.startswith("started, last epoch line 2026-11-26 18:01: setrec epoch 6/20") and len(state) == 160
