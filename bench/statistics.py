@@ -137,8 +137,9 @@ class ComparisonReport:
         return pd.DataFrame([{**row, "targets": self.targets.replace("_", "-") or "all"} for row in self.rows])
 
     def _title(self, comment: str = "") -> str:
-        """The group of targets, named as `bench compare --targets` names it."""
-        return f"{comment}Targets: {self.targets.replace('_', '-')}\n" if self.targets else ""
+        """The group of targets, named as `bench compare --targets` names it, and the candidate."""
+        targets = f"{comment}Targets: {self.targets.replace('_', '-')}\n" if self.targets else ""
+        return targets + f"{comment}Candidate: {self.candidate}\n"
 
     def _display_rows(self) -> list[dict[str, str]]:
         shown = []
@@ -147,7 +148,7 @@ class ComparisonReport:
                 "baseline": row["baseline"], "metric": row["metric"],
                 "candidate": _mean_text(row, "candidate"), "baseline value": _mean_text(row, "baseline"),
                 "t-test p": f"{row['t_test_p']:.3g}", "Holm p": f"{row['t_test_p_holm']:.3g}",
-                "Wilcoxon p": f"{row['wilcoxon_p']:.3g}", "sig.": "*" if row["significant"] else ""})
+                "Wilcoxon p": f"{row['wilcoxon_p']:.3g}", "sig.": _significance_text(row)})
         return shown
 
     def to_markdown(self) -> str:
@@ -155,6 +156,13 @@ class ComparisonReport:
 
     def to_latex(self) -> str:
         return self._title("% ") + tabulate(self._display_rows(), headers="keys", tablefmt="latex_booktabs")
+
+
+def _significance_text(row: dict[str, Any]) -> str:
+    """``*`` and which way: the candidate significantly higher or lower than the baseline."""
+    if not row["significant"]:
+        return ""
+    return "* higher" if row["candidate_mean"] > row["baseline_mean"] else "* lower"
 
 
 def _mean_text(row: dict[str, Any], side: str) -> str:

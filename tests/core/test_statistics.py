@@ -58,6 +58,9 @@ def test_compare_report_holm_and_outputs():
     raw = frame["t_test_p"].tolist()
     assert frame["t_test_p_holm"].tolist() == pytest.approx(holm(raw))
     assert "weak" in report.to_markdown() and "\\toprule" in report.to_latex()
+    assert "Candidate: cand" in report.to_markdown() and "* higher" in report.to_markdown()
+    reverse = compare_runs(_record("w", "weak", weak), [_record("c", "cand", strong)], ["HR@10"])
+    assert "* lower" in reverse.to_markdown() and "* higher" not in reverse.to_markdown()
 
 
 def _seed_record(run_id, method, values, seed, started="2026-01-01T00:00:00", config=None):
