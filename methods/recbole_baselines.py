@@ -208,6 +208,9 @@ class RecBoleSequential(Method):
     profiles = {"cpu": {"epochs": 30, "stopping_step": 5}}
     # RecBole's DDP reports wrong metrics (RecBole#1872); one process trains on one device.
     supports_processes = False
+    # True for a model one process trains by itself inside a multi-process run (SETRec's CF
+    # tokenizer, trained under a cache lock and reused by the other processes).
+    trains_alone = False
 
     def fit(self, data: TrainingData) -> None:
         import torch
@@ -219,7 +222,7 @@ class RecBoleSequential(Method):
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         self.runtime = get_runtime(self.config.device, self.config.precision)
-        if self.runtime.num_processes > 1:
+        if self.runtime.num_processes > 1 and not self.trains_alone:
             raise BenchError(f"{self.recbole_model} runs in one process (RecBole's DDP is off); this run has "
                              f"{self.runtime.num_processes}: run it without --processes")
         work_dir = Path(self.context.work_dir)

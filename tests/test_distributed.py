@@ -190,3 +190,27 @@ def test_processes_option_refuses_one_process_methods_before_starting_any(method
     else:
         main()
         assert started == [2]
+
+
+@pytest.mark.parametrize("method, options", [
+    # SETRec's CF tokenizer (a RecBole SASRec) trains in one process under its cache lock; the
+    # other process reuses it, then both train SETRec data-parallel.
+    ("setrec", {"cf_epochs": 1}),
+    ("tiger", {"rqvae_epochs": 20}),
+])
+def test_score_and_generative_methods_train_and_rank_in_two_processes(method: str, options: dict,
+                                                                      tmp_path: Path) -> None:
+    data = tmp_path / "tiny"
+    write_tiny_atomic_dataset(data)
+    fields = {field.name for field in dataclasses.fields(methods().get(method).config_class)}
+    sets = {**{key: value for key, value in TINY_T5.items() if key in fields}, "epochs": 1, **options}
+    arguments = [part for key, value in sets.items() for part in ("--set", f"{key}={value}")]
+    finished = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--method", method, "--dataset", "tiny",
+                               "--data-dir", str(data), "--quiet", *arguments, "--processes", "2",
+                               "--results-dir", str(tmp_path / "results")],
+                              env=environment(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    (path,) = (tmp_path / "results").glob(f"tiny/{method}/*.json")  # one record, from the main process
+    record = json.loads(path.read_text())
+    assert record["hardware"]["processes"] == 2 and record["hardware"]["distributed_backend"] == "gloo"
+    assert len(record["per_user"]["HR@10"]) == record["split"]["test_users"] == 40

@@ -73,6 +73,7 @@ def cf_item_embeddings(dataset: Dataset, split: Split, sasrec_options: dict[str,
             return np.load(embeddings_file), {**facts, "reused": True}
         resolved = config_module.resolve("sasrec", SASRec.config_class, SASRec.profiles, "cpu", {}, sasrec_options)
         sasrec = SASRec(resolved.method, dataclasses.replace(context, work_dir=directory / "sasrec"))
+        sasrec.trains_alone = True  # in a multi-process run: this process, under the lock; the others reuse it
         sasrec.context.work_dir.mkdir(parents=True, exist_ok=True)
         inner = training_only_split(split)
         sasrec.fit(TrainingData(dataset=dataset, split=inner))
