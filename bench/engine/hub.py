@@ -40,7 +40,8 @@ def hub_reachable(endpoint: str) -> bool:
     """One request to the hub, no retries: does anything answer? (An HTTP error status is an
     answer.) Asked once per process and endpoint."""
     try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=PROBE_TIMEOUT_SECONDS)
+        with urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=PROBE_TIMEOUT_SECONDS):
+            pass
     except urllib.error.HTTPError:
         return True
     except (OSError, ValueError):
