@@ -197,13 +197,21 @@ def test_processes_option_refuses_one_process_methods_before_starting_any(method
     # other process reuses it, then both train SETRec data-parallel.
     ("setrec", {"cf_epochs": 1}),
     ("tiger", {"rqvae_epochs": 20}),
+    # UniSRec pre-trains on two source folders in both processes (data-parallel), the main one
+    # holding the shared folder's lock and writing the model; then it fine-tunes on the target.
+    ("unisrec", {"pretrain_epochs": 1, "foundation_datasets": "beauty,sports", "foundation_users": 20}),
 ])
-def test_score_and_generative_methods_train_and_rank_in_two_processes(method: str, options: dict,
+def test_methods_train_and_rank_in_two_processes(method: str, options: dict,
                                                                       tmp_path: Path) -> None:
     data = tmp_path / "tiny"
     write_tiny_atomic_dataset(data)
     fields = {field.name for field in dataclasses.fields(methods().get(method).config_class)}
     sets = {**{key: value for key, value in TINY_T5.items() if key in fields}, "epochs": 1, **options}
+    if method == "unisrec":
+        from tests.methods.test_unisrec import write_source
+
+        sets["foundation_data_dirs"] = ",".join(str(write_source(tmp_path / name, seed))
+                                                for seed, name in enumerate(("beauty", "sports"), 1))
     arguments = [part for key, value in sets.items() for part in ("--set", f"{key}={value}")]
     finished = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--method", method, "--dataset", "tiny",
                                "--data-dir", str(data), "--quiet", *arguments, "--processes", "2",

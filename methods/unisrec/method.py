@@ -21,6 +21,7 @@ interactions (tests/methods/test_unisrec.py checks it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -117,9 +118,6 @@ def _digest(payload: Any) -> str:
 
 class UniSRec(Method):
     config_class = UniSRecConfig
-    # One process: pre-training runs under a file lock (runs sharing it train it once), which a
-    # second process would wait on while the first waits for it inside data-parallel training.
-    supports_processes = False
     # cpu: the offline encoder (no hub), one thread (a small model gains nothing from more
     # under load), and a bound on fine-tuning epochs (validation stops earlier on demo).
     profiles = {"cpu": {"text_encoder": "all-MiniLM-L6-v2", "threads": 1, "epochs": 50}}
@@ -225,9 +223,13 @@ class UniSRec(Method):
                        "sequences": corpus.split.digest()})
         directory = cache_root() / "unisrec-pretrain" / key
         model = self._new_model(text_dim)
-        with locked(directory):
+        runtime = self.runtime
+        # Runs sharing the pre-training train it once: the main process holds the folder's lock
+        # and tells the others whether the model is there; if not, every process of this run
+        # pre-trains it together (data-parallel) and the main one writes it.
+        with locked(directory) if runtime.is_main_process else contextlib.nullcontext():
             finished = directory / PRETRAINED_FILE
-            if finished.is_file():
+            if runtime.broadcast(finished.is_file() if runtime.is_main_process else None):
                 saved = torch.load(finished, map_location="cpu", weights_only=False)
                 model.load_state_dict(saved["model"])
                 facts = {**saved["facts"], "reused": True}
@@ -236,9 +238,11 @@ class UniSRec(Method):
                 both = self._embed(texts + word_dropped(texts, config.word_drop_ratio, context.seed), "source items")
                 model.use_catalogue(both[:len(texts)], both[len(texts):])
                 facts = self._pretrain(model, corpus, directory)
-                buffer = io.BytesIO()
-                torch.save({"model": model.state_dict(), "facts": facts}, buffer)
-                atomic_write_bytes(finished, buffer.getvalue())
+                if runtime.is_main_process:
+                    buffer = io.BytesIO()
+                    torch.save({"model": model.state_dict(), "facts": facts}, buffer)
+                    atomic_write_bytes(finished, buffer.getvalue())
+                runtime.barrier()
                 facts = {**facts, "reused": False}
         self.facts["pretraining"] = {**facts, "folder": str(directory)}
         self.facts["trained_on"].update(corpus.sources)
