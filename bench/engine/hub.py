@@ -13,6 +13,7 @@ import functools
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from bench.errors import BenchError
@@ -57,11 +58,14 @@ def _first_line(error: Exception) -> str:
 def load_cached_or_hub(load: Callable[[bool], T], name: str, what: str, offline: bool | None = None) -> T:
     """``load(local_files_only)`` from the local cache; failing that, from the hub unless
     ``offline`` (None: unless the environment sets HF_HUB_OFFLINE) or the hub does not answer.
-    ``what`` names the thing in the error (e.g. "tokenizer of checkpoint")."""
+    ``what`` names the thing in the error (e.g. "tokenizer of checkpoint"). A ``name`` that is a
+    local folder is loaded from it, never looked for in the cache or on the hub."""
     try:
         return load(True)
     except Exception as error:  # the loaders raise many types; all mean "not usable from the cache"
         local = _first_line(error)
+    if Path(name).expanduser().is_dir():
+        raise BenchError(f"{what} '{name}': the local folder cannot be loaded: {local}")
     help_text = (f"download it where the hub is reachable (`hf download {name}`) into the Hugging Face cache "
                  "this machine reads (HF_HOME), or give a local folder instead of the name; or use --profile cpu")
     if offline:

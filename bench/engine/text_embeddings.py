@@ -101,16 +101,17 @@ def _load_sentence_transformer(profile: str, encoder: str, device: str | None) -
     from bench.engine.hub import load_cached_or_hub
 
     if encoder in OFFLINE_ENCODER_ALIASES:
-        source, offline = str(offline_encoder_path()), True
+        source = str(offline_encoder_path())
     elif Path(encoder).expanduser().is_dir():
-        source, offline = str(Path(encoder).expanduser()), True
+        source = str(Path(encoder).expanduser())
     else:
-        # The cpu profile is the offline one: a hub name must already be cached locally.
-        source, offline = encoder, True if profile != "paper" else None
+        source = encoder
+    # The cpu profile is the offline one: a hub name must already be cached locally.
+    offline = True if profile != "paper" else None
     what = f"text embeddings: encoder ({profile} profile{', which does not download' if offline else ''})"
     return load_cached_or_hub(lambda local_only: SentenceTransformer(source, device=device,
                                                                      local_files_only=local_only),
-                              encoder, what, offline)
+                              source, what, offline)
 
 
 def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, cache_dir: Path, context: Any,

@@ -101,3 +101,11 @@ def test_doctor_reports_the_probe_and_what_the_paper_profile_lacks(probes, monke
     assert any("t5-small: NOT CACHED" in line for line in lines)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert "HF_HUB_OFFLINE is set" in list(doctor.checkpoint_lines())[0]
+
+
+def test_a_local_folder_that_does_not_load_is_named_as_such_without_asking_the_hub(probes, tmp_path):
+    folder = tmp_path / "my-checkpoint"
+    folder.mkdir()
+    with pytest.raises(BenchError, match=r"'.*my-checkpoint': the local folder cannot be loaded: OSError"):
+        hub.load_cached_or_hub(Loader(cached=False), str(folder), "the model of checkpoint")
+    assert probes == []
