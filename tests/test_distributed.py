@@ -76,6 +76,19 @@ def test_two_process_evaluation_matches_one_process(tmp_path: Path) -> None:
     assert one_process.per_user["HR@10"].mean() > 0  # a trained model, not all misses
 
 
+def test_item_text_is_embedded_once_by_the_main_process(tmp_path: Path) -> None:
+    """Two processes ask for the same embeddings: the main one loads the encoder and writes the
+    cache, the other reads that cache; both get the same array."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "tests" / "embedding_worker.py"), str(tmp_path)]
+    finished = subprocess.run(command, env=environment(tmp_path / "cache"), capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert sorted(path.name for path in tmp_path.glob("encoder-loaded-by-*")) == ["encoder-loaded-by-0"]
+    np.testing.assert_array_equal(np.load(tmp_path / "embeddings-0.npy"), np.load(tmp_path / "embeddings-1.npy"))
+    assert len(list((tmp_path / "emb").glob("*.npy"))) == 1
+
+
 # -- a killed 2-process run ---------------------------------------------------------------
 
 RUN_OPTIONS = [part for key, value in {**TINY_T5, "epochs": 8}.items() for part in ("--set", f"{key}={value}")]

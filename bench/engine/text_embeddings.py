@@ -118,11 +118,24 @@ def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, ca
                          batch_size: int = 64, device: str | None = None) -> np.ndarray:
     """Embeddings ``[len(texts), dim]`` (float32) of ``texts`` by the profile's encoder, cached.
 
-    ``context`` is the run's :class:`bench.method.RunContext` (its progress bar)."""
+    ``context`` is the run's :class:`bench.method.RunContext` (its progress bar). In a run of
+    several processes the main one embeds and writes the cache first; the others then read it,
+    so the encoder is loaded and run once, not once per process."""
+    from bench.engine.accelerator import distributed_runtime
+
     name = resolve_encoder(profile, encoder)
     if batch_size < 1:
         raise BenchError(f"text embeddings: batch_size must be >= 1, got {batch_size}")
     path = cache_path(texts, profile, name, Path(cache_dir))
+    runtime = distributed_runtime()
+    if runtime is None:
+        return _cached_or_embedded(texts, profile, name, path, context, batch_size, device)
+    with runtime.main_process_first():
+        return _cached_or_embedded(texts, profile, name, path, context, batch_size, device)
+
+
+def _cached_or_embedded(texts: list[str], profile: str, name: str, path: Path, context: Any, batch_size: int,
+                        device: str | None) -> np.ndarray:
     if path.exists():
         try:
             cached = np.load(path, allow_pickle=False)

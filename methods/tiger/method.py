@@ -135,6 +135,7 @@ class TIGER(GenerativeRecommender):
     def _semantic_ids(self, data: TrainingData) -> SemanticIds:
         """The items' codes, computed once per run folder (a resumed run reuses them)."""
         from bench.data.prepare import cache_root
+        from bench.engine.accelerator import distributed_runtime
         from bench.engine.text_embeddings import item_text_embeddings, resolve_encoder
 
         config: TIGERConfig = self.config
@@ -152,6 +153,13 @@ class TIGER(GenerativeRecommender):
                               self.context.seed, self.context)
         if embeddings is not None:
             result.report["text_embedding_dim"] = int(embeddings.shape[1])
+        runtime = distributed_runtime()
+        if runtime is not None:
+            # Each process trained the same RQ-VAE, but GPU kernels need not give bit-identical
+            # codes: every process takes the main one's, so an item has one ID in all of them.
+            result = runtime.broadcast(result)
+            if not runtime.is_main_process:
+                return result
         buffer = io.BytesIO()
         np.savez(buffer, codes=result.codes, report=np.asarray(json.dumps(result.report)))
         atomic_write_bytes(path, buffer.getvalue())
