@@ -344,7 +344,8 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
         return f"{spec.title}\n(no runs in the store for this table yet)"
     if output_format == "latex":
         return f"% {spec.title}\n" + tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True)
-    note = "\n\nBold: best; underlined: second; *: paired t-test over users vs the second best, p < 0.05."
+    note = ("\n\nBold: best; underlined: second; *: paired t-test over users vs the second best, p < 0.05. "
+            "Improv.: the best value's relative gain over the second best, whichever columns hold them.")
     if any(cell.std is not None for _, _, cells, _ in rows for cell in cells):
         note += " a ± b: mean ± standard deviation over seeds (tested on seed-averaged per-user values)."
     if INFERENCE_SECONDS in spec.metrics:

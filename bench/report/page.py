@@ -103,7 +103,8 @@ def render_page(results_dir: Path, records: Sequence[dict[str, Any]], tables: Se
              '<nav><a href="#tables">Tables</a><a href="#curves">Training curves</a><a href="#runs">Runs</a></nav>',
              '<h2 id="tables">Tables</h2>',
              "<p class=note>As <code>bench table</code>: bold best, underlined second, * paired t-test over users "
-             "against the second best with p &lt; 0.05; a ± b is the mean ± standard deviation over seeds; the "
+             "against the second best with p &lt; 0.05; Improv. is the best value's gain over the second best, "
+             "whichever columns hold them; a ± b is the mean ± standard deviation over seeds; the "
              "paper's number in grey. Charts: bars are the cell values; whiskers the bootstrap 95% interval over "
              "users (percentile, 1,000 resamples) of the seed-averaged per-user values; a cross marks the "
              "paper's number. A cell links to its run below.</p>"]
