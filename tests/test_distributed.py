@@ -214,8 +214,7 @@ def test_processes_option_refuses_one_process_methods_before_starting_any(method
     # holding the shared folder's lock and writing the model; then it fine-tunes on the target.
     ("unisrec", {"pretrain_epochs": 1, "foundation_datasets": "beauty,sports", "foundation_users": 20}),
 ])
-def test_methods_train_and_rank_in_two_processes(method: str, options: dict,
-                                                                      tmp_path: Path) -> None:
+def test_methods_train_and_rank_in_two_processes(method: str, options: dict, tmp_path: Path) -> None:
     data = tmp_path / "tiny"
     write_tiny_atomic_dataset(data)
     fields = {field.name for field in dataclasses.fields(methods().get(method).config_class)}

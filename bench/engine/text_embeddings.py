@@ -16,6 +16,7 @@ reuses them, and a change to any item's text makes a new file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -128,9 +129,7 @@ def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, ca
         raise BenchError(f"text embeddings: batch_size must be >= 1, got {batch_size}")
     path = cache_path(texts, profile, name, Path(cache_dir))
     runtime = distributed_runtime()
-    if runtime is None:
-        return _cached_or_embedded(texts, profile, name, path, context, batch_size, device)
-    with runtime.main_process_first():
+    with runtime.main_process_first() if runtime is not None else contextlib.nullcontext():
         return _cached_or_embedded(texts, profile, name, path, context, batch_size, device)
 
 
