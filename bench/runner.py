@@ -141,8 +141,22 @@ def execute(request: RunRequest, log=print) -> Path | None:
         return _execute(request, run_log)
 
 
+def resolve_on_this_machine(resolved: config_module.ResolvedConfig) -> config_module.ResolvedConfig:
+    """``precision=auto`` made concrete for this machine (bf16 where the hardware has it), so
+    the record and the work folder name what ran. A sweep keeps ``auto`` in its identity: it
+    may resolve configs on a node that is not the one that runs them."""
+    precision = getattr(resolved.method, "precision", None)
+    if precision != "auto":
+        return resolved
+    from bench.engine.accelerator import resolve_precision
+
+    concrete = resolve_precision(resolved.method.device, precision)
+    return dataclasses.replace(resolved, method=dataclasses.replace(resolved.method, precision=concrete))
+
+
 def _execute(request: RunRequest, log: RunLog) -> Path | None:
     method_class, resolved = resolve_run_config(request)
+    resolved = resolve_on_this_machine(resolved)
     runtime = start_runtime(method_class, request.method, resolved.method)
     if not runtime.is_main_process:
         log.echo = lambda message: None  # the main process says it once

@@ -3,9 +3,12 @@
 ``user_sequence.txt``: ``USER ITEM ITEM ...`` per line, chronological. Optional:
 ``item_generative_indexing_phase_0.txt`` (``ITEM word word ...``, the short title-like
 text), ``datamaps.json`` (raw id <-> 1-based integer id, and attribute names) and
-``item2attributes.json`` (integer item id -> attribute ids). Item text is assembled
-as ``title: <words>; attributes: <names>``; where attribute names are missing (Toys)
-the attribute ids stand in for FDSA/S3Rec and are left out of the text.
+``item2attributes.json`` (integer item id -> attribute ids) and ``item_plain_text.txt``
+(``ITEM title: ...; categories: a, b, c``, IDGenRec's own item-text file: real titles and
+category paths). An item's text is its ``item_plain_text.txt`` line where the folder has
+one; otherwise it is assembled as ``title: <phase-0 words>; attributes: <names>``; where
+attribute names are missing (Toys) the attribute ids stand in for FDSA/S3Rec and are left
+out of the text. The dataset's metadata names the fields its text came from.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from bench.errors import BenchError
 
 SEQUENCE_FILE = "user_sequence.txt"
 ITEM_TEXT_FILE = "item_generative_indexing_phase_0.txt"
+PLAIN_TEXT_FILE = "item_plain_text.txt"
 
 
 def is_openp5_folder(directory: Path) -> bool:
@@ -57,6 +61,22 @@ def _read_words(path: Path) -> dict[str, str]:
     return words
 
 
+def read_plain_text(path: Path) -> dict[str, str]:
+    """``ITEM text...`` per line: the text after the item id, as written (empty lines skipped)."""
+    text: dict[str, str] = {}
+    with path.open(encoding="utf-8") as stream:
+        for line_number, line in enumerate(stream, start=1):
+            fields = line.strip().split(maxsplit=1)
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise BenchError(f"{path}:{line_number}: item '{fields[0]}' has no text")
+            if fields[0] in text:
+                raise BenchError(f"{path}:{line_number}: item '{fields[0]}' appears twice")
+            text[fields[0]] = fields[1]
+    return text
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
@@ -90,15 +110,28 @@ def read_openp5_folder(name: str, directory: Path) -> Dataset:
     sequences = read_user_sequences(directory / SEQUENCE_FILE)
     titles = _read_words(directory / ITEM_TEXT_FILE)
     attributes, named = read_item_attributes(directory)
+    plain_path = directory / PLAIN_TEXT_FILE
+    plain = read_plain_text(plain_path) if plain_path.is_file() else {}
     text: dict[str, str] = {}
-    for raw in {item for _, items in sequences for item in items}:
+    items = {item for _, items in sequences for item in items}
+    for raw in items:
+        if raw in plain:
+            text[raw] = plain[raw]
+            continue
         parts = []
         if raw in titles:
             parts.append(f"title: {titles[raw]}")
         if named.get(raw):
             parts.append(f"attributes: {', '.join(named[raw])}")
         text[raw] = "; ".join(parts) if parts else f"item: {raw}"
+    from_plain = len(items.intersection(plain))
+    phase_0 = "title (IDGenRec phase-0 textual id words); attributes (names where known)"
+    if from_plain == len(items):
+        fields = f"title; categories ({PLAIN_TEXT_FILE})"
+    elif from_plain:
+        fields = f"title; categories ({PLAIN_TEXT_FILE}) for {from_plain} items, else {phase_0}"
+    else:
+        fields = phase_0
     metadata = {"format": "openp5", "source": str(directory.resolve()),
-                "sequence_file": str(directory / SEQUENCE_FILE),
-                "item_text_fields": "title (IDGenRec phase-0 textual id words); attributes (names where known)"}
+                "sequence_file": str(directory / SEQUENCE_FILE), "item_text_fields": fields}
     return build_dataset(name, sequences, text, attributes, metadata)

@@ -26,7 +26,8 @@ from bench.errors import BenchError
 
 # 2: timestamps and published-split phases in the prepared dataset, demo timestamps,
 #    counts of ID-ordered sequences, RecBole atomic folders.
-LOADER_VERSION = 2
+# 3: IDGenRec folders read item_plain_text.txt (real titles and categories) when present.
+LOADER_VERSION = 3
 # More than this share of sequences in ascending item-ID order: the source lost its time order.
 ID_ORDER_WARNING_SHARE = 0.5
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,9 @@ Options (identical for every method that has them):
 - ``device``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``;
   with several processes each takes ``cuda:LOCAL_RANK``, so ``cuda:N`` is refused there.
 - ``precision``: ``fp32``, ``bf16`` (autocast; on CPU it runs natively with AVX-512 BF16 or
-  AMX, emulated and slow otherwise), ``fp16`` (autocast with loss scaling, CUDA only).
+  AMX, emulated and slow otherwise), ``fp16`` (autocast with loss scaling, CUDA only), or
+  ``auto`` (bf16 where the hardware has it, else fp32; :func:`resolve_precision`). The runner
+  resolves ``auto`` once, so a record and its work folder name the precision that ran.
 
 One process may use several precisions (IDGenRec trains its ID generator and its
 recommender with separate configs): :func:`runtime_for` gives one :class:`Runtime` per
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     import torch
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 _runtimes: "dict[tuple[str, str], Runtime]" = {}  # (device option, precision) -> its runtime
 _accelerator_key: tuple[str, int | None, str] | None = None  # (device type, CUDA index, Accelerate precision)
@@ -89,6 +91,23 @@ def check_option_values(device: str, precision: str) -> None:
     if precision == "fp16" and device in ("cpu", "mps"):
         raise BenchError(f"config key 'precision' is 'fp16', which needs a CUDA device (loss scaling); this run's "
                          f"device is {device}; use precision=bf16 or fp32")
+
+
+def resolve_precision(device: str, precision: str) -> str:
+    """``auto``: bf16 where the hardware computes it (a CUDA GPU with bfloat16, or a CPU with
+    AVX-512 BF16 or AMX), else fp32. On a CPU without them bf16 is emulated: a bf16 matrix
+    multiply of the engine's shapes took 20-40x the time of fp32 on an AVX2-only CPU
+    (benchmarks/README.md, precision). Any other value is returned as it is."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    device_type = resolve_device_type(device)
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device_type == "cpu":
+        return "bf16" if cpu_bf16_native() else "fp32"
+    return "fp32"
 
 
 def validate_device_options(device: str, precision: str) -> None:
@@ -372,6 +391,7 @@ def runtime_for(device: str = "auto", precision: str = "fp32") -> Runtime:
     to fp32/bf16, rebuilds Accelerate's process-wide state, which only a single process may
     do (tests do; the runtimes built before are then dropped)."""
     global _accelerator_key, _run_runtime
+    precision = resolve_precision(device, precision) if precision == "auto" else precision
     if (device, precision) in _runtimes:
         return _runtimes[(device, precision)]
     validate_device_options(device, precision)

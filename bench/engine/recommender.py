@@ -51,11 +51,12 @@ class GenerativeRecommender(Method):
     # IDs, made of new tokens, need them: at 2 epochs p5-cid ranked like pop); long runs set
     # their own budget (benchmarks/README.md). One thread: these small models gain nothing
     # from more, and under load two threads took 3-4x the CPU time of one (measured on demo).
-    # bf16 autocast: 1.2-1.5x faster training on a CPU with AVX-512 BF16, with the loss of
-    # fp32 after an epoch (benchmarks/README.md, training throughput). Model selection on
+    # Precision auto: bf16 autocast where the CPU computes it (1.2-1.5x faster training with
+    # AVX-512 BF16, with the loss of fp32 after an epoch), fp32 where bf16 would be emulated
+    # (20-40x slower matrix multiplies on an AVX2-only CPU; benchmarks/README.md). Model selection on
     # 2,000 sampled validation users: on Toys (19,412 users) a validation costs about a tenth
     # of an epoch instead of one; smaller datasets use all their users.
-    profiles = {"cpu": {"epochs": 4, "threads": 1, "precision": "bf16", "validation_users": 2000}}
+    profiles = {"cpu": {"epochs": 4, "threads": 1, "precision": "auto", "validation_users": 2000}}
 
     @abc.abstractmethod
     def item_identifiers(self, data: TrainingData) -> list[str]:

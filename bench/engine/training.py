@@ -75,8 +75,9 @@ class TrainingConfig:
     threads: int = option(0, "torch CPU threads for training and decoding (0 keeps torch's default)")
     device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; with several "
                                  "processes each takes the GPU of its local rank", added_later=True)
-    precision: str = option("fp32", "fp32, bf16 (autocast; CUDA, or a CPU with AVX-512 BF16/AMX) or fp16 "
-                                    "(autocast with loss scaling, CUDA only)", added_later=True)
+    precision: str = option("fp32", "fp32, bf16 (autocast; CUDA, or a CPU with AVX-512 BF16/AMX), fp16 "
+                                    "(autocast with loss scaling, CUDA only) or auto (bf16 where the hardware "
+                                    "computes it, else fp32; resolved once per run)", added_later=True)
     length_bucketing: bool = option(True, "cut batches from examples of similar length (less padding); the "
                                           "batches' order is still random per (seed, epoch)")
     eval_every: int = option(1, "epochs between rankings of the validation targets for model selection (0: no "

@@ -193,8 +193,9 @@ class SETRec(Method):
     # instruction words), one thread, 10 epochs, batches of 128 without accumulation (on
     # Toys a batch costs ~1 CPU second, of which the autoencoder over the whole catalogue
     # ~0.2). The CF tokenizer's SASRec gets the RecBole plugins' cpu budget.
+    # Precision auto: bf16 where the CPU computes it natively (the long Toys runs), else fp32.
     profiles = {"cpu": {"vocab_size": 500, "threads": 1, "batch_size": 128, "gradient_accumulation": 1,
-                        "epochs": 10, "cf_epochs": 30}}
+                        "epochs": 10, "cf_epochs": 30, "precision": "auto"}}
 
     # ----------------------------------------------------------------- fit
 

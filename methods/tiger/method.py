@@ -125,7 +125,9 @@ class TIGER(GenerativeRecommender):
     # batch); with so few epochs, dead codes are restarted. The sequence model keeps the
     # paper's sizes; 4 epochs as the engine's other cpu runs (demo: ~1.5 min an epoch on a
     # loaded core), long runs set their own budget (docs/tiger.md).
-    profiles = {"cpu": {"threads": 1, "rqvae_epochs": 100, "restart_dead_codes": True, "epochs": 4}}
+    # Precision auto: bf16 where the CPU computes it natively, else fp32 (bench.engine.accelerator).
+    profiles = {"cpu": {"threads": 1, "rqvae_epochs": 100, "restart_dead_codes": True, "epochs": 4,
+                        "precision": "auto"}}
 
     def item_identifiers(self, data: TrainingData) -> list[str]:
         self.semantic = self._semantic_ids(data)

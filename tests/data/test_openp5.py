@@ -54,3 +54,33 @@ def test_missing_file(tmp_path):
 def test_ascending_order_share_is_recorded(tmp_path):
     dataset = read_openp5_folder("d", write_folder(tmp_path / "d", ["u1 A B C", "u2 C B A"]))
     assert dataset.metadata["share_sequences_in_ascending_id_order"] == 0.5
+
+
+def test_item_plain_text_file_gives_the_items_text_and_the_record_names_its_fields(tmp_path):
+    """IDGenRec's own item-text file wins over the phase-0 words; an item it lacks keeps them."""
+    from pathlib import Path
+
+    from bench.runner import RunRequest, execute
+
+    folder = write_folder(tmp_path / "d", ["u1 A B C D", "u2 B C D", "u3 C D A E"], {"A": "red ball", "E": "kite"})
+    (folder / "item_plain_text.txt").write_text(
+        "A title: Red Rubber Ball, 10 cm; categories: Toys & Games, Balls\n\n"
+        "B title: Toy Car; categories: Toys & Games, Vehicles\n"
+        "C title: Puzzle; categories: Toys & Games\nD title: Doll; categories: Toys & Games, Dolls\n")
+    dataset = read_openp5_folder("d", folder)
+    text = dict(zip(dataset.item_ids, dataset.item_text))
+    assert text["A"] == "title: Red Rubber Ball, 10 cm; categories: Toys & Games, Balls"
+    assert text["E"] == "title: kite"
+    assert dataset.metadata["item_text_fields"].startswith("title; categories (item_plain_text.txt) for 4 items")
+
+    path = execute(RunRequest(method="pop", dataset="d", data_dir=folder, results_dir=tmp_path / "results",
+                              show_progress=False), log=lambda message: None)
+    record = json.loads(Path(path).read_text())
+    assert record["dataset_source"]["item_text_fields"] == dataset.metadata["item_text_fields"]
+
+
+def test_item_plain_text_line_without_text_names_file_and_line(tmp_path):
+    folder = write_folder(tmp_path / "d", ["u1 A B C"])
+    (folder / "item_plain_text.txt").write_text("A title: ball\nB\n")
+    with pytest.raises(BenchError, match=r"item_plain_text.txt:2: item 'B' has no text"):
+        read_openp5_folder("d", folder)

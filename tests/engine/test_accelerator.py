@@ -22,7 +22,7 @@ def default_runtime_afterwards():
 @pytest.mark.parametrize("device, precision, message", [
     ("gpu", "fp32", "config key 'device' must be one of auto, cpu, cuda, cuda:N, mps; got 'gpu'"),
     ("cuda:x", "fp32", "config key 'device' must be one of"),
-    ("cpu", "fp8", "config key 'precision' must be one of fp32, bf16, fp16; got 'fp8'"),
+    ("cpu", "fp8", "config key 'precision' must be one of auto, fp32, bf16, fp16; got 'fp8'"),
     ("cpu", "fp16", "config key 'precision' is 'fp16', which needs a CUDA device"),
 ])
 def test_bad_options_name_the_key(device: str, precision: str, message: str) -> None:
@@ -162,3 +162,23 @@ def test_a_bf16_training_loop_leaves_the_runs_runtime_alone(tmp_path) -> None:
     train_model(torch.nn.Linear(4, 1), Task(), config, tmp_path / "checkpoints", context, validate=validate)
     assert seen == ["bf16"]
     assert current_runtime() is run and current_runtime().precision == "fp32"
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native, expected):
+    from bench.engine import accelerator
+
+    monkeypatch.setattr(accelerator, "cpu_bf16_native", lambda: native)
+    assert accelerator.resolve_precision("cpu", "auto") == expected
+    assert accelerator.resolve_precision("cpu", "fp32") == "fp32"
+
+
+def test_the_runner_records_the_precision_that_ran_not_auto(monkeypatch):
+    from bench.engine import accelerator
+    from bench.runner import RunRequest, resolve_on_this_machine, resolve_run_config
+
+    monkeypatch.setattr(accelerator, "cpu_bf16_native", lambda: False)
+    _, resolved = resolve_run_config(RunRequest(method="p5-sid", dataset="demo", sets={"device": "cpu"}))
+    assert resolved.method.precision == "auto"  # the cpu profile's default
+    assert resolve_on_this_machine(resolved).method.precision == "fp32"
+    assert resolve_on_this_machine(resolved).to_dict()["method"]["precision"] == "fp32"

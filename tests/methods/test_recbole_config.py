@@ -76,7 +76,7 @@ def test_heads_must_divide_the_hidden_size():
 @pytest.mark.parametrize("sets, fragment", [
     ({"device": "gpu"}, "config key 'device' must be one of auto, cpu, cuda, cuda:N, mps"),
     ({"device": "cuda:x"}, "config key 'device' must be one of"),
-    ({"precision": "fp8"}, "config key 'precision' must be one of fp32, bf16, fp16"),
+    ({"precision": "fp8"}, "config key 'precision' must be one of auto, fp32, bf16, fp16"),
     ({"device": "cpu", "precision": "fp16"}, "'fp16', which needs a CUDA device"),
 ])
 def test_device_and_precision_take_the_engine_values(sets, fragment):
