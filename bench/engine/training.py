@@ -34,7 +34,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -67,6 +67,13 @@ class TrainingConfig:
 
     learning_rate: float = option(1e-3, "peak AdamW learning rate")
     warmup_ratio: float = option(0.05, "share of optimizer steps with linear warm-up; linear decay after it")
+    lr_schedule: Literal["linear", "constant", "inverse_sqrt"] = option(
+        "linear", "after the warm-up: linear (decay to 0 at the last epoch of the cap, so the cap shapes the "
+                  "schedule), constant, or inverse_sqrt (lr * sqrt(warm-up steps / step), TIGER §4.1); the last "
+                  "two do not depend on the epoch cap, so a long cap with patience trains the same model as a "
+                  "short one up to where the short one stops", added_later=True)
+    warmup_steps: int = option(0, "optimizer steps of linear warm-up; 0: warmup_ratio of all steps",
+                               added_later=True)
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to layer norms and biases)")
     epochs: int = option(10, "passes over the training examples (at most: see patience)")
     batch_size: int = option(32, "training examples per optimizer micro-step, over all processes together")
@@ -89,7 +96,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         require_at_least_one(self, ("epochs", "batch_size", "gradient_accumulation"))
-        for name in ("threads", "eval_every", "patience", "validation_users"):
+        for name in ("threads", "eval_every", "patience", "validation_users", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio <= 1.0:
@@ -144,6 +151,18 @@ def _optimizer(model: Any, config: TrainingConfig, fused: bool):
     # The fused kernel does all parameters in one call instead of one op per tensor per
     # moment: the optimizer step was ~6% of a cpu-profile step.
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused or None)
+
+
+def _scheduler(optimizer: Any, config: TrainingConfig, total_steps: int) -> Any:
+    from transformers import (get_constant_schedule_with_warmup, get_inverse_sqrt_schedule,
+                              get_linear_schedule_with_warmup)
+
+    warmup = config.warmup_steps or round(config.warmup_ratio * total_steps)
+    if config.lr_schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    if config.lr_schedule == "inverse_sqrt":
+        return get_inverse_sqrt_schedule(optimizer, max(warmup, 1))
+    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
 
 def _rng_states() -> dict[str, Any]:
@@ -234,7 +253,6 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     numbers (:mod:`bench.engine.dropout`); off, torch's own dropout (the earlier loop).
     Returns with ``model`` in eval mode, holding the selected weights."""
     import torch
-    from transformers import get_linear_schedule_with_warmup
 
     from bench.engine.accelerator import runtime_for
     from bench.engine.dropout import cheap_mask_dropout
@@ -255,7 +273,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation)
     total_steps = steps_per_epoch * config.epochs
     optimizer = _optimizer(model, config, fused=runtime.device.type in ("cpu", "cuda"))
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    scheduler = _scheduler(optimizer, config, total_steps)
 
     start_epoch, train_seconds, validation_seconds, epoch_loss, scaler_state = 0, 0.0, 0.0, None, None
     selection = Selection(patience=config.patience)

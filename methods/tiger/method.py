@@ -50,9 +50,10 @@ class TIGERConfig(T5EngineConfig):
                               "trains 100k steps of 256 on Toys, about 230 passes over its ~110k training positions")
     with_user_id: bool = option(True, "start the input with the user's hashed ID token (TIGER §4.1)")
     # Semantic IDs (§3.1, §4.1).
-    semantic_ids: Literal["rqvae", "random"] = option(
-        "rqvae", "rqvae: RQ-VAE codes of the item text embedding; random: codes drawn at random with the same "
-                 "shape (the paper's Random ID ablation, §4.4)")
+    semantic_ids: Literal["rqvae", "rkmeans", "random"] = option(
+        "rqvae", "rqvae: RQ-VAE codes of the item text embedding; rkmeans: residual k-means codes of it (no "
+                 "auto-encoder, as GRID's RK-Means); random: codes drawn at random with the same shape (the "
+                 "paper's Random ID ablation, §4.4)")
     encoder: Optional[str] = option(
         None, "sentence encoder of the item text (hub name or local folder); none = the profile's: "
               "sentence-transformers/sentence-t5-base (paper, TIGER §4.1) or all-MiniLM-L6-v2 from its wheel (cpu)")
@@ -148,7 +149,7 @@ class TIGER(GenerativeRecommender):
             stored = np.load(path, allow_pickle=False)
             return SemanticIds(codes=stored["codes"], report=json.loads(str(stored["report"])))
         embeddings = None
-        if config.semantic_ids == "rqvae":
+        if config.semantic_ids != "random":
             embeddings = item_text_embeddings(list(data.dataset.item_text), self.context.profile, config.encoder,
                                               cache_root() / "text-embeddings", self.context)
         result = semantic_ids(embeddings, data.n_items, config.rqvae_settings(), config.semantic_ids,

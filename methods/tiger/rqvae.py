@@ -259,15 +259,21 @@ def code_statistics(codes: np.ndarray, codebook_size: int) -> dict[str, Any]:
 
 def semantic_ids(embeddings: np.ndarray | None, n_items: int, settings: RQVAESettings, mode: str, seed: int,
                  context: Any) -> SemanticIds:
-    """Semantic IDs of every item: RQ-VAE codes (``mode="rqvae"``) or random ones, plus the
-    collision code."""
+    """Semantic IDs of every item: RQ-VAE codes (``mode="rqvae"``), residual k-means codes
+    (``"rkmeans"``) or random ones, plus the collision code."""
     if mode == "rqvae":
         if embeddings is None or len(embeddings) != n_items:
             raise BenchError("TIGER: semantic_ids=rqvae needs one text embedding per item")
         codes, report = train_rqvae(embeddings, settings, seed, context)
+    elif mode == "rkmeans":
+        from methods.tiger.rkmeans import residual_kmeans_codes
+
+        if embeddings is None or len(embeddings) != n_items:
+            raise BenchError("TIGER: semantic_ids=rkmeans needs one text embedding per item")
+        codes, report = residual_kmeans_codes(embeddings, settings.levels, settings.codebook_size, seed)
     elif mode == "random":
         codes, report = random_codes(n_items, settings, seed), {}
     else:
-        raise BenchError(f"config key 'semantic_ids' must be rqvae or random, got {mode!r}")
+        raise BenchError(f"config key 'semantic_ids' must be rqvae, rkmeans or random, got {mode!r}")
     report = {**report, **code_statistics(codes, settings.codebook_size)}
     return SemanticIds(codes=add_collision_code(codes, settings.codebook_size), report=report)

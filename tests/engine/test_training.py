@@ -226,3 +226,40 @@ def test_t5_attention_dropout_keeps_one_minus_p_of_the_weights() -> None:
     softmax = torch.softmax(query @ key.transpose(2, 3), dim=-1)
     kept = weights != 0
     torch.testing.assert_close(weights[kept], softmax[kept] / 0.75)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "inverse_sqrt"])
+def test_constant_and_inverse_sqrt_schedules_do_not_depend_on_the_epoch_cap(schedule):
+    import torch
+
+    from bench.engine.training import TrainingConfig, _scheduler
+
+    def rates(epochs):
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.AdamW([parameter], lr=0.01)
+        config = TrainingConfig(lr_schedule=schedule, warmup_steps=4, epochs=epochs)
+        scheduler = _scheduler(optimizer, config, total_steps=10 * epochs)
+        found = []
+        for _ in range(16):
+            found.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return found
+
+    assert rates(2) == rates(200)
+    assert rates(2)[:5] == pytest.approx([0.0, 0.0025, 0.005, 0.0075, 0.01])
+    expected_at_16 = 0.01 if schedule == "constant" else 0.01 * (4 / 15) ** 0.5
+    assert rates(2)[15] == pytest.approx(expected_at_16)
+
+
+def test_linear_schedule_decays_to_zero_at_the_cap():
+    import torch
+
+    from bench.engine.training import TrainingConfig, _scheduler
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    scheduler = _scheduler(optimizer, TrainingConfig(warmup_ratio=0.1, epochs=1), total_steps=10)
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.0

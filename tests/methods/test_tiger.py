@@ -50,14 +50,30 @@ def test_collision_code_makes_every_tuple_unique() -> None:
         add_collision_code(np.zeros((5, 3), dtype=np.int64), codebook_size=4)
 
 
-@pytest.mark.parametrize("mode", ["rqvae", "random"])
+@pytest.mark.parametrize("mode", ["rqvae", "rkmeans", "random"])
 def test_every_item_gets_a_unique_code_tuple(tmp_path: Path, mode: str) -> None:
     embeddings = clustered_embeddings(300, 20, 24)
     settings = RQVAESettings(latent_dim=8, codebook_size=16, epochs=20, batch_size=128)
-    ids = semantic_ids(embeddings if mode == "rqvae" else None, 300, settings, mode, 0, context(tmp_path))
+    ids = semantic_ids(embeddings if mode != "random" else None, 300, settings, mode, 0, context(tmp_path))
     assert ids.codes.shape == (300, 4)
     assert ids.codes.min() >= 0 and ids.codes.max() < 16
     assert len({tuple(row) for row in ids.codes.tolist()}) == 300
+
+
+def test_residual_kmeans_codes_follow_the_clusters_and_shrink_the_residual(tmp_path: Path) -> None:
+    """Level 1 puts the items of one cluster of the fixture on one code; each level leaves less
+    of the embeddings unexplained, so with more levels the codes are finer."""
+    from methods.tiger.rkmeans import residual_kmeans_codes
+
+    rng = np.random.default_rng(3)
+    centers = 4.0 * rng.normal(size=(8, 16))
+    cluster = rng.integers(0, 8, 400)
+    embeddings = centers[cluster] + 0.1 * rng.normal(size=(400, 16))
+    codes, report = residual_kmeans_codes(embeddings, levels=1, codebook_size=8, seed=0)
+    assert all(len(np.unique(codes[cluster == c, 0])) == 1 for c in range(8))
+    assert len(np.unique(codes[:, 0])) == 8
+    _, deeper = residual_kmeans_codes(embeddings, levels=3, codebook_size=8, seed=0)
+    assert deeper["rkmeans_unexplained_share"] < report["rkmeans_unexplained_share"]
 
 
 def test_codebook_usage_stays_above_a_floor(tmp_path: Path) -> None:
