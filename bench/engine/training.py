@@ -131,6 +131,7 @@ class TrainingReport:
     best_epoch: int | None = None  # None without validation: the last epoch's weights are kept
     stopped_by: str = "epochs"  # "epochs" (all trained) or "patience"
     selection: dict[str, Any] | None = None  # how validation was done (metric, users, eval_every, patience)
+    cpu_seconds: float = 0.0  # CPU time of all processes, training and validation, across resumes
 
     def record(self) -> dict[str, Any]:
         """What a run record keeps of the training: budget, time, loss, and the model selection."""
@@ -276,6 +277,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     scheduler = _scheduler(optimizer, config, total_steps)
 
     start_epoch, train_seconds, validation_seconds, epoch_loss, scaler_state = 0, 0.0, 0.0, None, None
+    cpu_seconds = 0.0
     selection = Selection(patience=config.patience)
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
@@ -297,6 +299,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         _restore_rng_states(state.get("rng_per_process", [state["rng"]])[runtime.process_index])
         start_epoch, train_seconds, epoch_loss = state["epoch"], state["train_seconds"], state["epoch_loss"]
         validation_seconds, scaler_state = state["validation_seconds"], state["scaler"]
+        cpu_seconds = state.get("cpu_seconds", 0.0)  # checkpoints written before it was counted: 0
         selection = Selection.from_state(state["selection"])
     else:
         torch.manual_seed(context.seed)  # dropout draws from here; restored on resume
@@ -313,7 +316,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         if cheap_dropout_masks:
             stack.enter_context(cheap_mask_dropout(plain))
         while epoch < config.epochs and selection.stopped_by is None:
-            clock = time.perf_counter()
+            clock, cpu_clock = time.perf_counter(), time.process_time()
             examples = first_epoch_examples if epoch == 0 else task.examples_for_epoch(epoch)
             if len(examples) != n_examples:
                 raise RuntimeError(f"epoch {epoch} has {len(examples)} examples, epoch 0 had {n_examples}")
@@ -330,10 +333,12 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
                 metrics = _validate(validate, model, plain)
                 seconds = time.perf_counter() - clock
                 validation_seconds += seconds
+                cpu_seconds += _cpu_seconds_of_all_processes(runtime, cpu_clock)
                 improved = selection.update({
                     "epoch": epoch, "train_loss": round(epoch_loss, 6),
                     "validation": {name: round(value, 6) for name, value in metrics.items()},
-                    "train_seconds": round(train_seconds, 2), "validation_seconds": round(seconds, 2)})
+                    "train_seconds": round(train_seconds, 2), "validation_seconds": round(seconds, 2),
+                    "cpu_seconds": round(cpu_seconds, 2)})
                 if improved and runtime.is_main_process:
                     _write_folder(checkpoint_dir, f"{BEST_PREFIX}{epoch:04d}", WEIGHTS_FILE, plain.state_dict())
                 shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
@@ -341,6 +346,8 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
                     ("best so far" if improved else f"best epoch {selection.best_epoch}")
                 if selection.stopped_by is not None:
                     said += f"; stopped by {selection.stopped_by}"
+            else:
+                cpu_seconds += _cpu_seconds_of_all_processes(runtime, cpu_clock)
             if runtime.is_main_process:  # the run log has every epoch; the terminal too unless quiet
                 LOG.info(said)
                 progress_note(said, context.show_progress)
@@ -355,6 +362,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
                     "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": _rng_states(),
                     "epoch": epoch, "train_seconds": train_seconds, "validation_seconds": validation_seconds,
                     "epoch_loss": epoch_loss, "examples_per_epoch": n_examples, "total_steps": total_steps,
+                    "cpu_seconds": cpu_seconds,
                     "processes": runtime.num_processes, "rng_per_process": rng_per_process,
                     "selection": selection.state_dict()})
     runtime.barrier()
@@ -368,9 +376,15 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         optimizer_steps=steps_per_epoch * epoch, train_seconds=round(train_seconds, 2),
         validation_seconds=round(validation_seconds, 2), final_epoch_loss=epoch_loss,
         resumed_from_epoch=start_epoch, training_curve=tuple(selection.curve), best_epoch=selection.best_epoch,
-        stopped_by=selection.stopped_by or "epochs",
+        stopped_by=selection.stopped_by or "epochs", cpu_seconds=round(cpu_seconds, 2),
         selection=None if validate is None else {**(describe() if describe else {}), "eval_every": config.eval_every,
                                                  "patience": config.patience})
+
+
+def _cpu_seconds_of_all_processes(runtime: "Runtime", since: float) -> float:
+    """CPU seconds since ``since`` (``time.process_time``), summed over the run's processes:
+    what time to quality is counted in (benchmarks/time_to_quality.py)."""
+    return runtime.mean_across_processes(time.process_time() - since) * runtime.num_processes
 
 
 def _validate(validate: Validate, model: Any, plain: Any) -> dict[str, float]:

@@ -74,6 +74,8 @@ def test_best_epoch_is_returned_and_patience_stops(tokenizer, tmp_path: Path, ca
     assert [entry["epoch"] for entry in report.training_curve] == [1, 2, 3, 4]
     assert [entry["validation"]["NDCG@10"] for entry in report.training_curve] == SCRIPT[:4]
     assert all(entry["train_loss"] > 0 and entry["train_seconds"] >= 0 for entry in report.training_curve)
+    cpu = [entry["cpu_seconds"] for entry in report.training_curve]  # CPU time to each validation, cumulative
+    assert cpu[0] > 0 and cpu == sorted(cpu) and report.cpu_seconds >= cpu[-1]
     for name, value in model.state_dict().items():
         assert torch.equal(value, validate.weights[1][name]), name
     assert not torch.equal(model.state_dict()["shared.weight"], validate.weights[3]["shared.weight"])
