@@ -32,7 +32,7 @@ from bench.engine.beam_search import IncrementalDecoder, beams_share_prompt_atte
 from bench.engine.trie import ItemTrie
 
 PAD, EOS, UNK = 0, 1, 2
-DEFAULT_IDS = Path("/work/shared/data/amazon-toys/item_generative_indexing_phase_0.txt")
+DEFAULT_IDS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-toys" / "item_generative_indexing_phase_0.txt"
 
 
 def tokenized_item_ids(path: Path, vocab_size: int) -> tuple[list[list[int]], int]:

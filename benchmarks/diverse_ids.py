@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_DATA = Path("/work/shared/data/amazon-toys")
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-toys"
 
 
 class TimedGenerate:

@@ -46,7 +46,7 @@ from bench.engine.tokenizer import build_tokenizer  # noqa: E402
 from bench.engine.trie import ItemTrie  # noqa: E402
 from bench.method import RunContext  # noqa: E402
 
-DEFAULT_DATA = Path("/work/shared/data/amazon-toys-p5-order")
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-toys-p5-order"
 IDS_FILE = "item_generative_indexing_phase_0.txt"
 WARM_UP = 4  # users run once, untimed, before each timed run
 

@@ -1,0 +1,117 @@
+"""Time to quality: the CPU time a training path needs to reach a validation score.
+
+For each method, two paths from the same seed on the same data, both validated after every
+epoch on the same fixed sample of validation users:
+
+- **today**: the settings of the method's committed chronological-Toys record before the
+  time-to-quality work, trained for E epochs; its validation NDCG@10 after epoch E is the
+  target T (E = 2 for P5-CID and IDGenRec, 3 for SETRec, 4 for TIGER);
+- **new**: the current cpu-profile defaults plus the overrides below, trained for at most
+  ``--new-epochs`` epochs (a schedule that does not depend on the epoch cap, so the cap only
+  bounds the benchmark's cost).
+
+Each path's cost to T is the CPU seconds of all its processes, training and validation, up to
+the first validation at or above T: ``cpu_seconds`` of the record's training curve. IDGenRec
+runs one recommender phase (``rounds=1``, ``training=rec-only``) from its shared warm start,
+which both paths reuse and which is not counted. Prints ``time_to_quality_speedup[METHOD]: X``
+(today's CPU seconds over the new path's; a path that never reaches T prints ``not reached``)
+and ``time_to_quality_speedup_geomean: X`` over the methods that reached it.
+
+Runs go through ``bench run`` (one process each), so finished runs are reused and a killed
+benchmark resumes: point ``GENREC_BENCH_CACHE`` at a lasting folder.
+
+    .venv/bin/python benchmarks/time_to_quality.py --data-dir ../shared/data/amazon-toys-p5-order
+    .venv/bin/python benchmarks/time_to_quality.py --methods tiger --today-precision fp32
+
+``--today-precision``: the committed P5-CID and SETRec records ran bf16 on a CPU with AVX-512
+BF16; on a CPU without it bf16 is emulated (benchmarks/precision_matmul.py), and the today path
+at bf16 would measure mostly that. Give ``fp32`` there to measure the other levers; the
+precision lever is measured by precision_matmul.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = {"threads": "1", "validation_users": "5000", "eval_every": "1", "patience": "0"}
+# The settings of each method's committed chronological-Toys record (README results table).
+TODAY: dict[str, dict[str, str]] = {
+    "p5-cid": {"precision": "bf16", "lr_schedule": "linear"},
+    "idgenrec": {"precision": "fp32", "lr_schedule": "linear", "rounds": "1", "training": "rec-only"},
+    "setrec": {"precision": "bf16", "lr_schedule": "linear", "cf_epochs": "20"},
+    "tiger": {"precision": "fp32", "lr_schedule": "linear", "semantic_ids": "rqvae"},
+}
+TARGET_EPOCH = {"p5-cid": 2, "idgenrec": 2, "setrec": 3, "tiger": 4}
+# The new path: the cpu profile's defaults (precision=auto among them) and these overrides.
+NEW: dict[str, dict[str, str]] = {
+    "p5-cid": {"lr_schedule": "constant", "warmup_steps": "500"},
+    "idgenrec": {"lr_schedule": "constant", "warmup_steps": "500", "rounds": "1", "training": "rec-only"},
+    "setrec": {"lr_schedule": "constant", "warmup_steps": "500", "cf_epochs": "20"},
+    "tiger": {"semantic_ids": "rkmeans", "lr_schedule": "inverse_sqrt", "warmup_steps": "1000",
+              "learning_rate": "2e-3"},
+}
+
+
+def run(method: str, dataset: str, data_dir: str, sets: dict[str, str], results: Path) -> dict[str, Any]:
+    command = [str(ROOT / ".venv" / "bin" / "bench"), "run", "--method", method, "--dataset", dataset,
+               "--results-dir", str(results), "--quiet"] + (["--data-dir", data_dir] if data_dir else [])
+    for key, value in sets.items():
+        command += ["--set", f"{key}={value}"]
+    print("$ " + " ".join(command[1:]), flush=True)
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise SystemExit(f"{method}: bench run failed: {finished.stderr.strip().splitlines()[-1:]}")
+    return json.loads(Path(finished.stdout.strip().splitlines()[-1]).read_text())
+
+
+def curve(record: dict[str, Any]) -> list[tuple[float, float]]:
+    """(validation NDCG@10, cumulative CPU seconds) per validated epoch."""
+    return [(entry["validation"]["NDCG@10"], entry["cpu_seconds"]) for entry in record["training_curve"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="toys")
+    parser.add_argument("--data-dir", default="../shared/data/amazon-toys-p5-order", help="'' for none (demo)")
+    parser.add_argument("--methods", default="p5-cid,idgenrec,setrec,tiger")
+    parser.add_argument("--new-epochs", type=int, default=0, help="cap of the new path (0: twice E)")
+    parser.add_argument("--today-precision", default="", help="override today's precision (e.g. fp32)")
+    parser.add_argument("--results-dir", default="", help="where the runs' records go (default: a temporary folder)")
+    arguments = parser.parse_args()
+    results = Path(arguments.results_dir or tempfile.mkdtemp(prefix="time-to-quality-"))
+    speedups = {}
+    for method in arguments.methods.split(","):
+        if method not in TODAY:
+            raise SystemExit(f"--methods: unknown method '{method}'; known: {', '.join(TODAY)}")
+        epochs = TARGET_EPOCH[method]
+        today_sets = {**COMMON, **TODAY[method], "epochs": str(epochs)}
+        if arguments.today_precision:
+            today_sets["precision"] = arguments.today_precision
+        today = curve(run(method, arguments.dataset, arguments.data_dir, today_sets, results))
+        target, today_cost = today[epochs - 1]
+        new_sets = {**COMMON, **NEW[method], "epochs": str(arguments.new_epochs or 2 * epochs)}
+        new = curve(run(method, arguments.dataset, arguments.data_dir, new_sets, results))
+        reached = [(epoch, cost) for epoch, (score, cost) in enumerate(new, 1) if score >= target]
+        print(f"{method}: target NDCG@10 {target:.4f} (today, epoch {epochs}, {today_cost:.0f} CPU s); new path "
+              f"curve " + ", ".join(f"{score:.4f}@{cost:.0f}s" for score, cost in new))
+        if reached:
+            speedups[method] = today_cost / reached[0][1]
+            print(f"time_to_quality_speedup[{method}]: {speedups[method]:.2f} (new path reached it at epoch "
+                  f"{reached[0][0]}, {reached[0][1]:.0f} CPU s)", flush=True)
+        else:
+            print(f"time_to_quality_speedup[{method}]: not reached in {len(new)} epochs", flush=True)
+    if speedups:
+        geomean = math.exp(sum(map(math.log, speedups.values())) / len(speedups))
+        print(f"time_to_quality_speedup_geomean: {geomean:.2f} (over {', '.join(speedups)})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
