@@ -108,7 +108,8 @@ def aligned_timestamps(data: TrainingData) -> list[np.ndarray] | None:
     dataset, train = data.dataset, data.split.train
     if dataset.timestamps is None:
         return None
-    if any(not np.array_equal(dataset.sequences[user][:len(sequence)], sequence) for user, sequence in enumerate(train)):
+    if not all(np.array_equal(dataset.sequences[user][:len(sequence)], sequence)
+               for user, sequence in enumerate(train)):
         return None
     return [np.asarray(dataset.timestamps[user][:len(sequence)]) for user, sequence in enumerate(train)]
 
@@ -141,13 +142,7 @@ class HSTU(Method):
         task = SequenceTask(data.split.train, self.timestamps, config.max_history)
         if not task.users:
             raise BenchError("hstu: no training examples (every user's training part has fewer than 2 items)")
-        validator = validation_scorer(self, data.split, config.validation_users, context)
-
-        def validate(model: "HSTUModel") -> dict[str, float]:
-            self.network = model
-            return validator(model)
-
-        validate.describe = validator.describe  # type: ignore[attr-defined]
+        validate = validation_scorer(self, data.split, config.validation_users, context, holds="network")
         self.training_report = train_model(self.network, task, config, context.work_dir / "checkpoints", context,
                                            validate=validate, description="hstu")
         self.network = self.runtime.place(self.network)
@@ -167,7 +162,8 @@ class HSTU(Method):
         lengths = np.array([max(len(history), 1) for history in recent])
         items = torch.from_numpy(right_padded(recent, int(lengths.max())))
         times = self._history_timestamps(users, histories)
-        timestamps = None if times is None else torch.from_numpy(right_padded(times, items.shape[1], np.float64)).float()
+        timestamps = None if times is None else \
+            torch.from_numpy(right_padded(times, items.shape[1], np.float64)).float()
         items, lengths_tensor, timestamps = self.runtime.to_device((items, torch.from_numpy(lengths), timestamps))
         with torch.no_grad(), self.runtime.autocast():
             return self.network.score(items, lengths_tensor, timestamps).cpu().numpy()

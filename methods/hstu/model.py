@@ -1,4 +1,4 @@
-"""HSTU's network (Zhai et al., ICML 2024, arXiv 2402.17152, §3.2 and §4.1.1).
+"""HSTU's network (Zhai et al., ICML 2024, arXiv 2402.17152, §3 and §4.1.1).
 
 **A block** (Eqs. 1-3): the input is layer-normalised, one linear map and SiLU give four
 parts ``U, V, Q, K`` (Eq. 1); the attention is *pointwise aggregated*:
@@ -9,7 +9,7 @@ and gated elementwise by ``U`` before the output projection, dropout and the res
 
 **Relative attention bias** ``rab``: one learned weight per relative position ``j - i``
 and, where the dataset has timestamps, one per bucket of ``log(|t_i - t_j|) / 0.301``
-(the authors' bucketing; ``rab^{p,t}`` of §3.2). Their code measures the time from the
+(the authors' bucketing; ``rab^{p,t}`` of §3, Eq. 2). Their code measures the time from the
 *next* action's timestamp (the request time in their setting); the harness gives a method
 no target timestamp, so the gap here is measured from the query item's own time.
 
