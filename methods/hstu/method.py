@@ -70,6 +70,15 @@ def right_padded(rows: Sequence[np.ndarray], width: int, dtype: Any = np.int64) 
     return padded
 
 
+def window_times(times: Sequence[np.ndarray], width: int) -> "torch.Tensor":
+    """Right-padded float32 times of each window counted from its first item: epoch seconds
+    (~1.7e9) in float32 would be off by up to a minute, gaps from the window's start are not."""
+    import torch
+
+    shifted = [np.asarray(row, dtype=np.float64) - (row[0] if len(row) else 0.0) for row in times]
+    return torch.from_numpy(right_padded(shifted, width, np.float64)).float()
+
+
 class SequenceTask:
     """One example per user with at least two training items; deterministic per epoch
     (the loop shuffles the order per (seed, epoch))."""
@@ -94,7 +103,7 @@ class SequenceTask:
                  "targets": torch.from_numpy(right_padded([w[1:] for w in windows], width))}
         if self.timestamps is not None:
             times = [np.asarray(self.timestamps[user][-(self.max_history + 1):-1], dtype=np.float64) for user in users]
-            batch["timestamps"] = torch.from_numpy(right_padded(times, width, np.float64)).float()
+            batch["timestamps"] = window_times(times, width)
         return batch
 
     @staticmethod
@@ -162,8 +171,7 @@ class HSTU(Method):
         lengths = np.array([max(len(history), 1) for history in recent])
         items = torch.from_numpy(right_padded(recent, int(lengths.max())))
         times = self._history_timestamps(users, histories)
-        timestamps = None if times is None else \
-            torch.from_numpy(right_padded(times, items.shape[1], np.float64)).float()
+        timestamps = None if times is None else window_times(times, items.shape[1])
         items, lengths_tensor, timestamps = self.runtime.to_device((items, torch.from_numpy(lengths), timestamps))
         with torch.no_grad(), self.runtime.autocast():
             return self.network.score(items, lengths_tensor, timestamps).cpu().numpy()

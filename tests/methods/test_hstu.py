@@ -70,3 +70,13 @@ def test_loss_is_finite_and_trains(negatives):
         optimizer.step()
         losses.append(loss.item())
     assert math.isfinite(losses[0]) and losses[-1] < losses[0]
+
+
+def test_window_times_keep_second_gaps_of_epoch_timestamps():
+    import numpy as np
+
+    from methods.hstu.method import window_times
+
+    times = window_times([np.array([1.7e9, 1.7e9 + 61.0, 1.7e9 + 62.0]), np.array([1.6e9])], 3)
+    # float32 of the raw epoch seconds would round 1.7e9 + 61 to a multiple of 128
+    assert times.tolist() == [[0.0, 61.0, 62.0], [0.0, 0.0, 0.0]]
