@@ -100,6 +100,8 @@ def _standard() -> list[TableSpec]:
     # TIGER is not in IDGenRec's Table 4; its number is TIGER's own Table 1 (same 5-core data,
     # leave-one-out, Recall@k = HR@k with one target). Random-ID runs are its ablation, not this column.
     columns += (Column("TIGER", "tiger", {"semantic_ids": "rqvae"}, "TIGER", paper_table="tiger-table1"),)
+    # HSTU and RPG are in no paper table on this protocol here: their columns have no paper number.
+    columns += (Column("HSTU", "hstu"), Column("RPG", "rpg", {"decoding": "graph"}))
     return [TableSpec("Table 4: standard evaluation", "standard", columns,
                       ("sports", "beauty", "toys", "yelp", "demo"))]
 
@@ -126,6 +128,7 @@ def _setrec() -> list[TableSpec]:
                Column("P5-CID", "p5-cid", {}, "CID"), Column("P5-SemID", "p5-semid", {}, "SemID"),
                Column("TIGER", "tiger", {"semantic_ids": "rqvae"}, "TIGER"),
                Column("SASRec", "sasrec", {"loss_type": "CE"}, None),
+               Column("RPG", "rpg", {"decoding": "graph"}, None),
                Column("SETRec", "setrec", {"cf_token": True, "semantic_tokens": True, "shared_query": False,
                                            "item_positions": "shared"}, "SETRec"))
     return [TableSpec("SETRec Table 1: all / warm / cold targets and inference time", "setrec-T5-small", columns,

@@ -39,20 +39,23 @@ def sample_validation_users(candidates: np.ndarray, sample: int, seed: int) -> n
 
 class Validator:
     """``validate(model)``: validation metrics of ``method`` on the chosen users. The method
-    ranks with its own attributes, so it must already hold ``model`` (the model being
-    trained) when the loop calls this."""
+    ranks with its own attributes, so it must hold ``model`` (the model being trained) when
+    the loop calls this: with ``holds`` set, the call first stores ``model`` as that attribute."""
 
     def __init__(self, method: "Method", split: "Split", users: np.ndarray, evaluation: EvalConfig,
-                 context: "RunContext") -> None:
+                 context: "RunContext", holds: str | None = None) -> None:
         if SELECTION_METRIC not in {f"NDCG@{k}" for k in evaluation.cutoffs}:
             evaluation = dataclasses.replace(evaluation, cutoffs=tuple(sorted({*evaluation.cutoffs, 10})))
         self.method, self.split, self.users, self.evaluation = method, split, users, evaluation
+        self.holds = holds
         # No nested progress bar per validation inside the training bars.
         self.context = dataclasses.replace(context, show_progress=False)
 
     def __call__(self, model: Any) -> dict[str, float]:
         from bench.evaluation.protocol import evaluate
 
+        if self.holds is not None:
+            setattr(self.method, self.holds, model)
         result = evaluate(self.method, self.split, "valid", self.evaluation, self.context, users=self.users)
         return {name: float(value) for name, value in result.means().items()}
 
@@ -64,11 +67,12 @@ class Validator:
 
 
 def validation_scorer(method: "Method", split: "Split", validation_users: int, context: "RunContext",
-                      evaluation: EvalConfig | None = None) -> Validator:
+                      evaluation: EvalConfig | None = None, holds: str | None = None) -> Validator:
     """The ``validate`` callable of :func:`bench.engine.training.train_model` for ``method``:
-    its validation metrics on all users (``validation_users`` = 0) or a seeded sample."""
+    its validation metrics on all users (``validation_users`` = 0) or a seeded sample. With
+    ``holds``, each call first stores the model being trained as ``method.<holds>``."""
     users = sample_validation_users(split.phase_users("valid"), validation_users, context.seed)
-    return Validator(method, split, users, evaluation or EvalConfig(), context)
+    return Validator(method, split, users, evaluation or EvalConfig(), context, holds)
 
 
 @dataclasses.dataclass
