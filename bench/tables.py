@@ -199,27 +199,27 @@ def _is_zero_shot_record(record: dict[str, Any]) -> bool:
     return bool(record.get("method_metadata", {}).get("zero_shot", False))
 
 
-def data_variant(record: dict[str, Any]) -> tuple[str, str]:
-    """What a record's data is beyond its dataset name: ``(order, protocol)``. Rows never mix
-    variants, so a reader never sees numbers of the ID-sorted IDGenRec release and of the
-    chronological copy (or of two split protocols) in one row. The order comes from the
-    record itself: the card's declared order, or the recorded share of ID-sorted sequences."""
+def data_variant(record: dict[str, Any]) -> tuple[str, str, str]:
+    """``(order, protocol, zero-shot sources)`` of a record beyond its dataset name: rows never mix
+    them. The order: the card's declared one, or the recorded share of ID-sorted sequences."""
     source = record.get("dataset_source", {})
     sorted_by_id = (source.get("declared_order") == "ascending-item-id"
                     or source.get("share_sequences_in_ascending_id_order", 0.0) > ID_ORDER_WARNING_SHARE)
-    return ("ID-sorted release" if sorted_by_id else "", record["split"].get("protocol", "leave-one-out"))
+    trained_on = record.get("method_metadata", {}).get("trained_on", {}) if _is_zero_shot_record(record) else {}
+    return ("ID-sorted release" if sorted_by_id else "", record["split"].get("protocol", "leave-one-out"),
+            ", ".join(sorted(trained_on)))
 
 
-def _variant_label(variant: tuple[str, str], state_protocol: bool) -> str:
-    order, protocol = variant
+def _variant_label(variant: tuple[str, str, str], state_protocol: bool) -> str:
+    order, protocol, sources = variant
     parts = [order] if order else []
-    if protocol != "leave-one-out" and not state_protocol:  # state_protocol tables name it themselves
-        parts.append(protocol)
+    parts += [protocol] if protocol != "leave-one-out" and not state_protocol else []  # else the table names it
+    parts += [f"trained on {sources}"] if sources else []
     return f" [{', '.join(parts)}]" if parts else ""
 
 
 def _latest_group(records: list[dict[str, Any]], spec: TableSpec, column: Column,
-                  dataset: str, variant: tuple[str, str] | None = None) -> list[dict[str, Any]] | None:
+                  dataset: str, variant: tuple[str, str, str] | None = None) -> list[dict[str, Any]] | None:
     """The seeds of the newest configuration that fits the cell (one record per seed)."""
     chosen = [r for r in records if r["dataset"] == dataset and column.matches(r)
               and (variant is None or data_variant(r) == variant)

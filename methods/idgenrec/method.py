@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.config import option, require_at_least_one
+from bench.data.fusion import FoundationConfig, build_fusion
 from bench.data.prepare import cache_root
 from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
 from bench.engine.prompt_encoding import USER_SLOT, PromptEncoder, pad_token_lists
@@ -53,7 +54,7 @@ from bench.engine.training import train_seq2seq
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
 from bench.storage import atomic_write_bytes, atomic_write_text, locked
-from methods.idgenrec.corpus import Corpus, dataset_corpus, foundation_corpus
+from methods.idgenrec.corpus import Corpus, dataset_corpus, fusion_corpus
 from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, check_generator_config, clean_id, \
     warm_start
 from methods.idgenrec.soft_ids import SoftBatch, frozen, soft_id_loss
@@ -70,9 +71,10 @@ IDS_FILE = "ids.tsv"
 
 
 @dataclasses.dataclass(frozen=True)
-class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig):
-    """Recommender (engine) options, ID generator options, and IDGenRec's own. ``epochs`` is
-    the recommender's epochs per round; ``learning_rate`` its learning rate."""
+class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig, FoundationConfig):
+    """Recommender (engine) options, ID generator options, the zero-shot foundation's sources,
+    and IDGenRec's own. ``epochs`` is the recommender's epochs per round; ``learning_rate`` its
+    learning rate."""
 
     training: str = option("alternate", "training strategy (Table 5): alternate | id-only | rec-only")
     ids: str = option("user+item", "IDs written into prompts (Table 6): item | user | user+item")
@@ -84,11 +86,6 @@ class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig):
     generator_phase_examples: int = option(0, "training examples per generator epoch, drawn afresh each "
                                               "round (0: all of them)")
     user_id_max_items: int = option(20, "most recent visible items whose text makes a user's ID")
-    foundation_datasets: tuple[str, ...] = option((), "zero-shot (Sec. 3.5): train on these datasets only and "
-                                                      "evaluate on the run's dataset without training on it")
-    foundation_data_dirs: tuple[str, ...] = option((), "data folders of foundation_datasets, one each (empty: "
-                                                       "the download cache)")
-    foundation_users: int = option(30000, "users sampled from each foundation dataset that has more")
 
     def __post_init__(self) -> None:
         T5EngineConfig.__post_init__(self)
@@ -172,9 +169,9 @@ class IDGenRec(Method):
         self.data = data
         zero_shot = bool(config.foundation_datasets)
         if zero_shot:
-            corpus = foundation_corpus(config.foundation_datasets, config.foundation_data_dirs, data.dataset.name,
-                                       config.foundation_users, config.with_users, config.user_id_max_items,
-                                       context.seed)
+            # Of the evaluated dataset only its name, folder and split protocol are read here.
+            fusion = build_fusion(config, data.dataset, context.seed, data.split.protocol)
+            corpus = fusion_corpus(fusion, config.with_users, config.user_id_max_items)
         else:
             corpus = dataset_corpus(data.dataset, data.split, config.with_users, config.user_id_max_items)
         self.corpus = corpus

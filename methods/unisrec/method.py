@@ -6,8 +6,8 @@ A run goes through these steps:
 1. **Item text embeddings** of every catalogue involved, by the shared engine layer
    (:mod:`bench.engine.text_embeddings`; ``paper`` profile: BERT, ``cpu``: MiniLM).
 2. **Pre-training** (when ``foundation_datasets`` is set; Sec. 3.3.2): the contrastive
-   losses l_S-I + lambda l_S-S on the fusion of the sources, sampled as IDGenRec's
-   foundation is (:mod:`methods.unisrec.corpus`), model-selected on the sources'
+   losses l_S-I + lambda l_S-S on the fusion of the sources, the corpus IDGenRec's
+   foundation trains on (:mod:`bench.data.fusion`), model-selected on the sources'
    validation items. Shared by every run with the same sources, options and seed (a Toys
    and a Yelp zero-shot run pre-train once): ``$GENREC_BENCH_CACHE/unisrec-pretrain/<key>/``.
 3. ``mode=zero-shot``: nothing more; the evaluated dataset's items are scored from their
@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.config import option, require_at_least_one
+from bench.data.fusion import FoundationConfig
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
 
 if TYPE_CHECKING:
-    from methods.unisrec.corpus import SourceCorpus
+    from bench.data.fusion import Fusion
     from methods.unisrec.model import UniSRecModel
 
 MODES = ("inductive", "zero-shot")
@@ -46,9 +47,10 @@ PRETRAINED_FILE = "pretrained.pt"
 
 
 @dataclasses.dataclass(frozen=True)
-class UniSRecConfig(TrainingConfig):
+class UniSRecConfig(TrainingConfig, FoundationConfig):
     """The engine's training options (fine-tuning; pre-training overrides epochs, batch
-    size and learning rate with its own) and UniSRec's. Defaults are the official code's
+    size and learning rate with its own), the pre-training sources (none: no pre-training),
+    and UniSRec's. Defaults are the official code's
     (props/UniSRec.yaml, pretrain.yaml, finetune.yaml, RecBole's defaults under them)."""
 
     learning_rate: float = option(1e-3, "Adam learning rate of fine-tuning (RecBole's default)")
@@ -83,10 +85,6 @@ class UniSRecConfig(TrainingConfig):
     pretrain_learning_rate: float = option(1e-3, "Adam learning rate of pre-training")
     freeze_encoder: bool = option(True, "fine-tuning after pre-training trains the adaptor only; the "
                                         "transformer and position embeddings stay fixed (Sec. 3.4)")
-    foundation_datasets: tuple[str, ...] = option((), "pre-train on these datasets (none: no pre-training)")
-    foundation_data_dirs: tuple[str, ...] = option((), "data folders of foundation_datasets, one each (empty: "
-                                                       "the download cache)")
-    foundation_users: int = option(30000, "users sampled from each foundation dataset that has more")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,7 +125,7 @@ class UniSRec(Method):
     def fit(self, data: TrainingData) -> None:
         from bench.engine.accelerator import get_runtime
         from bench.engine.model import apply_threads
-        from methods.idgenrec.corpus import check_foundation_sources
+        from bench.data.fusion import check_sources
         from methods.unisrec.model import count_trainable, freeze_sequence_encoder
         from methods.unisrec.tasks import CatalogueScorer
 
@@ -136,12 +134,12 @@ class UniSRec(Method):
         self.runtime = get_runtime(config.device, config.precision)
         self.facts: dict[str, Any] = {"profile": context.profile, "mode": config.mode,
                                       "zero_shot": config.mode == "zero-shot", "trained_on": {}}
-        check_foundation_sources(config.foundation_datasets, config.foundation_data_dirs, data.dataset.name)
+        check_sources(config, data.dataset)
         # Only the item text of the evaluated dataset is read before evaluation in zero-shot mode.
         target_text = self._embed(list(data.dataset.item_text), "evaluated items")
         model = None
         if config.foundation_datasets:
-            model = self._pretrained(data.dataset.name, target_text.shape[1])
+            model = self._pretrained(data, target_text.shape[1])
         if config.mode == "inductive":
             pretrained = model is not None
             if model is None:
@@ -205,22 +203,23 @@ class UniSRec(Method):
                  "max_grad_norm", "gradient_accumulation")
         return {name: getattr(self.config, name) for name in names}
 
-    def _pretrained(self, evaluated_on: str, text_dim: int) -> "UniSRecModel":
+    def _pretrained(self, data: TrainingData, text_dim: int) -> "UniSRecModel":
         """The pre-trained model: from the shared folder, or trained there now (Sec. 3.3.2)."""
         import torch
 
         from bench.data.prepare import cache_root
         from bench.storage import atomic_write_bytes, locked
-        from methods.unisrec.corpus import source_corpus, word_dropped
+        from bench.data.fusion import build_fusion
+        from methods.unisrec.tasks import word_dropped
 
         config, context = self.config, self.context
-        corpus = source_corpus(config.foundation_datasets, config.foundation_data_dirs, evaluated_on,
-                               config.foundation_users, context.seed)
+        # Of the evaluated dataset only its name, folder and split protocol are read here.
+        corpus = build_fusion(config, data.dataset, context.seed, data.split.protocol)
         texts = list(corpus.dataset.item_text)
         key = _digest({"profile": context.profile, "seed": context.seed, "options": self._network_options(),
                        "encoder": self.facts["text_encoder"], "text_dim": text_dim,
                        "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-                       "sequences": corpus.split.digest()})
+                       "sequences": corpus.digest()})
         directory = cache_root() / "unisrec-pretrain" / key
         model = self._new_model(text_dim)
         runtime = self.runtime
@@ -248,7 +247,7 @@ class UniSRec(Method):
         self.facts["trained_on"].update(corpus.sources)
         return model
 
-    def _pretrain(self, model: "UniSRecModel", corpus: "SourceCorpus", directory: Path) -> dict[str, Any]:
+    def _pretrain(self, model: "UniSRecModel", corpus: "Fusion", directory: Path) -> dict[str, Any]:
         from bench.engine.training import train_model
         from methods.unisrec.tasks import Augmentation, SequenceTask
 

@@ -139,3 +139,15 @@ class CatalogueScorer:
             scores = self.model.scores(inputs["history"], inputs["length"], self._catalogue)
         self.model.train(was_training)
         return scores.float().cpu().numpy()
+
+
+def word_dropped(texts: Sequence[str], ratio: float, seed: int) -> list[str]:
+    """Each text with every word dropped with probability ``ratio``, once per item (the
+    official preprocessing stores one such copy: its word-drop augmentation, Sec. 3.3.2)."""
+    rng = np.random.default_rng([seed, 7])
+    dropped = []
+    for text in texts:
+        words = text.split(" ")
+        kept = rng.random(len(words)) >= ratio
+        dropped.append(" ".join(word for word, keep in zip(words, kept) if keep))
+    return dropped

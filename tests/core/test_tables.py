@@ -65,3 +65,16 @@ def test_tied_cells_share_their_mark_and_an_all_tied_row_has_no_best(tmp_path):
     write_record(zeros, fixture_record("pop", 42, 0.0, 3))
     for _, _, cells, improvement in table_rows(spec, all_records(zeros)):
         assert all(not cell.mark for cell in cells) and improvement == ""
+
+
+def test_zero_shot_records_on_other_sources_sit_in_their_own_labelled_rows(tmp_path):
+    fusion = {"zero_shot": True, "trained_on": {name: {} for name in ("health", "books")}}
+    older = {"zero_shot": True, "trained_on": {"beauty": {}, "sports": {}}}
+    write_record(tmp_path, fixture_record("idgenrec", 42, 0.3, 1, {}, fusion))
+    write_record(tmp_path, fixture_record("idgenrec", 42, 0.1, 2, {}, older))  # newer, other sources
+    table = render_table("zero-shot", tmp_path)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if "HR@10" in line}
+    assert set(rows) == {"Toys [trained on books, health]", "Toys [trained on beauty, sports]"}
+    for label, number in (("Toys [trained on books, health]", 1), ("Toys [trained on beauty, sports]", 2)):
+        record = fixture_record("idgenrec", 42, (0.3, 0.1)[number - 1], number)
+        assert f"{record['metrics']['HR@10']:.4f}" in rows[label]

@@ -17,7 +17,8 @@ from bench.data.split import leave_one_out
 from bench.engine.selection import SELECTION_METRIC, Validator
 from bench.evaluation import protocol
 from bench.method import RunContext
-from methods.idgenrec.corpus import foundation_corpus
+from bench.data.fusion import FoundationConfig, build_fusion
+from methods.idgenrec.corpus import fusion_corpus
 from tests.conftest import tiny_dataset
 from tests.methods.test_idgenrec_method import fit
 from tests.methods.test_unisrec import Guarded, write_source
@@ -34,22 +35,19 @@ def sources(tmp_path: Path) -> dict:
             "foundation_data_dirs": (str(write_source(tmp_path / "beauty", 1)), str(write_source(tmp_path / "sports", 2)))}
 
 
-def test_foundation_split_holds_the_validation_items_unisrec_selects_on(sources) -> None:
-    from methods.unisrec.corpus import source_corpus
-
-    names, dirs = sources["foundation_datasets"], sources["foundation_data_dirs"]
-    ours = foundation_corpus(names, dirs, "toys", 12, with_users=False, user_max_items=1, seed=5)
-    theirs = source_corpus(names, dirs, "toys", 12, seed=5)
-    for phase in ("train", "valid_items"):
-        assert ([[ours.item_names[i] for i in items] for items in getattr(ours.split, phase)]
-                == [[theirs.dataset.item_ids[i] for i in items] for items in getattr(theirs.split, phase)])
-    assert ours.split.train == ours.train_sequences
-    assert len(ours.split.phase_users("valid")) == 24 and len(ours.split.phase_users("test")) == 0
-    # The catalogue is exactly the training parts' and validation items' items, nothing else.
-    held = np.unique(np.concatenate(ours.split.train + ours.split.valid_items))
-    np.testing.assert_array_equal(held, np.arange(len(ours.item_texts)))
-    trained = np.unique(np.concatenate(ours.split.train))
-    assert sum(facts["validation_only_items"] for facts in ours.sources.values()) == len(held) - len(trained)
+def test_foundation_corpus_is_the_fusion_with_user_texts_from_training_parts_only(sources) -> None:
+    config = FoundationConfig(**sources)
+    fusion = build_fusion(dataclasses.replace(config, foundation_users=12), tiny_dataset(), seed=5)
+    corpus = fusion_corpus(fusion, with_users=True, user_max_items=2)
+    assert corpus.split is fusion.split and corpus.train_sequences == fusion.split.train
+    assert corpus.item_names == fusion.dataset.item_ids and corpus.item_texts == fusion.dataset.item_text
+    assert len(corpus.split.phase_users("valid")) == 24 and len(corpus.split.phase_users("test")) == 0
+    # A user's text: its two latest training items, never its validation item.
+    for user in (0, 13):
+        history = fusion.split.train[user][-2:].tolist()
+        assert corpus.user_texts[user] == "; ".join(fusion.dataset.item_text[item] for item in history)
+        valid_text = fusion.dataset.item_text[int(fusion.split.valid_items[user][0])]
+        assert valid_text not in corpus.user_texts[user]
 
 
 def test_zero_shot_fit_selects_on_source_validation_items_and_reads_nothing_of_the_target(

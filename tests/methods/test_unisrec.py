@@ -182,18 +182,6 @@ def fitted(work_dir: Path, dataset: Dataset, split=None, **changes):
     return method
 
 
-def test_sources_are_the_users_and_training_sequences_of_idgenrecs_foundation(sources) -> None:
-    from methods.idgenrec.corpus import foundation_corpus
-    from methods.unisrec.corpus import source_corpus
-
-    names, dirs = sources["foundation_datasets"], sources["foundation_data_dirs"]
-    ours = source_corpus(names, dirs, "toys", 12, seed=5)
-    theirs = foundation_corpus(names, dirs, "toys", 12, with_users=False, user_max_items=1, seed=5)
-    as_text = [[ours.dataset.item_text[i] for i in history] for history in ours.split.train]
-    assert as_text == [[theirs.item_texts[i] for i in history] for history in theirs.train_sequences]
-    assert {name: facts["users"] for name, facts in ours.sources.items()} == {"beauty": 12, "sports": 12}
-
-
 class Guarded(list):
     """A per-user list (sequences, training parts, targets) that raises on any read while armed."""
 
@@ -274,21 +262,3 @@ def test_zero_shot_table_shows_unisrec_on_yelp_beside_the_paper(tmp_path: Path) 
     table = render_table("zero-shot", tmp_path, with_paper=True)
     yelp_hr10 = next(line for line in table.splitlines() if "Yelp" in line and "HR@10" in line)
     assert f"{record['metrics']['HR@10']:.4f}" in yelp_hr10 and "0.0081" in yelp_hr10  # IDGenRec Table 7, UniSRec
-
-
-@pytest.mark.parametrize("names, data_dirs, message", [
-    (["beauty", "toys"], [], "the dataset being evaluated"),
-    (["beauty", "sports"], ["a"], "1 entries for 2 foundation datasets"),
-    (["beauty", "beauty"], [], "names a dataset twice"),
-])
-def test_foundation_sources_rules_shared_by_idgenrec_and_unisrec(names, data_dirs, message):
-    from methods.idgenrec.corpus import check_foundation_sources, foundation_corpus
-    from methods.unisrec.corpus import source_corpus
-
-    with pytest.raises(BenchError, match=message):
-        check_foundation_sources(names, data_dirs, "toys")
-    # Both corpora refuse before reading any data.
-    with pytest.raises(BenchError, match=message):
-        source_corpus(names, data_dirs, "toys", users_per_dataset=10, seed=0)
-    with pytest.raises(BenchError, match=message):
-        foundation_corpus(names, data_dirs, "toys", users_per_dataset=10, with_users=False, user_max_items=5, seed=0)
