@@ -27,7 +27,7 @@ from methods.knn.shared import (NeighbourhoodConfig, choose_on_validation, incid
 @dataclasses.dataclass(frozen=True)
 class ItemKNNConfig(NeighbourhoodConfig):
     neighbours: tuple[int, ...] = option(
-        (20, 50, 100, 200), "candidate neighbourhood sizes (most similar items kept per item), chosen on validation")
+        (10, 20, 50, 100, 200), "candidate neighbourhood sizes (most similar items kept per item), chosen on validation")
 
 
 class ItemKNN(Method):

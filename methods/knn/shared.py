@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -19,6 +21,8 @@ from bench.data.split import Split
 from bench.engine.selection import SELECTION_METRIC, validation_scorer
 from bench.errors import BenchError
 from bench.method import Method
+
+LOG = logging.getLogger(__name__)
 
 def flat_histories(histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row, item and distance from the end (0 = most recent) of every history position."""
@@ -94,8 +98,11 @@ def choose_on_validation(method: Method, split: Split, grid: list[dict[str, Any]
     validate = validation_scorer(method, split, validation_users, method.context)
     tried = []
     for parameters in grid:
+        started = time.perf_counter()
         apply(parameters)
-        tried.append({**parameters, "validation": {name: round(value, 6) for name, value in validate(None).items()}})
+        tried.append({**parameters, "validation": {name: round(value, 6) for name, value in validate(None).items()},
+                      "seconds": round(time.perf_counter() - started, 2)})
+        LOG.info("validation %d/%d %s", len(tried), len(grid), tried[-1])
     best = max(range(len(tried)), key=lambda index: (tried[index]["validation"][SELECTION_METRIC], -index))
     apply(grid[best])
     return {**validate.describe(), "chosen": grid[best], "tried": tried}

@@ -60,3 +60,17 @@ def test_a_split_without_repeat_targets_reports_neither_block(tmp_path) -> None:
     assert not result.repeat_targets.any()
     assert result.repeat is None and result.novel is None
     assert repeat_novel_fields(result) == {}
+
+
+def test_the_standard_table_prints_the_repeat_share_beside_its_rows(tmp_path) -> None:
+    from bench.results import write_record
+    from bench.tables import render_table
+    from tests.test_report import fixture_record
+
+    counts = {"repeat_targets": 3, "repeat_users": 3, "novel_targets": 9, "novel_users": 9, "repeat_share": 0.25}
+    write_record(tmp_path, fixture_record("recent", 42, 0.3, 1) | {"dataset": "yelp", "repeat_novel": counts})
+    write_record(tmp_path, fixture_record("pop", 42, 0.1, 2) | {"dataset": "toys"})
+    text = render_table("standard", tmp_path)
+    assert any("Pop" in line and "Recent" in line and "FPMC" in line for line in text.splitlines())
+    assert "Repeat targets (the item is already in the user's history, which is not masked" in text
+    assert "Yelp 3 of 12 (25.0%)." in text and "Toys 0 of" not in text
