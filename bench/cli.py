@@ -175,10 +175,12 @@ def prepare(name: str, data_dir: Path | None, sets: tuple[str, ...]) -> None:
 @click.option("--seed-group", is_flag=True,
               help="each run stands for every seed of its configuration in the store (mean over seeds; "
                    "paired test on seed-averaged per-user values)")
-@click.option("--targets", type=click.Choice(["all", "warm", "cold", "warm-in-group", "cold-in-group"]),
+@click.option("--targets", type=click.Choice(["all", "warm", "cold", "warm-in-group", "cold-in-group", "repeat",
+                                             "novel"]),
               default="all", show_default=True,
               help="test one group of the test targets, over the users who have one: warm or cold among all "
-                   "items, or within their group (SETRec's protocol); docs/evaluation.md")
+                   "items, or within their group (SETRec's protocol); repeat (in the user's history) or "
+                   "novel; docs/evaluation.md")
 @RESULTS_OPTION
 def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: bool, targets: str,
             results_dir: Path) -> None:

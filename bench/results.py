@@ -76,15 +76,17 @@ def find_record(results_dir: Path, reference: str) -> dict[str, Any]:
 # The groups of test targets a record measures (``per_user`` and ``per_user_<group>``), by the name
 # `bench compare --targets` gives them; docs/evaluation.md.
 TARGET_GROUPS = {"all": "", "warm": "warm", "cold": "cold", "warm-in-group": "warm_in_group",
-                 "cold-in-group": "cold_in_group"}
+                 "cold-in-group": "cold_in_group", "repeat": "repeat", "novel": "novel"}
 _GROUP_TEXT = {"warm": "warm targets", "cold": "cold targets",
                "warm_in_group": "warm targets ranked among warm items",
-               "cold_in_group": "cold targets ranked among cold items"}
+               "cold_in_group": "cold targets ranked among cold items",
+               "repeat": "repeat targets (items in the user's history)", "novel": "novel targets"}
 
 
 def per_user(record: dict[str, Any], metric: str, group: str = "") -> np.ndarray:
     """A record's per-user values of ``metric``: over all targets, or over one group of them
-    (``warm``, ``cold``, ``warm_in_group``, ``cold_in_group``: the users of ``users_warm`` or ``users_cold``)."""
+    (``warm``, ``cold``, ``warm_in_group``, ``cold_in_group``: the users of ``users_warm`` or ``users_cold``;
+    ``repeat``, ``novel``: of ``users_repeat``, ``users_novel``)."""
     try:
         return np.asarray(record[f"per_user_{group}" if group else "per_user"][metric], dtype=np.float64)
     except KeyError:

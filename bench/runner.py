@@ -24,7 +24,7 @@ import numpy as np
 from bench import config as config_module
 from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepare_dataset
 from bench.data.split import make_split
-from bench.evaluation.protocol import PhaseResult, evaluate
+from bench.evaluation.protocol import PhaseResult, SubsetResult, evaluate
 from bench.logs import RUN_LOG_FILE, RunLog
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
@@ -101,6 +101,11 @@ def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, da
     return earlier if not folder.exists() and earlier.is_dir() else folder
 
 
+def _subset_fields(suffix: str, measured: SubsetResult) -> dict[str, Any]:
+    return {f"metrics_{suffix}": {name: round(value, 6) for name, value in measured.means().items()},
+            f"per_user_{suffix}": {name: np.round(values, 6) for name, values in measured.per_user.items()}}
+
+
 def warm_cold_fields(result: PhaseResult) -> dict[str, Any]:
     """``metrics_warm``/``metrics_cold`` and their per-user arrays (with the users they belong
     to), and when the evaluator ranked them within their group ``metrics_warm_in_group`` /
@@ -117,8 +122,24 @@ def warm_cold_fields(result: PhaseResult) -> dict[str, Any]:
             fields[f"users_{label}"] = subset.users
         for suffix, measured in ((label, subset), (f"{label}_in_group", in_group)):
             if measured is not None:
-                fields[f"metrics_{suffix}"] = {name: round(value, 6) for name, value in measured.means().items()}
-                fields[f"per_user_{suffix}"] = {name: np.round(values, 6) for name, values in measured.per_user.items()}
+                fields.update(_subset_fields(suffix, measured))
+    return fields
+
+
+def repeat_novel_fields(result: PhaseResult) -> dict[str, Any]:
+    """``metrics_repeat``/``metrics_novel``, their per-user arrays and users, and the counts in
+    ``repeat_novel``, when some target is an item of its user's history (docs/evaluation.md)."""
+    if result.repeat is None:
+        return {}
+    fields: dict[str, Any] = {"repeat_novel": {
+        "repeat_targets": result.repeat.targets, "repeat_users": int(len(result.repeat.users)),
+        "novel_targets": result.novel.targets if result.novel else 0,
+        "novel_users": int(len(result.novel.users)) if result.novel else 0,
+        "repeat_share": round(result.repeat.targets / len(result.repeat_targets), 6)}}
+    for label, subset in (("repeat", result.repeat), ("novel", result.novel)):
+        if subset is not None:
+            fields[f"users_{label}"] = subset.users
+            fields.update(_subset_fields(label, subset))
     return fields
 
 
@@ -208,6 +229,7 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
         "inference": test.inference(),
         "log_file": str(log.path),
         **warm_cold_fields(test),
+        **repeat_novel_fields(test),
     }
     if validation is not None:
         record["validation_metrics"] = {name: round(value, 6) for name, value in validation.means().items()}

@@ -81,7 +81,9 @@ class TableSpec:
 
 
 def _standard() -> list[TableSpec]:
-    labels = [("Pop", "pop", None), ("GRU4Rec", "gru4rec", "GRU4Rec"), ("GRU4Rec (BPR)", "gru4rec", "GRU4Rec"),
+    # The reality-check block (docs/baselines.md) sits beside Pop; the paper ran none of it.
+    labels = [("Pop", "pop", None), ("Recent", "recent", None), ("Item-kNN", "item-knn", None),
+              ("SKNN", "sknn", None), ("FPMC", "fpmc", None), ("GRU4Rec", "gru4rec", "GRU4Rec"), ("GRU4Rec (BPR)", "gru4rec", "GRU4Rec"),
               ("Caser", "caser", "Caser"), ("HGN", "hgn", "HGN"), ("SASRec", "sasrec", "SASRec"),
               ("SASRec (BPR)", "sasrec", "SASRec"), ("BERT4Rec", "bert4rec", "Bert4Rec"),
               ("FDSA", "fdsa", "FDSA"), ("S3Rec", "s3rec", "S3Rec"), ("P5-CID", "p5-cid", "P5-CID"),
@@ -360,12 +362,29 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
     if within_group:
         note += (" Warm / Cold: those targets ranked among all items; Warm among warm / Cold among cold: ranked "
                  "within their own group, SETRec's protocol (docs/evaluation.md).")
+    note += repeat_share_note(rows)
     if with_paper:
         note += " In parentheses: the paper's number."
         if within_group:
             note += " The paper's warm and cold numbers sit beside the within-group rows, measured as they were."
         note += "".join(f" {c.label}'s: {c.paper_table} (bench/reference/)." for c in spec.columns if c.paper_table)
     return f"{spec.title}\n\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + note
+
+
+def repeat_share_note(rows: list[tuple[str, str, list[Cell], str]]) -> str:
+    """The share of repeat test targets of each row's dataset that has any (Yelp), from the
+    records' ``repeat_novel`` counts: every method's hits on them are flattered alike."""
+    shares: dict[str, str] = {}
+    for dataset, _, cells, _ in rows:
+        counts = next((c.record["repeat_novel"] for c in cells if c.record and "repeat_novel" in c.record), None)
+        if counts and dataset not in shares:
+            total = counts["repeat_targets"] + counts["novel_targets"]
+            shares[dataset] = (f"{dataset} {counts['repeat_targets']:,} of {total:,} "
+                               f"({100 * counts['repeat_share']:.1f}%)")
+    if not shares:
+        return ""
+    return (" Repeat targets (the item is already in the user's history, which is not masked; docs/evaluation.md): "
+            + "; ".join(shares.values()) + ".")
 
 
 def table_rows(spec: TableSpec, records: list[dict[str, Any]]) -> list[tuple[str, str, list[Cell], str]]:

@@ -13,6 +13,9 @@ phase of a run) the same targets are also ranked within their own group only, a 
 among warm items and a cold one among cold items: SETRec's warm/cold protocol. Score-based
 methods get these ranks from the same scores; a ranking method is asked again with the group
 as ``candidates`` when it declares ``supports_candidates``, and has no in-group results otherwise.
+Repeat and novel results split the same ranks by whether a target already occurs in the
+user's history of the phase (history is not masked, so a model that ranks seen items first
+collects the repeat hits).
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ class PhaseResult:
     reports_groups: bool = False
     warm_in_group: SubsetResult | None = None
     cold_in_group: SubsetResult | None = None
+    # Per target (under leave-one-out: per user), whether the item is already in the user's
+    # history of the phase; the repeat/novel results below are reported when any target is.
+    repeat_targets: np.ndarray | None = None
+    repeat: SubsetResult | None = None
+    novel: SubsetResult | None = None
 
     def means(self) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in self.per_user.items()}
@@ -147,6 +155,17 @@ def _group_ranks_for_lists(method: Method, users: np.ndarray, histories: list[np
         ranks[chosen] = _ranks_for_lists(method, users[present], [histories[r] for r in present.tolist()],
                                          group_targets, group_rows, n_items, config, candidates=group)
     return ranks
+
+
+def targets_in_history(histories: list[np.ndarray], evaluated: np.ndarray, flat_targets: np.ndarray,
+                   owners: np.ndarray, n_items: int) -> np.ndarray:
+    """Per target: whether its item occurs in its user's history (one membership test over
+    (user, item) keys, no loop per user)."""
+    user_histories = [histories[u] for u in evaluated.tolist()]
+    lengths = np.fromiter((len(h) for h in user_histories), dtype=np.int64, count=len(user_histories))
+    history_items = np.concatenate(user_histories).astype(np.int64) if user_histories else np.zeros(0, np.int64)
+    history_keys = np.repeat(np.arange(len(evaluated), dtype=np.int64), lengths) * n_items + history_items
+    return np.isin(owners.astype(np.int64) * n_items + flat_targets, history_keys)
 
 
 def _user_metrics(ranks: np.ndarray, owners: np.ndarray, n_users: int, config: EvalConfig,
@@ -240,6 +259,7 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
         if grouped:
             group_ranks = runtime.gather_shards(group_ranks[mine_targets], len(group_ranks))
     seconds = time.perf_counter() - clock - group_seconds
+    repeated = targets_in_history(histories, evaluated, flat_targets, owners, split.n_items)
     load_average = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     per_user = _user_metrics(ranks, owners, len(evaluated), config, split.single_target)
     tied_per_user = np.bincount(owners, weights=(tied > 0).astype(np.float64), minlength=len(evaluated))
@@ -251,7 +271,11 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
                        warm_in_group=_subset(evaluated, group_ranks, owners, warm_targets, config,
                                              split.single_target) if grouped else None,
                        cold_in_group=_subset(evaluated, group_ranks, owners, ~warm_targets, config,
-                                             split.single_target) if grouped else None)
+                                             split.single_target) if grouped else None,
+                       repeat_targets=repeated,
+                       repeat=_subset(evaluated, ranks, owners, repeated, config, split.single_target),
+                       novel=_subset(evaluated, ranks, owners, ~repeated, config, split.single_target)
+                       if repeated.any() else None)
 
 
-__all__ = ["PhaseResult", "SubsetResult", "evaluate", "phase_users", "reports_groups", "MISSING"]
+__all__ = ["PhaseResult", "SubsetResult", "evaluate", "phase_users", "reports_groups", "targets_in_history", "MISSING"]

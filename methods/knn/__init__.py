@@ -1,0 +1,1 @@
+"""Neighbourhood baselines of the reality-check block: item-kNN and session-kNN."""
