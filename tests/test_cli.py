@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -129,6 +131,14 @@ def test_example_plugin_registers_through_an_entry_point(tmp_path):
     pop_record = json.loads(Path(pop.stdout.strip().splitlines()[-1]).read_text())
     # The demo data is sequential on purpose: a sequence model must clearly beat popularity.
     assert markov_record["metrics"]["HR@10"] > 2 * pop_record["metrics"]["HR@10"]
+    # Its own Table 4 column, declared on its class: no edit to the harness.
+    table = bench("table", "standard", "--results-dir", str(results), "--format", "csv", env_extra=env)
+    assert table.returncode == 0, table.stderr
+    rows = [row for row in csv.DictReader(io.StringIO(table.stdout)) if row["metric"] == "HR@10"]
+    markov_cell = next(row for row in rows if row["method"] == "Markov")
+    assert markov_cell["run_id"] == markov_record["run_id"]
+    assert float(markov_cell["value"]) == pytest.approx(markov_record["metrics"]["HR@10"], abs=1e-6)
+    assert "| Markov" in bench("table", "standard", "--results-dir", str(results), env_extra=env).stdout
 
 
 def test_ids_show_prints_a_sample_and_exports_every_id(tmp_path):
