@@ -77,19 +77,32 @@ def validation_evidence(record: Mapping[str, Any]) -> tuple[float, str] | None:
     metadata = record.get("method_metadata", {})
     if VALIDATION_METRIC in record.get("validation_metrics", {}):
         return record["validation_metrics"][VALIDATION_METRIC], f"split {digest}: every validation user"
-    selection = metadata.get("selection")
     scores = [entry["validation"][VALIDATION_METRIC] for entry in record.get("training_curve", ())
               if VALIDATION_METRIC in entry.get("validation", {})]
-    if selection and scores:
-        users = f"all {selection['n_users']}" if selection.get("users") == "all" else \
-            f"{selection['n_users']} of {selection['of_users']} drawn with seed {record.get('seed')}"
-        where = f", on {selection['on']}" if selection.get("on") else ""
-        masked = ", history masked" if selection.get("mask_history") else ""
-        return max(scores), f"split {digest}: {users} validation users{where}{masked}"
+    users = _selection_users(record)
+    if scores and users:
+        return max(scores), f"split {digest}: {users}"
     if "recbole_valid_ndcg@10" in metadata:
         return metadata["recbole_valid_ndcg@10"], \
             f"split {digest}: RecBole's validation ranking of {metadata.get('validation_users')} users"
     return None
+
+
+def _selection_users(record: Mapping[str, Any]) -> str | None:
+    """The users the engine's model selection ranked (:mod:`bench.engine.selection`): from the
+    record's ``selection``, or for a record made before its method recorded one (SETRec's), from
+    its ``validation_users`` option, which the engine samples with the run's seed."""
+    selection = record.get("method_metadata", {}).get("selection") or {}
+    if "n_users" in selection:
+        sample = selection["n_users"] if selection.get("users") == "sample" else 0
+        where = f", on {selection['on']}" if selection.get("on") else ""
+        masked = ", history masked" if selection.get("mask_history") else ""
+    elif "validation_users" in record["config"]["method"]:
+        sample, where, masked = record["config"]["method"]["validation_users"], "", ""
+    else:
+        return None
+    users = f"{sample} validation users drawn with seed {record.get('seed')}" if sample else "all validation users"
+    return users + where + masked
 
 
 @functools.lru_cache(maxsize=None)

@@ -52,7 +52,7 @@ def test_a_worse_diagnostic_and_a_worse_configuration_leave_the_cell_unchanged(t
 
     explained = explain_table("standard", results)
     line = next(text for text in explained.splitlines() if text.startswith("  P5-SID:"))
-    assert "best validation" in line and "50 of 60 drawn with seed 42" in line
+    assert "best validation" in line and "50 validation users drawn with seed 42" in line
     chosen_line = explained.splitlines()[explained.splitlines().index(line) + 1]
     assert chosen["run_id"] in chosen_line and config_digest(chosen) in chosen_line and "0.0500" in chosen_line
     assert f"{worse['run_id']}" in explained and "0.0100" in explained and "learning_rate=0.01" in explained
@@ -122,3 +122,18 @@ def test_a_wall_clock_stopped_cell_is_marked_with_a_footnote(tmp_path):
     assert f"{sasrec:.4f}†" in hr10 and f"{gru4rec:.4f}†" not in hr10
     assert "†: training stopped by a wall-clock budget" in text
     assert "wall-clock budget" not in render_table("ablation", results)
+
+
+def test_a_record_without_selection_fields_is_compared_by_its_validation_users_option():
+    """SETRec's records made before it recorded ``selection``: the engine sampled its validation
+    users from the ``validation_users`` option with the run's seed."""
+    records = []
+    for number, (validation, sample) in enumerate(((0.05, 0), (0.03, 0), (0.09, 500)), start=1):
+        record = engine_record(number, 0.3, validation=validation, learning_rate=10.0 ** -number)
+        del record["method_metadata"]["selection"]
+        record["config"]["method"]["validation_users"] = sample
+        records.append(record)
+    same_users = choose(records[:2])
+    assert same_users.rule == "best validation" and same_users.chosen.run_ids == [records[0]["run_id"]]
+    assert "all validation users" in same_users.reason
+    assert choose(records).rule != "best validation"  # 500 sampled users are other users
