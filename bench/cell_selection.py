@@ -155,6 +155,8 @@ class Candidate:
     validation: float | None  # mean over the seeds; None when a seed has no validation score
     validation_users: str | None
     default: bool  # holds the method's defaults where the configurations of its cell differ
+    # Earlier runs of the same configuration and seed, which the later run replaces.
+    replaced: tuple[str, ...] = ()
 
     @property
     def run_ids(self) -> list[str]:
@@ -177,13 +179,13 @@ class Choice:
     candidates: tuple[Candidate, ...]
 
 
-def candidate(group: Sequence[dict[str, Any]], options: set[str]) -> Candidate:
+def candidate(group: Sequence[dict[str, Any]], options: set[str], replaced: Sequence[str] = ()) -> Candidate:
     evidence = [validation_evidence(record) for record in group]
     complete = all(item is not None for item in evidence)
     users = " + ".join(sorted({item[1] for item in evidence})) if complete else None
     score = sum(item[0] for item in evidence) / len(evidence) if complete else None
     default = bool(options) and all(at_default(record, options) for record in group)
-    return Candidate(tuple(group), score, users, default)
+    return Candidate(tuple(group), score, users, default, tuple(replaced))
 
 
 def _best_on_validation(candidates: Sequence[Candidate]) -> Candidate:
@@ -205,7 +207,10 @@ def choose(records: Sequence[dict[str, Any]]) -> Choice:
     """The configuration that fills a cell, among the ``records`` that fit it."""
     groups = seed_groups(records, key=configuration_key)
     options = _differing_options(groups) if len(groups) > 1 else set()
-    candidates = tuple(candidate(group, options) for group in groups)
+    kept = {record["run_id"] for group in groups for record in group}
+    candidates = tuple(candidate(group, options, [r["run_id"] for r in records if r["run_id"] not in kept
+                                                  and configuration_key(r) == configuration_key(group[0])])
+                       for group in groups)
     if not candidates:
         return Choice(None, "none", "no record fits this cell", ())
     if len(candidates) == 1:

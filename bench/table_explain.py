@@ -33,7 +33,9 @@ def _describe(candidate: Candidate) -> str:
         f"validation NDCG@10 {candidate.validation:.4f} ({candidate.validation_users})"
     marks = (" default" if candidate.default else "") + (f" {WALL_CLOCK_MARK}wall-clock stop" if candidate.wall_clock
                                                          else "")
-    return f"{' + '.join(candidate.run_ids)} [config {candidate.digest}, seed {seeds}{marks}] {score}"
+    replaced = f"; replaces the earlier run {', '.join(candidate.replaced)} of its configuration and seed" \
+        if candidate.replaced else ""
+    return f"{' + '.join(candidate.run_ids)} [config {candidate.digest}, seed {seeds}{marks}] {score}{replaced}"
 
 
 def explain_choice(label: str, choice: Choice) -> list[str]:

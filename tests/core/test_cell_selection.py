@@ -109,6 +109,7 @@ def test_a_run_before_and_after_an_added_option_is_one_configuration():
     assert config_digest(before) == config_digest(after)
     choice = choose([before, after])
     assert choice.rule == "only configuration" and choice.chosen.run_ids == [after["run_id"]]
+    assert choice.chosen.replaced == (before["run_id"],)  # --explain names it
 
 
 def test_a_wall_clock_stopped_cell_is_marked_with_a_footnote(tmp_path):
