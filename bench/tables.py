@@ -48,9 +48,12 @@ WALL_CLOCK_MARK = "†"
 
 
 def paper_numbers() -> dict[tuple[str, str, str, str], float]:
+    """The papers' numbers: every ``bench/reference/*_paper_tables.csv``, by (table, dataset, label, metric)."""
     numbers = {}
-    for name in ("idgenrec_paper_tables.csv", "setrec_paper_tables.csv", "tiger_paper_tables.csv"):
-        text = resources.files("bench").joinpath(f"reference/{name}").read_text()
+    files = sorted((entry for entry in resources.files("bench").joinpath("reference").iterdir()
+                    if entry.name.endswith("_paper_tables.csv")), key=lambda entry: entry.name)
+    for entry in files:
+        text = entry.read_text()
         numbers.update({(row["table"], row["dataset"], row["method"], row["metric"]): float(row["value"])
                         for row in csv.DictReader(io.StringIO(text))})
     return numbers
