@@ -214,9 +214,16 @@ def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: 
 @click.argument("name")
 @click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv"]), default="markdown")
 @click.option("--with-paper", is_flag=True, help="show the paper's number beside each cell")
+@click.option("--explain", is_flag=True, help="for each cell: its records, config digest, the rule that chose them, "
+                                              "and the other configurations with their validation scores")
 @RESULTS_OPTION
-def table(name: str, output_format: str, with_paper: bool, results_dir: Path) -> None:
+def table(name: str, output_format: str, with_paper: bool, explain: bool, results_dir: Path) -> None:
     """Render a paper table (standard, ablation, zero-shot, setrec) from the results store."""
+    if explain:
+        from bench.table_explain import explain_table
+
+        click.echo(explain_table(name, results_dir))
+        return
     from bench.tables import render_table
 
     click.echo(render_table(name, results_dir, output_format, with_paper))

@@ -3,8 +3,9 @@
 Resolution order (later wins): dataclass defaults -> the method's profile overrides
 (``paper`` or ``cpu``) -> ``--config FILE`` -> repeated ``--set key=value``. Keys
 prefixed ``eval.`` address the evaluation protocol (:class:`EvalConfig`), keys prefixed
-``data.`` the preparation of a user dataset (:class:`DataConfig`), every other
-key addresses the method's own config class. An unknown key is an error that names
+``data.`` the preparation of a user dataset (:class:`DataConfig`), the keys of
+:class:`RunOptions` (``tracker``, ``diagnostic``) the run itself, every other key
+addresses the method's own config class. An unknown key is an error that names
 the key and the method.
 """
 
@@ -68,6 +69,24 @@ class DataConfig:
     def filters_rows(self) -> bool:
         """Whether these options drop interactions (a published split is read as given)."""
         return self.rating_threshold is not None or self.k_core > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Options of the run itself, not of what it trains: they are recorded (``run_options``)
+    but are no part of the work folder's key, so they never cause a training to start anew."""
+
+    tracker: Literal["none", "tensorboard", "mlflow", "wandb"] = dataclasses.field(
+        default="none",
+        metadata={"help": "also log the training curve and the final metrics to this experiment tracker, "
+                          "written under the run's work folder (wandb: offline); docs/trackers.md"})
+    diagnostic: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "a run made to look at something (a learning rate, a bug): its record stays in the "
+                          "store but never fills a table cell"})
+
+
+RUN_OPTION_KEYS = tuple(f.name for f in dataclasses.fields(RunOptions))
 
 
 def option(default: Any, help_text: str, added_later: bool = False) -> Any:
@@ -184,6 +203,7 @@ class ResolvedConfig:
     evaluation: EvalConfig
     profile: str
     data: DataConfig = DataConfig()
+    run: RunOptions = RunOptions()  # not in to_dict(): not part of the run's identity
 
     def to_dict(self) -> dict[str, Any]:
         evaluation = dataclasses.asdict(self.evaluation)
@@ -219,9 +239,15 @@ def resolve(method_name: str, config_class: type, profile_overrides: Mapping[str
     method_values: dict[str, Any] = {}
     eval_values: dict[str, Any] = {}
     data_values: dict[str, Any] = {}
+    run_values: dict[str, Any] = {}
+    clash = sorted(set(RUN_OPTION_KEYS) & {f.name for f in dataclasses.fields(config_class)})
+    if clash:
+        raise BenchError(f"method '{method_name}': config key '{clash[0]}' is a run option's name; rename it")
     layers = [profile_overrides.get(profile, {}), file_values, set_values]
     for layer in layers:
-        method_layer = {k: v for k, v in layer.items() if not k.startswith(("eval.", "data."))}
+        _apply(RunOptions, run_values, {k: v for k, v in layer.items() if k in RUN_OPTION_KEYS}, "the run")
+        method_layer = {k: v for k, v in layer.items() if not k.startswith(("eval.", "data."))
+                        and k not in RUN_OPTION_KEYS}
         eval_layer = {k[len("eval."):]: v for k, v in layer.items() if k.startswith("eval.")}
         data_values.update({k[len("data."):]: v for k, v in layer.items() if k.startswith("data.")})
         _apply(config_class, method_values, method_layer, owner)
@@ -230,4 +256,4 @@ def resolve(method_name: str, config_class: type, profile_overrides: Mapping[str
     if not evaluation.cutoffs or min(evaluation.cutoffs) < 1:
         raise BenchError("config key 'eval.cutoffs' must hold positive integers")
     return ResolvedConfig(method=config_class(**method_values), evaluation=evaluation, profile=profile,
-                          data=resolve_data_config(data_values))
+                          data=resolve_data_config(data_values), run=RunOptions(**run_values))

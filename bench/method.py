@@ -5,6 +5,8 @@ ranks, with pessimistic ties). A generative method sets ``output = "ranking"`` a
 implements :meth:`Method.rank` (a top-k list of distinct items, best first); if it can
 restrict its lists to a given set of items it sets ``supports_candidates = True``, and the
 evaluator uses that for the warm/cold-within-group protocol. The evaluator sees nothing else.
+A method may declare the table columns it fills (``table_columns``); the tables in
+``bench/reference/tables.toml`` then show it with no edit to the harness.
 """
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ class TrainingData:
 
 
 @dataclasses.dataclass(frozen=True)
+class TableColumn:
+    """A column a method fills in a table: ``table`` is a table's ``id`` in
+    ``bench/reference/tables.toml`` (``standard`` is Table 4); ``where`` the config values a
+    record needs to fill it; ``paper_label`` the label of the paper's number beside it in
+    ``paper_table`` (a table of ``bench/reference/*.csv``, by default the table's own)."""
+
+    table: str
+    label: str
+    where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    paper_label: str | None = None
+    paper_table: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class RunContext:
     """Where a run may keep checkpoints (the same folder when the same run is started
     again, so a killed run resumes), its seed, profile and whether to show progress."""
@@ -43,6 +59,9 @@ class RunContext:
     seed: int
     profile: str
     show_progress: bool = True
+    # Where the training curve goes as it is made (``--set tracker=...``): a bench.trackers.Tracker
+    # on the main process of a run that asked for one, else None.
+    tracker: Any = None
 
     def progress(self, iterable: Iterable | None = None, **kwargs: Any):
         return progress_bar(iterable, disable=not self.show_progress, **kwargs)
@@ -55,6 +74,8 @@ class Method(abc.ABC):
     output: ClassVar[Literal["scores", "ranking"]] = "scores"
     # A ranking method whose rank() honours ``candidates`` (see rank()).
     supports_candidates: ClassVar[bool] = False
+    # The table columns this method fills beyond those bench/reference/tables.toml lists.
+    table_columns: ClassVar[tuple[TableColumn, ...]] = ()
 
     def __init__(self, config: Any, context: RunContext) -> None:
         self.config = config

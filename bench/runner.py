@@ -29,6 +29,7 @@ from bench.logs import RUN_LOG_FILE, RunLog
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
 from bench.results import SCHEMA_VERSION, write_record
+from bench.trackers import Tracker, curve_steps, open_tracker
 
 RECORDED_PACKAGES = ("genrec-bench", "torch", "transformers", "sentencepiece", "recbole", "numpy", "scipy", "pandas")
 
@@ -143,6 +144,16 @@ def repeat_novel_fields(result: PhaseResult) -> dict[str, Any]:
     return fields
 
 
+def log_to_tracker(tracker: Tracker, curve: list[dict[str, Any]], test_metrics: Mapping[str, float]) -> None:
+    """The recorded curve, unless the engine's loop logged it live, then the test metrics."""
+    steps = curve_steps(curve)
+    if tracker.steps_logged == 0:
+        for step, values in steps:
+            tracker.log(values, step=step)
+    tracker.log({f"test/{name}": value for name, value in test_metrics.items()},
+                step=max((step for step, _ in steps), default=0))
+
+
 def start_runtime(method_class: type[Method], method_name: str, method_config: Any):
     """This process's runtime from the method's ``device``/``precision`` options (a method
     without them runs on the CPU); refuses several processes for a method that cannot use them."""
@@ -196,19 +207,30 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
     if context.work_dir != _work_dir(request, resolved.to_dict(), split.digest()):
         log(f"work folder {context.work_dir.name}: made before options this run's config holds at their defaults")
     seed_everything(request.seed)
-    method = method_class(resolved.method, context)
     started = dt.datetime.now(dt.timezone.utc)
-    clock = time.perf_counter()
-    method.fit(TrainingData(dataset=dataset, split=split))
-    fit_seconds = time.perf_counter() - clock
-    clock = time.perf_counter()
-    test = evaluate(method, split, "test", resolved.evaluation, context, in_group=True)
-    validation = evaluate(method, split, "valid", resolved.evaluation, context) \
-        if resolved.evaluation.include_validation else None
-    evaluate_seconds = time.perf_counter() - clock
+    run_id = f"{started:%Y%m%dT%H%M%S}-{request.method}-{uuid.uuid4().hex[:6]}"
+    tracker = open_tracker(resolved.run.tracker, context.work_dir, run_id, resolved.to_dict()) \
+        if runtime.is_main_process else None
+    context = dataclasses.replace(context, tracker=tracker)
+    method = method_class(resolved.method, context)
+    try:
+        clock = time.perf_counter()
+        method.fit(TrainingData(dataset=dataset, split=split))
+        fit_seconds = time.perf_counter() - clock
+        clock = time.perf_counter()
+        test = evaluate(method, split, "test", resolved.evaluation, context, in_group=True)
+        validation = evaluate(method, split, "valid", resolved.evaluation, context) \
+            if resolved.evaluation.include_validation else None
+        evaluate_seconds = time.perf_counter() - clock
+        metadata = method.metadata()
+        if tracker is not None:
+            log_to_tracker(tracker, metadata.get("training_curve", []), test.means())
+    finally:
+        if tracker is not None:
+            tracker.finish()
     record: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
-        "run_id": f"{started:%Y%m%dT%H%M%S}-{request.method}-{uuid.uuid4().hex[:6]}",
+        "run_id": run_id,
         "method": request.method,
         "dataset": request.dataset,
         "dataset_summary": dataset.summary(),
@@ -224,10 +246,12 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
         "wall_time_seconds": {"fit": round(fit_seconds, 2), "evaluate": round(evaluate_seconds, 2)},
         "metrics": {name: round(value, 6) for name, value in test.means().items()},
         "ties": {"users_with_tied_target": test.tied_users, "tied_items_total": test.tied_items_total},
-        "method_metadata": method.metadata(),
+        "method_metadata": metadata,
         "per_user": {name: np.round(values, 6) for name, values in test.per_user.items()},
         "inference": test.inference(),
         "log_file": str(log.path),
+        "run_options": dataclasses.asdict(resolved.run),
+        **({"tracker_folder": str(tracker.folder)} if tracker is not None else {}),
         **warm_cold_fields(test),
         **repeat_novel_fields(test),
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -79,12 +79,13 @@ def seed_group_key(record: dict[str, Any]) -> str:
                        "data": record["split"]["digest"], "config": record["config"]}, sort_keys=True)
 
 
-def seed_groups(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Records grouped by configuration, one record per seed (the newest when a seed was run
-    twice), seeds in ascending order; groups in order of first appearance."""
+def seed_groups(records: Sequence[dict[str, Any]],
+                key: Callable[[dict[str, Any]], str] = seed_group_key) -> list[list[dict[str, Any]]]:
+    """Records grouped by configuration (``key``), one record per seed (the newest when a seed
+    was run twice), seeds in ascending order; groups in order of first appearance."""
     groups: dict[str, dict[int, dict[str, Any]]] = {}
     for record in records:
-        by_seed = groups.setdefault(seed_group_key(record), {})
+        by_seed = groups.setdefault(key(record), {})
         seed = record.get("seed")
         if seed not in by_seed or record["started_at"] > by_seed[seed]["started_at"]:
             by_seed[seed] = record

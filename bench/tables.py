@@ -1,14 +1,15 @@
 """Paper tables rendered from the results store (and nothing else).
 
-A table is data: a list of columns, each naming a method and, optionally, config values a
-record must have (so ablation variants of one method become separate columns), and the
-paper table whose numbers go beside the cells with ``--with-paper``. Rows are
-dataset x metric. In each row the best value is bold and the second underlined; a star
-marks a best value whose paired t-test over users against the second best has p < 0.05;
-``Improv.`` is the best value's relative gain over the second best.
+The tables are data (:mod:`bench.table_specs`, ``bench/reference/tables.toml``): columns name a
+method and the config values a record must have, rows are dataset x metric, and the paper
+table whose numbers go beside the cells with ``--with-paper``. Each cell's records are chosen
+on validation, never by recency (:mod:`bench.cell_selection`; ``--explain`` shows each choice).
+In each row the best value is bold and the second underlined; a star marks a best value whose
+paired t-test over users against the second best has p < 0.05; ``Improv.`` is the best value's
+relative gain over the second best; † marks a cell whose training a wall-clock budget stopped.
 
-When the store holds several seeds of a column's configuration, the cell is their mean ±
-standard deviation, and the test runs over users on the seed-averaged per-user values.
+When the chosen configuration has several seeds, the cell is their mean ± standard deviation,
+and the test runs over users on the seed-averaged per-user values.
 """
 
 from __future__ import annotations
@@ -18,20 +19,23 @@ import dataclasses
 import io
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
+from bench.cell_selection import Choice, choose, is_diagnostic
 from bench.data.prepare import ID_ORDER_WARNING_SHARE
 from bench.errors import BenchError
-from bench.registry import Registry
 from bench.results import TARGET_GROUPS, all_records
-from bench.statistics import ALPHA, paired_tests, seed_averaged, seed_groups
+from bench.statistics import ALPHA, paired_tests, seed_averaged
+from bench.table_specs import Column, TableSpec, table_registry
+
+__all__ = ["Column", "TableSpec", "table_registry", "render_table", "table_rows"]
 
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 PAPER_DATASETS = {"sports": "Sports", "beauty": "Beauty", "toys": "Toys", "yelp": "Yelp"}
-# SETRec's Table 1: blocks of targets (all, warm, cold) x Recall/NDCG@k, and inference time.
+# Blocks of targets of SETRec's Table 1 (all, warm, cold) by their record field suffix.
 # Warm and cold targets are ranked among all items ("Warm", "Cold") and, SETRec's protocol,
 # within their own group ("Warm among warm", "Cold among cold": the record's *_in_group fields).
 TARGET_BLOCKS = {"All": "", "Warm": "_warm", "Cold": "_cold", "Warm among warm": "_warm_in_group",
@@ -40,117 +44,16 @@ TARGET_BLOCKS = {"All": "", "Warm": "_warm", "Cold": "_cold", "Warm among warm":
 # among warm (cold) items, so its numbers sit beside those rows only.
 PAPER_BLOCKS = {"All": "All", "Warm among warm": "Warm", "Cold among cold": "Cold"}
 INFERENCE_SECONDS = "Inference seconds (all users)"
-SETREC_METRICS = tuple(f"{block} {name}" for block in TARGET_BLOCKS for name in ("R@5", "R@10", "N@5", "N@10")) \
-    + (INFERENCE_SECONDS,)
-# The paper's Table 1 was measured on its own published split: only those rows get its numbers.
-SETREC_PAPER_DATASETS = {"setrec-toys": "Toys", "setrec-beauty": "Beauty", "setrec-sports": "Sports",
-                         "setrec-steam": "Steam"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-    label: str
-    method: str
-    where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    paper_label: str | None = None
-    # The reference table this column's paper number comes from, when it is not the table's own
-    # (a method the table's paper did not run, with its own paper's number on the same protocol).
-    paper_table: str | None = None
-
-    def matches(self, record: dict[str, Any]) -> bool:
-        if record["method"] != self.method:
-            return False
-        method_config = record["config"]["method"]
-        return all(method_config.get(key) == value for key, value in self.where.items())
-
-
-@dataclasses.dataclass(frozen=True)
-class TableSpec:
-    title: str
-    paper_table: str
-    columns: tuple[Column, ...]
-    datasets: tuple[str, ...] = ("sports", "beauty", "toys", "yelp")
-    # The zero-shot table takes only records whose method metadata says zero_shot = True,
-    # every other table only records that do not.
-    record_filter: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    # Row metrics (see metric_value); the datasets that get the paper's numbers (None: those
-    # of PAPER_DATASETS, else the capitalised name); state_protocol: rows name their protocol.
-    metrics: tuple[str, ...] = METRICS
-    paper_datasets: Mapping[str, str] | None = None
-    state_protocol: bool = False
-
-
-def _standard() -> list[TableSpec]:
-    # The reality-check block (docs/baselines.md) sits beside Pop; the paper ran none of it.
-    labels = [("Pop", "pop", None), ("Recent", "recent", None), ("Item-kNN", "item-knn", None),
-              ("SKNN", "sknn", None), ("FPMC", "fpmc", None), ("GRU4Rec", "gru4rec", "GRU4Rec"), ("GRU4Rec (BPR)", "gru4rec", "GRU4Rec"),
-              ("Caser", "caser", "Caser"), ("HGN", "hgn", "HGN"), ("SASRec", "sasrec", "SASRec"),
-              ("SASRec (BPR)", "sasrec", "SASRec"), ("BERT4Rec", "bert4rec", "Bert4Rec"),
-              ("FDSA", "fdsa", "FDSA"), ("S3Rec", "s3rec", "S3Rec"), ("P5-CID", "p5-cid", "P5-CID"),
-              ("P5-SemID", "p5-semid", "P5-SemID"), ("P5-SID", "p5-sid", "P5-SID"),
-              ("IDGenRec", "idgenrec", "IDGenRec")]
-    recbole = {"gru4rec", "caser", "hgn", "sasrec", "bert4rec", "fdsa", "s3rec"}
-
-    def where(label: str, method: str) -> dict[str, Any]:
-        if method == "idgenrec":
-            return {"training": "alternate", "ids": "user+item"}
-        if method in recbole:  # the two losses are separate, labelled columns (both beside the paper's number)
-            return {"loss_type": "BPR" if label.endswith("(BPR)") else "CE"}
-        return {}
-
-    columns = tuple(Column(label, method, where(label, method), paper) for label, method, paper in labels)
-    # TIGER is not in IDGenRec's Table 4; its number is TIGER's own Table 1 (same 5-core data,
-    # leave-one-out, Recall@k = HR@k with one target). Random-ID runs are its ablation, not this column.
-    columns += (Column("TIGER", "tiger", {"semantic_ids": "rqvae"}, "TIGER", paper_table="tiger-table1"),)
-    # HSTU and RPG are in no paper table on this protocol here: their columns have no paper number.
-    columns += (Column("HSTU", "hstu"), Column("RPG", "rpg", {"decoding": "graph"}))
-    return [TableSpec("Table 4: standard evaluation", "standard", columns,
-                      ("sports", "beauty", "toys", "yelp", "demo"))]
-
-
-def _ablation() -> list[TableSpec]:
-    training = tuple(Column(label, "idgenrec", {"training": value, "ids": "user+item"}, label)
-                     for label, value in (("ID-only", "id-only"), ("Rec-only", "rec-only"), ("Alternate", "alternate")))
-    ids = tuple(Column(label, "idgenrec", {"training": "alternate", "ids": value}, label)
-                for label, value in (("User ID", "user"), ("Item ID", "item"), ("User & Item ID", "user+item")))
-    return [TableSpec("Table 5: training strategy", "ablation-training", training, ("sports", "beauty", "toys")),
-            TableSpec("Table 6: user and item IDs", "ablation-user-id", ids, ("sports", "beauty", "toys"))]
-
-
-def _zero_shot_tables() -> list[TableSpec]:
-    columns = (Column("UniSRec", "unisrec", {}, "UniSRec"), Column("IDGenRec", "idgenrec", {}, "IDGenRec"))
-    # Yelp is Table 7's inter-platform row (foundation trained on Amazon data only).
-    return [TableSpec("Table 7: zero-shot", "zero-shot", columns, ("sports", "beauty", "toys", "music", "yelp"),
-                      {"zero_shot": True})]
-
-
-def _setrec() -> list[TableSpec]:
-    """SETRec's Table 1 (T5-small block): the methods the harness has, all/warm/cold, inference time."""
-    columns = (Column("IDGenRec", "idgenrec", {"training": "alternate", "ids": "user+item"}, "IDGenRec"),
-               Column("P5-CID", "p5-cid", {}, "CID"), Column("P5-SemID", "p5-semid", {}, "SemID"),
-               Column("TIGER", "tiger", {"semantic_ids": "rqvae"}, "TIGER"),
-               Column("SASRec", "sasrec", {"loss_type": "CE"}, None),
-               Column("RPG", "rpg", {"decoding": "graph"}, None),
-               Column("SETRec", "setrec", {"cf_token": True, "semantic_tokens": True, "shared_query": False,
-                                           "item_positions": "shared"}, "SETRec"))
-    return [TableSpec("SETRec Table 1: all / warm / cold targets and inference time", "setrec-T5-small", columns,
-                      ("setrec-toys", "setrec-beauty", "setrec-sports", "toys", "beauty", "sports", "demo"),
-                      metrics=SETREC_METRICS, paper_datasets=SETREC_PAPER_DATASETS, state_protocol=True)]
-
-
-def table_registry() -> Registry:
-    registry: Registry = Registry("table")
-    registry.add("standard", _standard)
-    registry.add("ablation", _ablation)
-    registry.add("zero-shot", _zero_shot_tables)
-    registry.add("setrec", _setrec)
-    return registry
+WALL_CLOCK_MARK = "†"
 
 
 def paper_numbers() -> dict[tuple[str, str, str, str], float]:
+    """The papers' numbers: every ``bench/reference/*_paper_tables.csv``, by (table, dataset, label, metric)."""
     numbers = {}
-    for name in ("idgenrec_paper_tables.csv", "setrec_paper_tables.csv", "tiger_paper_tables.csv"):
-        text = resources.files("bench").joinpath(f"reference/{name}").read_text()
+    files = sorted((entry for entry in resources.files("bench").joinpath("reference").iterdir()
+                    if entry.name.endswith("_paper_tables.csv")), key=lambda entry: entry.name)
+    for entry in files:
+        text = entry.read_text()
         numbers.update({(row["table"], row["dataset"], row["method"], row["metric"]): float(row["value"])
                         for row in csv.DictReader(io.StringIO(text))})
     return numbers
@@ -203,7 +106,9 @@ def _is_zero_shot_record(record: dict[str, Any]) -> bool:
 
 def data_variant(record: dict[str, Any]) -> tuple[str, str, str]:
     """``(order, protocol, zero-shot sources)`` of a record beyond its dataset name: rows never mix
-    them. The order: the card's declared one, or the recorded share of ID-sorted sequences."""
+    them, so a reader never sees numbers of the ID-sorted IDGenRec release and of the chronological
+    copy, of two split protocols, or of foundations trained on different sources in one row. The
+    order: the card's declared one, or the recorded share of ID-sorted sequences."""
     source = record.get("dataset_source", {})
     sorted_by_id = (source.get("declared_order") == "ascending-item-id"
                     or source.get("share_sequences_in_ascending_id_order", 0.0) > ID_ORDER_WARNING_SHARE)
@@ -212,7 +117,7 @@ def data_variant(record: dict[str, Any]) -> tuple[str, str, str]:
             ", ".join(sorted(trained_on)))
 
 
-def _variant_label(variant: tuple[str, str, str], state_protocol: bool) -> str:
+def variant_label(variant: tuple[str, str, str], state_protocol: bool) -> str:
     order, protocol, sources = variant
     parts = [order] if order else []
     parts += [protocol] if protocol != "leave-one-out" and not state_protocol else []  # else the table names it
@@ -220,15 +125,14 @@ def _variant_label(variant: tuple[str, str, str], state_protocol: bool) -> str:
     return f" [{', '.join(parts)}]" if parts else ""
 
 
-def _latest_group(records: list[dict[str, Any]], spec: TableSpec, column: Column,
-                  dataset: str, variant: tuple[str, str, str] | None = None) -> list[dict[str, Any]] | None:
-    """The seeds of the newest configuration that fits the cell (one record per seed)."""
-    chosen = [r for r in records if r["dataset"] == dataset and column.matches(r)
-              and (variant is None or data_variant(r) == variant)
-              and not r["config"]["eval"].get("mask_history")
-              and _is_zero_shot_record(r) == bool(spec.record_filter.get("zero_shot", False))]
-    groups = seed_groups(chosen)
-    return max(groups, key=lambda group: max(r["started_at"] for r in group)) if groups else None
+def cell_choice(records: list[dict[str, Any]], spec: TableSpec, column: Column, dataset: str,
+                variant: tuple[str, str, str] | None = None) -> Choice:
+    """The configuration (its seeds) that fills a cell, chosen by :func:`bench.cell_selection.choose`."""
+    fitting = [r for r in records if r["dataset"] == dataset and column.matches(r)
+               and (variant is None or data_variant(r) == variant)
+               and not r["config"]["eval"].get("mask_history") and not is_diagnostic(r)
+               and _is_zero_shot_record(r) == spec.zero_shot]
+    return choose(fitting)
 
 
 @dataclasses.dataclass
@@ -239,18 +143,25 @@ class Cell:
     mark: str = ""
     significant: bool = False
     std: float | None = None  # standard deviation over seeds (ddof=1), with two or more seeds
+    choice: Choice | None = None  # why these records (bench table --explain)
+
+    @property
+    def wall_clock(self) -> bool:
+        """A wall-clock budget stopped the training of one of the cell's records."""
+        return bool(self.choice and self.choice.chosen and self.choice.chosen.wall_clock)
 
     @property
     def record(self) -> dict[str, Any] | None:
         return self.records[0] if self.records else None
 
 
-def _cell(group: list[dict[str, Any]] | None, metric: str, paper: float | None) -> Cell:
+def _cell(choice: Choice, metric: str, paper: float | None) -> Cell:
+    group = list(choice.chosen.records) if choice.chosen else None
     values = [value for value in (metric_value(r, metric) for r in group or []) if value is not None]
     if not group or len(values) < len(group):
-        return Cell(value=None, paper=paper, records=group)
+        return Cell(value=None, paper=paper, records=group, choice=choice)
     std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-    return Cell(value=float(np.mean(values)), paper=paper, records=group, std=std)
+    return Cell(value=float(np.mean(values)), paper=paper, records=group, std=std, choice=choice)
 
 
 def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> list[tuple[str, str, list[Cell], str]]:
@@ -258,22 +169,23 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
     pairs = [(dataset, variant) for dataset in spec.datasets
              for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset})]
     for dataset, variant in pairs:
-        chosen = [_latest_group(records, spec, column, dataset, variant) for column in spec.columns]
-        if not any(chosen):
+        choices = [cell_choice(records, spec, column, dataset, variant) for column in spec.columns]
+        if not any(choice.candidates for choice in choices):
             continue
         if spec.paper_datasets is None:
             paper_dataset = label = PAPER_DATASETS.get(dataset, dataset.capitalize())
         else:
             paper_dataset, label = spec.paper_datasets.get(dataset), dataset
-        label += _variant_label(variant, spec.state_protocol)
+        label += variant_label(variant, spec.state_protocol)
         if spec.state_protocol:
-            protocols = sorted({r["split"].get("protocol", "leave-one-out") for g in chosen if g for r in g})
+            protocols = sorted({r["split"].get("protocol", "leave-one-out") for choice in choices if choice.chosen
+                                for r in choice.chosen.records})
             label += f" ({', '.join(protocols)})"
         for metric in spec.metrics:
-            cells = [_cell(group, metric, paper.get((c.paper_table or spec.paper_table, paper_dataset, c.paper_label,
+            cells = [_cell(choice, metric, paper.get((c.paper_table or spec.paper_table, paper_dataset, c.paper_label,
                                                      paper_metric(metric)))
                            if c.paper_label and paper_dataset else None)
-                     for c, group in zip(spec.columns, chosen)]
+                     for c, choice in zip(spec.columns, choices)]
             if spec.state_protocol and all(c.value is None and c.paper is None for c in cells):
                 continue  # e.g. no cold target under this protocol: no row of dashes
             # Seconds: the fastest is best, and "Improv." is how many times faster than the second.
@@ -317,6 +229,7 @@ def _format(cell: Cell, output_format: str, with_paper: bool, digits: int = 4) -
         if cell.std is not None:
             text += f" $\\pm$ {cell.std:.{digits}f}" if output_format == "latex" else f" ± {cell.std:.{digits}f}"
         text += "*" if cell.significant else ""
+        text += WALL_CLOCK_MARK if cell.wall_clock else ""
         if cell.mark == "best":
             text = f"\\textbf{{{text}}}" if output_format == "latex" else f"**{text}**"
         elif cell.mark == "second":
@@ -333,14 +246,15 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["table", "dataset", "metric", "method", "value", "std", "seeds", "paper", "significant",
-                         "run_id"])
+                         "run_id", "rule", "wall_clock_stopped"])
         for dataset, metric, cells, _ in rows:
             for column, cell in zip(spec.columns, cells):
                 writer.writerow([spec.paper_table, dataset, metric, column.label,
                                  "" if cell.value is None else f"{cell.value:.6f}",
                                  "" if cell.std is None else f"{cell.std:.6f}", len(cell.records or []),
                                  "" if cell.paper is None else cell.paper, int(cell.significant),
-                                 ";".join(r["run_id"] for r in cell.records or [])])
+                                 ";".join(r["run_id"] for r in cell.records or []),
+                                 cell.choice.rule if cell.choice else "", int(cell.wall_clock)])
         return buffer.getvalue().rstrip("\n")
     body = [[dataset, metric] + [_format(c, output_format, with_paper, digits_for(metric)) for c in cells]
             + [improvement]
@@ -353,16 +267,21 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
             "Improv.: the best value's relative gain over the second best, whichever columns hold them.")
     if any(cell.std is not None for _, _, cells, _ in rows for cell in cells):
         note += " a ± b: mean ± standard deviation over seeds (tested on seed-averaged per-user values)."
+    if any(cell.wall_clock for _, _, cells, _ in rows for cell in cells):
+        note += (f" {WALL_CLOCK_MARK}: training stopped by a wall-clock budget (max_train_minutes), so its epoch "
+                 "count depends on the machine and its load.")
+    note += (" Each cell's configuration was chosen by its validation score, or as the method's default when "
+             "validation could not decide (bench table NAME --explain says which and why).")
     if INFERENCE_SECONDS in spec.metrics:
         note += (f" {INFERENCE_SECONDS}: ranking every evaluated test user (the record's inference field); the "
                  "fastest is bold and Improv. says how many times faster it is than the second.")
     if spec.state_protocol:
         note += " Each dataset names the split protocol of its records; R@k is HR@k when a user has one target."
+    note += repeat_share_note(rows)
     within_group = any(_target_block(metric)[0] == "Warm among warm" for metric in spec.metrics)
     if within_group:
         note += (" Warm / Cold: those targets ranked among all items; Warm among warm / Cold among cold: ranked "
                  "within their own group, SETRec's protocol (docs/evaluation.md).")
-    note += repeat_share_note(rows)
     if with_paper:
         note += " In parentheses: the paper's number."
         if within_group:

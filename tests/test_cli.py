@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -129,6 +131,22 @@ def test_example_plugin_registers_through_an_entry_point(tmp_path):
     pop_record = json.loads(Path(pop.stdout.strip().splitlines()[-1]).read_text())
     # The demo data is sequential on purpose: a sequence model must clearly beat popularity.
     assert markov_record["metrics"]["HR@10"] > 2 * pop_record["metrics"]["HR@10"]
+    # Its own Table 4 column, declared on its class: no edit to the harness.
+    table = bench("table", "standard", "--results-dir", str(results), "--format", "csv", env_extra=env)
+    assert table.returncode == 0, table.stderr
+    rows = [row for row in csv.DictReader(io.StringIO(table.stdout)) if row["metric"] == "HR@10"]
+    markov_cell = next(row for row in rows if row["method"] == "Markov")
+    assert markov_cell["run_id"] == markov_record["run_id"]
+    assert float(markov_cell["value"]) == pytest.approx(markov_record["metrics"]["HR@10"], abs=1e-6)
+    assert "| Markov" in bench("table", "standard", "--results-dir", str(results), env_extra=env).stdout
+    # A second configuration without a validation score: the cell keeps the default one, and says why.
+    other = bench("run", "--method", "markov", "--dataset", "demo", "--results-dir", str(results), "--quiet",
+                  "--set", "popularity_weight=0.01", env_extra=env)
+    assert other.returncode == 0, other.stderr
+    explained = bench("table", "standard", "--explain", "--results-dir", str(results), env_extra=env).stdout
+    markov_lines = explained[explained.index("  Markov:"):].splitlines()
+    assert "default configuration" in markov_lines[0] and "popularity_weight" in markov_lines[0]
+    assert markov_record["run_id"] in markov_lines[1] and "chosen" in markov_lines[1]
 
 
 def test_ids_show_prints_a_sample_and_exports_every_id(tmp_path):

@@ -53,3 +53,8 @@ def test_method_returns_valid_rankings(name, tmp_path):
     if "eval_every" in fields:  # trained by the engine's loop: the run's curve is at the metadata's top
         curve = metadata.get("training_curve")
         assert curve and all("validation" in entry and "NDCG@10" in entry["validation"] for entry in curve)
+        # How the curve was measured, as every engine method records it (bench.engine.selection).
+        selection = metadata.get("selection") or {}
+        assert {"metric", "phase", "users", "n_users", "of_users", "mask_history", "eval_every",
+                "patience"} <= set(selection), f"{name}: selection fields {sorted(selection)}"
+        assert selection["metric"] == "NDCG@10" and 0 < selection["n_users"] <= selection["of_users"]

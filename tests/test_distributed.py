@@ -234,3 +234,20 @@ def test_methods_train_and_rank_in_two_processes(method: str, options: dict, tmp
     record = json.loads(path.read_text())
     assert record["hardware"]["processes"] == 2 and record["hardware"]["distributed_backend"] == "gloo"
     assert len(record["per_user"]["HR@10"]) == record["split"]["test_users"] == 40
+
+
+def test_a_finished_training_is_evaluated_by_any_process_count(tmp_path: Path) -> None:
+    """1 process, then 2, then 1 on the same configuration: the last two reuse the finished
+    training (no refusal, no new epoch) and give identical per-user values."""
+    data = tmp_path / "tiny"
+    write_tiny_atomic_dataset(data)
+    cache = tmp_path / "cache"
+    records = []
+    for number, processes in enumerate((1, 2, 1)):
+        results = tmp_path / f"results-{number}"
+        finished = bench_run(data, cache, results, processes=processes)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        records.append(record_of(results))
+    assert [record["hardware"]["processes"] for record in records] == [1, 2, 1]
+    assert [record["method_metadata"]["resumed_from_epoch"] for record in records] == [0, 8, 8]
+    assert records[1]["per_user"] == records[2]["per_user"] == records[0]["per_user"]

@@ -108,7 +108,11 @@ def test_report_images_exist_every_table_is_present_and_the_folder_moves(store, 
         assert not src.startswith(("/", "http:", "https:")) and (moved / src).is_file(), src
         assert (moved / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     records = [href for href in links.links if href.startswith("records/")]
-    assert len(records) == 9 and all((moved / href).is_file() for href in records)
+    assert len(set(records)) == 9 and all((moved / href).is_file() for href in records)
+    # Each table cell links to its record (every seed's), and says why those records.
+    sasrec = sorted(href for href in set(records) if "-sasrec-" in href)
+    assert len(sasrec) == 2 and all(records.count(href) > 1 for href in sasrec)
+    assert 'title="20260101T000003-sasrec-000003, 20260101T000004-sasrec-000004; only configuration' in text
     anchors = [href[1:] for href in links.links if href.startswith("#") and href != "#"]
     assert all(anchor in links.ids for anchor in anchors)
     assert not list(moved.rglob("*.tmp"))

@@ -12,7 +12,7 @@ evaluation (``tests/engine/test_selection.py`` checks it).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,16 @@ def sample_validation_users(candidates: np.ndarray, sample: int, seed: int) -> n
         return candidates
     rng = np.random.default_rng([seed, VALIDATION_SAMPLE_STREAM])
     return np.sort(rng.choice(candidates, size=sample, replace=False)).astype(np.int64)
+
+
+class Validate(Protocol):
+    """What the training loop calls for model selection: validation metrics of a model, and
+    how they were measured (metric, users), which every engine method's record carries as
+    ``selection``. :class:`Validator` is the one the engine's methods use."""
+
+    def __call__(self, model: Any) -> dict[str, float]: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 class Validator:

@@ -34,17 +34,18 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
 
 import numpy as np
 
 from bench.config import option, require_at_least_one
 from bench.engine.accelerator import check_option_values
 from bench.engine.batching import ExamplesForEpoch, Seq2SeqTask, epoch_batches
-from bench.engine.selection import Selection
+from bench.engine.selection import Selection, Validate
 from bench.errors import BenchError
 from bench.method import RunContext
 from bench.progress import progress_note
+from bench.trackers import curve_steps
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +58,6 @@ CHECKPOINT_PREFIX = "epoch-"
 BEST_PREFIX = "best-epoch-"
 STATE_FILE = "state.pt"
 WEIGHTS_FILE = "weights.pt"
-Validate = Callable[[Any], dict[str, float]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,7 +282,10 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
         state = _load(checkpoint / STATE_FILE)
-        if state.get("processes", 1) != runtime.num_processes:
+        # A finished training is reused by any process count: only its weights are read (the
+        # evaluation is exact across processes). An unfinished one must resume as it started.
+        finished = state["epoch"] >= config.epochs or state["selection"].get("stopped_by") is not None
+        if state.get("processes", 1) != runtime.num_processes and not finished:
             # Another process count splits every batch differently: not the same run.
             raise BenchError(f"{checkpoint}: checkpoint was written by {state.get('processes', 1)} process(es), "
                              f"this run has {runtime.num_processes}; resume with --processes "
@@ -296,7 +299,8 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         # Each process restores its own random stream (its dropout masks differ from the others').
-        _restore_rng_states(state.get("rng_per_process", [state["rng"]])[runtime.process_index])
+        if not finished:
+            _restore_rng_states(state.get("rng_per_process", [state["rng"]])[runtime.process_index])
         start_epoch, train_seconds, epoch_loss = state["epoch"], state["train_seconds"], state["epoch_loss"]
         validation_seconds, scaler_state = state["validation_seconds"], state["scaler"]
         cpu_seconds = state.get("cpu_seconds", 0.0)  # checkpoints written before it was counted: 0
@@ -348,6 +352,10 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
                     said += f"; stopped by {selection.stopped_by}"
             else:
                 cpu_seconds += _cpu_seconds_of_all_processes(runtime, cpu_clock)
+            if context.tracker is not None:  # the run's experiment tracker (main process only)
+                validated = selection.curve[-1] if selection.curve and selection.curve[-1]["epoch"] == epoch else {}
+                context.tracker.log(curve_steps([{**validated, "epoch": epoch, "train_loss": epoch_loss,
+                                                  "train_seconds": train_seconds}])[0][1], step=epoch)
             if runtime.is_main_process:  # the run log has every epoch; the terminal too unless quiet
                 LOG.info(said)
                 progress_note(said, context.show_progress)
@@ -370,14 +378,13 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         best = checkpoint_dir / f"{BEST_PREFIX}{selection.best_epoch:04d}" / WEIGHTS_FILE
         plain.load_state_dict(_load(best))
     plain.eval()
-    describe = getattr(validate, "describe", None)
     return TrainingReport(
         epochs=epoch, max_epochs=config.epochs, examples_per_epoch=n_examples,
         optimizer_steps=steps_per_epoch * epoch, train_seconds=round(train_seconds, 2),
         validation_seconds=round(validation_seconds, 2), final_epoch_loss=epoch_loss,
         resumed_from_epoch=start_epoch, training_curve=tuple(selection.curve), best_epoch=selection.best_epoch,
         stopped_by=selection.stopped_by or "epochs", cpu_seconds=round(cpu_seconds, 2),
-        selection=None if validate is None else {**(describe() if describe else {}), "eval_every": config.eval_every,
+        selection=None if validate is None else {**validate.describe(), "eval_every": config.eval_every,
                                                  "patience": config.patience})
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.report.build import CurveSection, TableSection, record_link, slug
-from bench.tables import digits_for
+from bench.tables import WALL_CLOCK_MARK, digits_for
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
@@ -44,8 +44,13 @@ def _cell_html(cell, digits: int) -> str:
             text = f"<strong>{text}</strong>"
         elif cell.mark == "second":
             text = f"<u>{text}</u>"
+        text += WALL_CLOCK_MARK if cell.wall_clock else ""
+        # The cell links to its record (each seed's, when several); the tooltip says why these records.
         runs = ", ".join(r["run_id"] for r in cell.records)
-        text = f'<a href="#{_anchor(cell.records[0])}" title="{_e(runs)}">{text}</a>'
+        why = f"{runs}; {cell.choice.rule}: {cell.choice.reason}" if cell.choice else runs
+        text = f'<a href="{_e(record_link(cell.records[0]))}" title="{_e(why)}">{text}</a>'
+        text += "".join(f'<sup><a href="{_e(record_link(record))}" title="{_e(record["run_id"])}">{number}</a></sup>'
+                        for number, record in enumerate(cell.records[1:], start=2))
     if cell.paper is not None:
         text += f' <span class="paper">({cell.paper:.{digits}f})</span>'
     return text
@@ -65,8 +70,13 @@ def _table_html(section: TableSection) -> str:
         figures = "".join(f'<img src="{_e(image)}" alt="{_e(section.title)}, {_e(dataset)}, {_e(metric)}">'
                           for metric, image in images)
         charts.append(f"<h4>{_e(dataset)}</h4>\n<div class=charts>{figures}</div>")
+    note = ""
+    if any(cell.wall_clock for _, _, cells, _ in section.rows for cell in cells):
+        note = (f"<p class=note>{WALL_CLOCK_MARK}: training stopped by a wall-clock budget (max_train_minutes): its "
+                "epoch count depends on the machine and its load.</p>\n")
     return (f'<h3 id="table-{_e(slug(section.title))}">{_e(section.title)}</h3>\n'
-            f"<div class=wide><table><tr>{head}</tr>\n" + "\n".join(body) + "</table></div>\n" + "\n".join(charts))
+            f"<div class=wide><table><tr>{head}</tr>\n" + "\n".join(body) + "</table></div>\n" + note
+            + "\n".join(charts))
 
 
 def _summary(mapping: dict[str, Any] | None) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from bench.method import Method, TrainingData
+from bench.method import Method, TableColumn, TrainingData
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,8 @@ class MarkovConfig:
 
 class FirstOrderMarkov(Method):
     config_class = MarkovConfig
+    # Its own column in Table 4 (`bench table standard`), after the columns the papers define.
+    table_columns = (TableColumn(table="standard", label="Markov"),)
 
     def fit(self, data: TrainingData) -> None:
         n = data.n_items

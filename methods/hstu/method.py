@@ -17,7 +17,7 @@ from bench.config import option, require_at_least_one
 from bench.engine.model import apply_threads, count_parameters
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
-from bench.method import Method, TrainingData
+from bench.method import Method, TableColumn, TrainingData
 
 if TYPE_CHECKING:
     import torch
@@ -128,6 +128,8 @@ class HSTU(Method):
     # cpu: two blocks and 128 negatives (the authors' MovieLens-1M setting has two blocks and
     # 128 negatives too), one thread, at most 100 epochs with patience 5 on validation.
     profiles = {"cpu": {"threads": 1, "num_layers": 2, "negatives": 128, "epochs": 100, "patience": 5}}
+    # Not in IDGenRec's Table 4: a column of its own, with no paper number on this protocol.
+    table_columns = (TableColumn(table="standard", label="HSTU"),)
 
     def fit(self, data: TrainingData) -> None:
         import torch

@@ -29,7 +29,7 @@ from bench.config import option, require_at_least_one
 from bench.engine.model import apply_threads, count_parameters
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
-from bench.method import Method, TrainingData
+from bench.method import Method, TableColumn, TrainingData
 from bench.storage import atomic_write_bytes
 from methods.hstu.method import right_padded
 from methods.rpg.quantizer import QuantizerSettings
@@ -143,6 +143,9 @@ class RPG(Method):
     profiles = {"cpu": {"threads": 1, "n_digits": 16, "temperature": 0.03, "learning_rate": 3e-3, "num_beams": 200,
                         "n_edges": 20, "hidden_size": 128, "inner_size": 256, "opq_iterations": 5, "epochs": 100,
                         "batch_size": 32, "patience": 10}}
+    # In neither paper's table on these protocols: columns of its own, with no paper number.
+    table_columns = (TableColumn(table="standard", label="RPG", where={"decoding": "graph"}),
+                     TableColumn(table="setrec-T5-small", label="RPG", where={"decoding": "graph"}))
 
     def fit(self, data: TrainingData) -> None:
         import time

@@ -31,6 +31,7 @@ from bench.config import EvalConfig, option, require_at_least_one
 from bench.data.prepare import cache_root
 from bench.data.split import Split
 from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
+from bench.engine.selection import Validator, sample_validation_users
 from bench.errors import BenchError
 from bench.method import Method, RunContext, TrainingData
 
@@ -257,18 +258,14 @@ class SETRec(Method):
         if not task.examples:
             raise BenchError("setrec: no training examples (every user's training part has fewer than 2 items)")
         return train_model(self.network, task, self.config, self.context.work_dir / "checkpoints", self.context,
-                           validate=self._validate_during_training, description="setrec")
+                           validate=BetaGridValidator(self, split), description="setrec")
 
-    def _validate_during_training(self, model: Any) -> dict[str, float]:
+    def _validate_during_training(self, model: Any, users: np.ndarray) -> dict[str, float]:
         """Model selection: validation metrics at the best beta of the grid, on the loop's
         sample of validation users."""
-        from bench.engine.selection import sample_validation_users
-
         self.network = model
         self._freeze_item_tokens()
-        split = self.data.split
-        users = sample_validation_users(split.phase_users("valid"), self.config.validation_users, self.context.seed)
-        values = self.validation_grid(split, users)
+        values = self.validation_grid(self.data.split, users)
         beta = select_beta(values, self.config.beta_metric)
         return {**values[beta], "beta": beta}
 
@@ -350,6 +347,7 @@ class SETRec(Method):
             "training": report.record(),
         }
         found["training_curve"] = found["training"].pop("training_curve")  # the runner lifts it into the record
+        found["selection"] = found["training"].pop("selection")  # where every engine method records it
         if network.has_cf:
             found["cf_tokenizer"] = self.cf_facts
         if network.n_sem:
@@ -357,3 +355,15 @@ class SETRec(Method):
         if self.context.profile == "paper":
             found["backbone"] = config.backbone
         return found
+
+
+class BetaGridValidator(Validator):
+    """SETRec's validation during training: the engine's users and description, scored at the
+    best beta of the grid (:meth:`SETRec.validation_grid`)."""
+
+    def __init__(self, method: SETRec, split: Split) -> None:
+        users = sample_validation_users(split.phase_users("valid"), method.config.validation_users, method.context.seed)
+        super().__init__(method, split, users, EvalConfig(), method.context)
+
+    def __call__(self, model: Any) -> dict[str, float]:
+        return self.method._validate_during_training(model, self.users)

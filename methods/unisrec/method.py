@@ -163,6 +163,8 @@ class UniSRec(Method):
         last_training = found.get("fine_tuning") or found.get("pretraining") or {}
         if last_training.get("training_curve"):
             found["training_curve"] = last_training["training_curve"]
+        if last_training.get("selection"):  # how that curve was measured, where every engine method has it
+            found["selection"] = last_training["selection"]
         return found
 
     # ------------------------------------------------------------- pieces

@@ -86,3 +86,14 @@ def test_a_run_keyed_before_options_existed_keeps_its_work_folder(tmp_path, isol
     assert work_dir_for(request, resolved, "d") == now  # a run with today's key wins
     _, bf16 = resolve_run_config(dataclasses.replace(request, sets={"precision": "bf16"}))
     assert work_dir_for(request, bf16, "d") not in (now, earlier)
+
+
+def test_run_options_are_recorded_apart_from_the_config_that_keys_the_work_folder():
+    from bench.config import RunOptions
+
+    plain = resolve("m", ToyConfig, {}, "cpu", {}, {})
+    marked = resolve("m", ToyConfig, {}, "cpu", {}, {"diagnostic": "true", "tracker": "tensorboard"})
+    assert marked.run == RunOptions(tracker="tensorboard", diagnostic=True) and plain.run == RunOptions()
+    assert marked.to_dict() == plain.to_dict()  # same training, same work folder
+    with pytest.raises(BenchError, match="tracker.*must be one of"):
+        resolve("m", ToyConfig, {}, "cpu", {}, {"tracker": "neptune"})

@@ -152,9 +152,15 @@ def test_a_bf16_training_loop_leaves_the_runs_runtime_alone(tmp_path) -> None:
 
     seen = []
 
-    def validate(model):
-        seen.append(current_runtime().precision)
-        return {"NDCG@10": 0.0}
+    class Validate:
+        def __call__(self, model):
+            seen.append(current_runtime().precision)
+            return {"NDCG@10": 0.0}
+
+        def describe(self):
+            return {"metric": "NDCG@10"}
+
+    validate = Validate()
 
     run = get_runtime("cpu", "fp32")
     config = TrainingConfig(epochs=1, batch_size=4, device="cpu", precision="bf16")

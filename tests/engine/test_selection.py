@@ -56,6 +56,9 @@ class ScriptedValidation:
         self.calls += 1
         return {"NDCG@10": SCRIPT[self.calls - 1], "HR@10": 0.5}
 
+    def describe(self) -> dict[str, object]:
+        return {"metric": "NDCG@10", "phase": "valid", "users": "all", "n_users": 3, "of_users": 3}
+
 
 def test_best_epoch_is_returned_and_patience_stops(tokenizer, tmp_path: Path, caplog) -> None:
     examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
@@ -122,8 +125,11 @@ def test_finished_run_with_selection_is_not_trained_or_validated_again(tokenizer
     train_seq2seq(model, tokenizer, examples, CONFIG, tmp_path / "checkpoints", context(tmp_path),
                   validate=ScriptedValidation())
 
-    def never(model):
-        raise AssertionError("validated again")
+    class Never(ScriptedValidation):
+        def __call__(self, model):
+            raise AssertionError("validated again")
+
+    never = Never()
 
     again = build_model(CONFIG, "cpu", tokenizer, seed=1)
     report = train_seq2seq(again, tokenizer, examples, CONFIG, tmp_path / "checkpoints", context(tmp_path),

@@ -1,0 +1,233 @@
+"""Which records fill a table cell: selection on validation, never recency.
+
+The records that fit a cell (its dataset, data variant and column, not ``diagnostic``) are
+grouped by configuration (the seeds of one configuration together). Of several
+configurations the cell takes, in this order:
+
+1. the only one;
+2. the one with the best validation score (NDCG@10, the score model selection uses, the mean
+   over its seeds) when every configuration was validated on the same validation users;
+3. else the method's declared default configuration, saying why validation could not decide:
+   the one configuration that holds the method's defaults (its config class under the record's
+   profile) on every option where the configurations differ;
+4. else none: the cell stays empty and ``--explain`` says why.
+
+Configurations are compared without the options that say where a run ran (``device``,
+``threads``) and without options a record predates (``added_later`` ones at their default), so
+one configuration run before and after such an option existed is one configuration.
+
+Every choice keeps its evidence (:class:`Choice`) for ``bench table --explain`` and the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from typing import Any, Mapping, Sequence
+
+from bench import config as config_module
+from bench.errors import BenchError
+from bench.registry import methods
+from bench.statistics import seed_groups
+
+VALIDATION_METRIC = "NDCG@10"
+# Options that say where a run ran, not what it trained: left out of "the default configuration".
+PLACEMENT_OPTIONS = ("device", "threads")
+# What a method records in method_metadata.stopped_by when a wall-clock budget ended training.
+WALL_CLOCK_STOP = "time budget"
+
+
+def is_diagnostic(record: Mapping[str, Any]) -> bool:
+    """A run made to look at something (``--set diagnostic=true``): it never fills a cell."""
+    return bool(record.get("run_options", {}).get("diagnostic", False))
+
+
+def stopped_by_wall_clock(record: Mapping[str, Any]) -> bool:
+    """Training ended by a wall-clock budget: its epoch count depends on the machine's load."""
+    return record.get("method_metadata", {}).get("stopped_by") == WALL_CLOCK_STOP
+
+
+def identity(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a record's configuration: its resolved config without placement options and
+    without ``added_later`` options at their default (:func:`bench.config.option`)."""
+    later = _added_later_defaults(record["method"])
+    method_config = {key: value for key, value in record["config"]["method"].items()
+                     if key not in PLACEMENT_OPTIONS and not (key in later and later[key] == value)}
+    return {**record["config"], "method": method_config}
+
+
+def config_digest(record: Mapping[str, Any]) -> str:
+    """12 hex digits of the record's configuration (:func:`identity`)."""
+    return hashlib.sha256(json.dumps(identity(record), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def configuration_key(record: Mapping[str, Any]) -> str:
+    """Records of one configuration on one split share it (:func:`identity`); seeds do not count."""
+    return json.dumps({"data": record["split"].get("digest"), "config": identity(record)}, sort_keys=True)
+
+
+def validation_evidence(record: Mapping[str, Any]) -> tuple[float, str] | None:
+    """The record's validation score and the validation users it was measured on, in words
+    precise enough that two equal strings mean the same users: the final model's validation
+    ranking (``eval.include_validation``), else the best score of the model selection's curve
+    (the selected weights), else RecBole's own validation ranking. None without any."""
+    digest = record["split"].get("digest", "")
+    metadata = record.get("method_metadata", {})
+    if VALIDATION_METRIC in record.get("validation_metrics", {}):
+        return record["validation_metrics"][VALIDATION_METRIC], f"split {digest}: every validation user"
+    scores = [entry["validation"][VALIDATION_METRIC] for entry in record.get("training_curve", ())
+              if VALIDATION_METRIC in entry.get("validation", {})]
+    users = _selection_users(record)
+    if scores and users:
+        return max(scores), f"split {digest}: {users}"
+    if "recbole_valid_ndcg@10" in metadata:
+        return metadata["recbole_valid_ndcg@10"], \
+            f"split {digest}: RecBole's validation ranking of {metadata.get('validation_users')} users"
+    return None
+
+
+def _selection_users(record: Mapping[str, Any]) -> str | None:
+    """The users the engine's model selection ranked (:mod:`bench.engine.selection`): from the
+    record's ``selection``, or for a record made before its method recorded one (SETRec's), from
+    its ``validation_users`` option, which the engine samples with the run's seed."""
+    selection = record.get("method_metadata", {}).get("selection") or {}
+    if "n_users" in selection:
+        sample = selection["n_users"] if selection.get("users") == "sample" else 0
+        where = f", on {selection['on']}" if selection.get("on") else ""
+        masked = ", history masked" if selection.get("mask_history") else ""
+    elif "validation_users" in record["config"]["method"]:
+        sample, where, masked = record["config"]["method"]["validation_users"], "", ""
+    else:
+        return None
+    users = f"{sample} validation users drawn with seed {record.get('seed')}" if sample else "all validation users"
+    return users + where + masked
+
+
+@functools.lru_cache(maxsize=None)
+def _method_class(method: str) -> Any:
+    try:
+        return methods().get(method)
+    except BenchError:
+        return None  # a method this installation lacks: its defaults are unknown
+
+
+@functools.lru_cache(maxsize=None)
+def _default_method_config(method: str, profile: str) -> str | None:
+    method_class = _method_class(method)
+    if method_class is None:
+        return None
+    resolved = config_module.resolve(method, method_class.config_class, method_class.profiles, profile, {}, {})
+    return json.dumps(dataclasses.asdict(resolved.method), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _added_later_defaults(method: str) -> dict[str, Any]:
+    method_class = _method_class(method)
+    if method_class is None:
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(method_class.config_class) if f.metadata.get("added_later")}
+
+
+def _differing_options(groups: Sequence[Sequence[dict[str, Any]]]) -> set[str]:
+    configs = [identity(group[0])["method"] for group in groups]
+    keys = set().union(*configs)
+    return {key for key in keys if len({json.dumps(config.get(key)) for config in configs}) > 1}
+
+
+def at_default(record: Mapping[str, Any], options: set[str]) -> bool:
+    """Whether the record holds its method's default (under its profile) on ``options``."""
+    default_text = _default_method_config(record["method"], record.get("profile", "cpu"))
+    if default_text is None:
+        return False
+    default = json.loads(default_text)
+    recorded = identity(record)["method"]
+    return all(key in default and json.dumps(recorded.get(key, default[key])) == json.dumps(default[key])
+               for key in options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One configuration that fits a cell: its records (one per seed) and their evidence."""
+
+    records: tuple[dict[str, Any], ...]
+    validation: float | None  # mean over the seeds; None when a seed has no validation score
+    validation_users: str | None
+    default: bool  # holds the method's defaults where the configurations of its cell differ
+    # Earlier runs of the same configuration and seed, which the later run replaces.
+    replaced: tuple[str, ...] = ()
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [record["run_id"] for record in self.records]
+
+    @property
+    def digest(self) -> str:
+        return config_digest(self.records[0])
+
+    @property
+    def wall_clock(self) -> bool:
+        return any(stopped_by_wall_clock(record) for record in self.records)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    chosen: Candidate | None
+    rule: str  # "only configuration", "best validation", "default configuration", "none"
+    reason: str
+    candidates: tuple[Candidate, ...]
+
+
+def candidate(group: Sequence[dict[str, Any]], options: set[str], replaced: Sequence[str] = ()) -> Candidate:
+    evidence = [validation_evidence(record) for record in group]
+    complete = all(item is not None for item in evidence)
+    users = " + ".join(sorted({item[1] for item in evidence})) if complete else None
+    score = sum(item[0] for item in evidence) / len(evidence) if complete else None
+    default = bool(options) and all(at_default(record, options) for record in group)
+    return Candidate(tuple(group), score, users, default, tuple(replaced))
+
+
+def _best_on_validation(candidates: Sequence[Candidate]) -> Candidate:
+    # Ties go to the default configuration, then to the configuration digest (never to recency).
+    return max(candidates, key=lambda c: (c.validation, c.default, c.digest))
+
+
+def _undecided_by_validation(candidates: Sequence[Candidate]) -> str | None:
+    """Why validation cannot decide between ``candidates`` (None when it can)."""
+    missing = [c for c in candidates if c.validation is None]
+    if missing:
+        return f"no validation score for {', '.join(c.digest for c in missing)}"
+    if len({c.validation_users for c in candidates}) > 1:
+        return "validation users differ (" + "; ".join(f"{c.digest}: {c.validation_users}" for c in candidates) + ")"
+    return None
+
+
+def choose(records: Sequence[dict[str, Any]]) -> Choice:
+    """The configuration that fills a cell, among the ``records`` that fit it."""
+    groups = seed_groups(records, key=configuration_key)
+    options = _differing_options(groups) if len(groups) > 1 else set()
+    kept = {record["run_id"] for group in groups for record in group}
+    candidates = tuple(candidate(group, options, [r["run_id"] for r in records if r["run_id"] not in kept
+                                                  and configuration_key(r) == configuration_key(group[0])])
+                       for group in groups)
+    if not candidates:
+        return Choice(None, "none", "no record fits this cell", ())
+    if len(candidates) == 1:
+        return Choice(candidates[0], "only configuration", "the one configuration with records for this cell",
+                      candidates)
+    why_not = _undecided_by_validation(candidates)
+    if why_not is None:
+        best = _best_on_validation(candidates)
+        return Choice(best, "best validation", f"best {VALIDATION_METRIC} on the same validation users "
+                      f"({best.validation_users})", candidates)
+    defaults = [c for c in candidates if c.default]
+    if len(defaults) == 1:
+        return Choice(defaults[0], "default configuration", f"the method's default on the options where the "
+                      f"configurations differ ({', '.join(sorted(options))}): {why_not}", candidates)
+    if defaults and _undecided_by_validation(defaults) is None:
+        best = _best_on_validation(defaults)
+        return Choice(best, "default configuration", f"best {VALIDATION_METRIC} of the {len(defaults)} default "
+                      f"configurations (profiles) on the same validation users: {why_not}", candidates)
+    return Choice(None, "none", f"{len(candidates)} configurations, {why_not}, and "
+                  f"{len(defaults) or 'none'} at the method's default configuration", candidates)

@@ -1,0 +1,121 @@
+"""The tables as data: ``bench/reference/tables.toml`` declares each table (datasets, metrics,
+columns), and each registered method may add the columns it declares (``table_columns``).
+
+A column names a method and the configuration values a record must have to fill it (``where``),
+so ablation variants of one method are separate columns. Nothing here names a method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+from typing import Any, Mapping
+
+from bench.errors import BenchError
+from bench.registry import Registry, methods
+
+SPEC_FILE = "reference/tables.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    label: str
+    method: str
+    where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    paper_label: str | None = None
+    # The reference table this column's paper number comes from, when it is not the table's own
+    # (a method the table's paper did not run, with its own paper's number on the same protocol).
+    paper_table: str | None = None
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        if record["method"] != self.method:
+            return False
+        method_config = record["config"]["method"]
+        return all(method_config.get(key) == value for key, value in self.where.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpec:
+    title: str
+    paper_table: str  # the table's id: its key in bench/reference/*.csv
+    columns: tuple[Column, ...]
+    datasets: tuple[str, ...]
+    metrics: tuple[str, ...]
+    # The zero-shot table takes only records whose method metadata says zero_shot = True,
+    # every other table only records that do not.
+    zero_shot: bool = False
+    # The datasets that get the paper's numbers (None: every dataset, by its capitalised name);
+    # state_protocol: rows name their split protocol.
+    paper_datasets: Mapping[str, str] | None = None
+    state_protocol: bool = False
+
+
+def _read_spec_file() -> list[dict[str, Any]]:
+    text = resources.files("bench").joinpath(SPEC_FILE).read_text()
+    try:
+        return tomllib.loads(text)["spec"]
+    except (tomllib.TOMLDecodeError, KeyError) as error:
+        raise BenchError(f"bench/{SPEC_FILE}: not a valid table file: {error}") from None
+
+
+def _column(entry: Mapping[str, Any], where_from: str) -> Column:
+    unknown = set(entry) - {"label", "method", "where", "paper_label", "paper_table"}
+    if unknown or "label" not in entry or "method" not in entry:
+        what = f"unknown key '{sorted(unknown)[0]}'" if unknown else "a column needs 'label' and 'method'"
+        raise BenchError(f"{where_from}: {what}")
+    return Column(entry["label"], entry["method"], dict(entry.get("where", {})), entry.get("paper_label"),
+                  entry.get("paper_table"))
+
+
+def declared_columns() -> dict[str, list[Column]]:
+    """The columns registered methods declare (``Method.table_columns``), by table id, in the
+    order of the methods' names."""
+    found: dict[str, list[Column]] = {}
+    registry = methods()
+    for name in registry.names():
+        for declared in registry.get(name).table_columns:
+            found.setdefault(declared.table, []).append(
+                Column(declared.label, name, dict(declared.where), declared.paper_label, declared.paper_table))
+    return found
+
+
+def _spec(entry: dict[str, Any], extra: list[Column]) -> TableSpec:
+    where_from = f"bench/{SPEC_FILE}, table '{entry.get('id')}'"
+    columns = tuple(_column(column, where_from) for column in entry.get("columns", ())) + tuple(extra)
+    labels = [column.label for column in columns]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise BenchError(f"{where_from}: two columns are labelled '{repeated[0]}'")
+    try:
+        return TableSpec(title=entry["title"], paper_table=entry["id"], columns=columns,
+                         datasets=tuple(entry["datasets"]), metrics=tuple(entry["metrics"]),
+                         zero_shot=bool(entry.get("zero_shot", False)), paper_datasets=entry.get("paper_datasets"),
+                         state_protocol=bool(entry.get("state_protocol", False)))
+    except KeyError as error:
+        raise BenchError(f"{where_from}: lacks key {error}") from None
+
+
+def table_registry() -> Registry:
+    """``bench table`` names -> their specs (the file's columns, then the methods' own)."""
+    entries = _read_spec_file()
+    ids = {entry.get("id") for entry in entries}
+    registry: Registry = Registry("table")
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_name.setdefault(entry["table"], []).append(entry)
+
+    def loader(group: list[dict[str, Any]]):
+        def load() -> list[TableSpec]:
+            extra = declared_columns()
+            unknown = sorted(set(extra) - ids)
+            if unknown:
+                owner = extra[unknown[0]][0].method
+                raise BenchError(f"method '{owner}' declares a column of table '{unknown[0]}', which "
+                                 f"bench/{SPEC_FILE} does not declare; known: {', '.join(sorted(ids))}")
+            return [_spec(entry, extra.get(entry["id"], [])) for entry in group]
+        return load
+
+    for name, group in by_name.items():
+        registry.add(name, loader(group))
+    return registry
