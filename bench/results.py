@@ -1,5 +1,9 @@
 """The results store: one self-describing JSON record per run under ``results/``.
 
+A record stores its test targets' ranks; its per-user values are derived from them when it is
+read (:mod:`bench.evaluation.stored_ranks`). Records made before that hold the per-user values
+themselves and read as they are.
+
 Records are written atomically (a killed run leaves a whole record or none). Tables and
 ``compare`` read nothing but these records.
 """
@@ -13,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.evaluation.stored_ranks import per_user_fields
 from bench.storage import atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -46,9 +51,16 @@ def read_record(path: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: run record not found") from None
     except json.JSONDecodeError as error:
         raise BenchError(f"{path}:{error.lineno}: not a valid run record: {error.msg}") from None
-    for key in ("run_id", "method", "dataset", "metrics", "per_user", "split"):
+    for key in ("run_id", "method", "dataset", "metrics", "split"):
         if key not in record:
             raise BenchError(f"{path}: run record lacks key '{key}'")
+    if "ranks" in record:  # per-user values derive from the stored ranks; older records hold them
+        try:
+            record.update(per_user_fields(record["ranks"]))
+        except (BenchError, KeyError, TypeError) as error:
+            raise BenchError(f"{path}: run record's 'ranks' cannot be read: {error}") from None
+    elif "per_user" not in record:
+        raise BenchError(f"{path}: run record lacks key 'ranks' (or, before it, 'per_user')")
     return record
 
 

@@ -17,18 +17,23 @@ import time
 import uuid
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from bench import config as config_module
 from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepare_dataset
-from bench.data.split import make_split
+from bench.data.dataset import Dataset
+from bench.data.split import Split, make_split
 from bench.evaluation.protocol import PhaseResult, evaluate
+from bench.evaluation.stored_ranks import ranks_block
 from bench.logs import RUN_LOG_FILE, RunLog
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
 from bench.results import SCHEMA_VERSION, write_record
+
+if TYPE_CHECKING:
+    from bench.engine.accelerator import Runtime
 
 RECORDED_PACKAGES = ("genrec-bench", "torch", "transformers", "sentencepiece", "recbole", "numpy", "scipy", "pandas")
 
@@ -102,10 +107,10 @@ def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, da
 
 
 def warm_cold_fields(result: PhaseResult) -> dict[str, Any]:
-    """``metrics_warm``/``metrics_cold`` and their per-user arrays (with the users they belong
-    to), and when the evaluator ranked them within their group ``metrics_warm_in_group`` /
-    ``metrics_cold_in_group`` (the same users); leave-one-out records carry them only when some
-    test target is cold."""
+    """``metrics_warm``/``metrics_cold`` and the counts of their targets and users, and when the
+    evaluator ranked them within their group ``metrics_warm_in_group`` / ``metrics_cold_in_group``;
+    leave-one-out records carry them only when some test target is cold. Their per-user values
+    derive from the record's ranks (:mod:`bench.evaluation.stored_ranks`)."""
     if not result.reports_groups:
         return {}
     fields: dict[str, Any] = {"warm_cold": {}}
@@ -113,12 +118,9 @@ def warm_cold_fields(result: PhaseResult) -> dict[str, Any]:
                                     ("cold", result.cold, result.cold_in_group)):
         fields["warm_cold"][f"{label}_targets"] = subset.targets if subset else 0
         fields["warm_cold"][f"{label}_users"] = int(len(subset.users)) if subset else 0
-        if subset is not None:
-            fields[f"users_{label}"] = subset.users
         for suffix, measured in ((label, subset), (f"{label}_in_group", in_group)):
             if measured is not None:
                 fields[f"metrics_{suffix}"] = {name: round(value, 6) for name, value in measured.means().items()}
-                fields[f"per_user_{suffix}"] = {name: np.round(values, 6) for name, values in measured.per_user.items()}
     return fields
 
 
@@ -156,6 +158,12 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
     context = RunContext(work_dir=work_dir_for(request, resolved, split.digest()), seed=request.seed,
                          profile=resolved.profile, show_progress=request.show_progress and runtime.is_main_process)
     context.work_dir.mkdir(parents=True, exist_ok=True)
+    return _fit_and_record(request, log, method_class, resolved, runtime, dataset, split, context)
+
+
+def _fit_and_record(request: RunRequest, log: RunLog, method_class: type[Method],
+                    resolved: config_module.ResolvedConfig, runtime: Runtime, dataset: Dataset, split: Split,
+                    context: RunContext) -> Path | None:
     log_name = RUN_LOG_FILE if runtime.is_main_process else f"run-process{runtime.process_index}.log"
     log.to_file(context.work_dir / log_name)
     if context.work_dir != _work_dir(request, resolved.to_dict(), split.digest()):
@@ -190,7 +198,7 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
         "metrics": {name: round(value, 6) for name, value in test.means().items()},
         "ties": {"users_with_tied_target": test.tied_users, "tied_items_total": test.tied_items_total},
         "method_metadata": method.metadata(),
-        "per_user": {name: np.round(values, 6) for name, values in test.per_user.items()},
+        "ranks": ranks_block(test),
         "inference": test.inference(),
         "log_file": str(log.path),
         **warm_cold_fields(test),

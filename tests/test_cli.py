@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.results import read_record
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -33,7 +35,7 @@ def test_run_pop_on_demo_writes_a_whole_record(tmp_path):
     result = bench("run", "--method", "pop", "--dataset", "demo", "--results-dir", str(tmp_path / "r"), "--quiet")
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip().splitlines()[-1])
-    record = json.loads(path.read_text())
+    record = read_record(path)
     assert path.parent == tmp_path / "r" / "demo" / "pop"
     assert set(record["metrics"]) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
     assert len(record["per_user"]["HR@10"]) == record["dataset_summary"]["users"]
@@ -88,7 +90,7 @@ def test_short_users_are_dropped_with_a_visible_count(tmp_path):
                    "--results-dir", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "dropped 1 users with fewer than 3 interactions" in result.stderr
-    record = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    record = read_record(Path(result.stdout.strip().splitlines()[-1]))
     assert record["dataset_source"]["dropped_users_fewer_than_3"] == 1
     assert len(record["per_user"]["HR@5"]) == 2
 

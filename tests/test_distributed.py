@@ -27,6 +27,7 @@ from bench.data.split import leave_one_out
 from bench.evaluation.protocol import evaluate
 from bench.method import RunContext, TrainingData
 from bench.registry import methods
+from bench.results import read_record
 from tests.conftest import tiny_dataset, with_cold_targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def kill_after_first_checkpoint(data: Path, cache: Path, results: Path) -> None:
 
 def record_of(results: Path) -> dict:
     (path,) = results.glob("tiny/p5-sid/*.json")
-    return json.loads(path.read_text())
+    return read_record(path)
 
 
 def test_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
@@ -231,6 +232,6 @@ def test_methods_train_and_rank_in_two_processes(method: str, options: dict, tmp
                               env=environment(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     (path,) = (tmp_path / "results").glob(f"tiny/{method}/*.json")  # one record, from the main process
-    record = json.loads(path.read_text())
+    record = read_record(path)
     assert record["hardware"]["processes"] == 2 and record["hardware"]["distributed_backend"] == "gloo"
     assert len(record["per_user"]["HR@10"]) == record["split"]["test_users"] == 40
