@@ -30,6 +30,7 @@ from bench.evaluation.stored_ranks import ranks_block
 from bench.logs import RUN_LOG_FILE, RunLog
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
+from bench.run_guard import stop_on_signals, work_folder_lock
 from bench.results import SCHEMA_VERSION, write_record
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class RunRequest:
     profile: str = "cpu"
     results_dir: Path = Path("results")
     show_progress: bool = True
+    # Another run holding this configuration's work folder: wait for it (True) or stop at once.
+    wait: bool = True
 
 
 def package_versions() -> dict[str, str]:
@@ -139,7 +142,7 @@ def execute(request: RunRequest, log=print) -> Path | None:
     on every process but the main one of a multi-process run: only the main one writes).
     Everything the run says goes to ``run.log`` in its work folder (:mod:`bench.logs`); ``log``
     shows the harness's messages, only warnings when ``request.show_progress`` is off."""
-    with RunLog(echo=log, quiet=not request.show_progress) as run_log:
+    with RunLog(echo=log, quiet=not request.show_progress) as run_log, stop_on_signals():
         return _execute(request, run_log)
 
 
@@ -158,7 +161,9 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
     context = RunContext(work_dir=work_dir_for(request, resolved, split.digest()), seed=request.seed,
                          profile=resolved.profile, show_progress=request.show_progress and runtime.is_main_process)
     context.work_dir.mkdir(parents=True, exist_ok=True)
-    return _fit_and_record(request, log, method_class, resolved, runtime, dataset, split, context)
+    # One run of a configuration at a time in its folder: another waits, then finds the finished model.
+    with work_folder_lock(context.work_dir, request.wait, log, runtime.process_index, runtime.num_processes):
+        return _fit_and_record(request, log, method_class, resolved, runtime, dataset, split, context)
 
 
 def _fit_and_record(request: RunRequest, log: RunLog, method_class: type[Method],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -174,6 +175,30 @@ def test_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path: Pa
     assert uninterrupted["method_metadata"]["resumed_from_epoch"] == 0
     assert record["per_user"] == uninterrupted["per_user"]
     assert record["method_metadata"]["final_epoch_loss"] == uninterrupted["method_metadata"]["final_epoch_loss"]
+
+
+def test_sigterm_stops_every_process_of_a_two_process_run_with_one_line(tmp_path: Path) -> None:
+    """SIGTERM to the launcher (as `kill -TERM` or a scheduler sends it): the agent passes it on,
+    every worker stops after a whole checkpoint, the main one says where, all exit 143."""
+    data, cache = tmp_path / "tiny", tmp_path / "cache"
+    write_tiny_atomic_dataset(data)
+    launcher = subprocess.Popen(command(data, tmp_path / "results", 2), env=environment(cache),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(cache.glob("work/*/checkpoints/epoch-*/state.pt")):
+        assert launcher.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    workers = psutil.Process(launcher.pid).children(recursive=True)
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 143, stderr[-3000:]
+    stops = [line for line in stderr.splitlines() if line.startswith("stopped at epoch")]
+    assert len(stops) == 1 and re.fullmatch(r"stopped at epoch \d of 8; the same command resumes", stops[0]), stderr
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == []
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("method", ["idgenrec"])

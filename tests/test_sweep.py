@@ -230,18 +230,17 @@ def test_launcher_arguments_resolve_to_the_same_run(tmp_path):
     assert from_sweep.evaluation.cutoffs == (5, 20) and from_sweep.evaluation.mask_history is True
 
 
-def test_a_run_locked_by_another_sweep_is_not_started_twice(tmp_path):
-    import fcntl
+def test_a_run_held_by_another_run_is_not_started_twice(tmp_path):
+    from bench.run_guard import work_folder_lock
 
     spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [8]\n'))
     plan = plan_sweep(spec, tmp_path / "results")
     work_dir = Path(plan.tasks[0].log_path).parent
     work_dir.mkdir(parents=True)
-    with open(work_dir / "sweep.lock", "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # another sweep's worker holds this run
+    with work_folder_lock(work_dir, wait=False, say=print):  # another sweep's worker, or a `bench run`, holds it
         outcomes = run_sweep(plan, LocalExecutor(jobs=1), echo=lambda line: None)
     assert [o.status for o in outcomes] == ["failed"]
-    assert "another sweep is running this run" in outcomes[0].error
+    assert "is in use by another run of this configuration (host" in outcomes[0].error
     assert records_in(tmp_path / "results") == []
 
 
