@@ -30,7 +30,11 @@ def record_path(results_dir: Path, record: dict[str, Any]) -> Path:
 
 def write_record(results_dir: Path, record: dict[str, Any]) -> Path:
     path = record_path(results_dir, record)
-    atomic_write_text(path, json.dumps(record, indent=1, default=_to_json))
+    try:
+        atomic_write_text(path, json.dumps(record, indent=1, default=_to_json))
+    except BenchError as error:  # a read-only store, a full disk: no part of the record is left
+        raise BenchError(f"run record not written: {error}; the run's work folder keeps what it trained, "
+                         "so the same command writes the record once the store can be written") from None
     return path
 
 

@@ -164,3 +164,32 @@ def test_table_help_names_every_table():
     result = bench("table", "--help")
     assert result.returncode == 0
     assert all(name in result.stdout for name in table_registry().names())
+
+
+def test_a_full_store_disk_ends_the_run_with_one_line_and_no_record(tmp_path, monkeypatch, capsys):
+    """The disk fills while the record is written (an injected ENOSPC): one error line, exit 2, no file."""
+    import errno
+
+    from bench import results, storage
+    from bench.cli import main
+
+    real_write = results.atomic_write_text
+
+    def write_on_a_full_disk(path, text):
+        def full(descriptor):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        with monkeypatch.context() as patch:
+            patch.setattr(storage.os, "fsync", full)
+            real_write(path, text)
+
+    monkeypatch.setattr(results, "atomic_write_text", write_on_a_full_disk)
+    store = tmp_path / "r"
+    monkeypatch.setattr(sys, "argv", ["bench", "run", "--method", "pop", "--dataset", "demo", "--quiet",
+                                      "--results-dir", str(store)])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: run record not written: ") and "(No space left on device)" in line
+    assert [path for path in store.rglob("*") if path.is_file()] == []
