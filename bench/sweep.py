@@ -418,6 +418,9 @@ def summary_lines(plan: SweepPlan, outcomes: Sequence[RunOutcome]) -> list[str]:
     skipped = len(plan.tasks) - len(plan.todo)
     lines = [f"sweep {plan.spec.name}: {len(plan.tasks)} runs: {skipped} already done, "
              f"{len(finished)} finished, {len(failed)} failed"]
+    collapsed = len(plan.spec.points) - len(plan.tasks)
+    if collapsed:
+        lines[0] += f" ({collapsed} more entries of the file resolve to one of these runs: each ran once)"
     lines += [f"  finished  {o.label}: {o.record}" for o in finished]
     lines += [f"  FAILED    {o.label}: {o.error}\n            log: {o.log_path}" for o in failed]
     return lines

@@ -133,6 +133,32 @@ def test_demo_sweep_makes_four_records_then_none_and_table_shows_mean_and_std(tm
     assert spelled.stdout == grouped.stdout
 
 
+def test_entries_that_resolve_to_the_same_run_run_once(tmp_path):
+    """A list value equal to the default, and a group repeating it: three entries, one configuration."""
+    spec = load_sweep(write(tmp_path, """
+        name = "twins"
+        methods = ["pop"]
+        datasets = ["demo"]
+        seeds = [4]
+        [set]
+        "eval.mask_history" = [false]
+        [[group]]
+        name = "again"
+        methods = ["pop"]
+        seeds = [4]
+        [group.set]
+        "eval.cutoffs" = [[5, 10]]
+        """))
+    assert len(spec.points) == 2
+    plan = plan_sweep(spec, tmp_path / "results")
+    assert len(plan.tasks) == 1
+    outcomes = run_sweep(plan, LocalExecutor(jobs=2), echo=lambda line: None)
+    assert [o.status for o in outcomes] == ["finished"]
+    assert len(records_in(tmp_path / "results")) == 1
+    assert summary_lines(plan, outcomes)[0] == ("sweep twins: 1 runs: 0 already done, 1 finished, 0 failed "
+                                               "(1 more entries of the file resolve to one of these runs: each ran once)")
+
+
 def test_worker_log_shows_thread_budget_and_sits_in_the_run_work_folder(tmp_path):
     spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [5]\n'))
     plan = plan_sweep(spec, tmp_path / "results")
