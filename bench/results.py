@@ -21,6 +21,8 @@ from bench.evaluation.stored_ranks import per_user_fields
 from bench.storage import atomic_write_text
 
 SCHEMA_VERSION = 1
+# The fields a record's ranks derive (bench.evaluation.stored_ranks.per_user_fields).
+DERIVED_PREFIXES = ("per_user", "users_")
 DEFAULT_RESULTS_DIR = Path("results")
 
 
@@ -59,13 +61,72 @@ def read_record(path: Path) -> dict[str, Any]:
         if key not in record:
             raise BenchError(f"{path}: run record lacks key '{key}'")
     if "ranks" in record:  # per-user values derive from the stored ranks; older records hold them
-        try:
-            record.update(per_user_fields(record["ranks"]))
-        except (BenchError, KeyError, TypeError) as error:
-            raise BenchError(f"{path}: run record's 'ranks' cannot be read: {error}") from None
-    elif "per_user" not in record:
+        return StoredRecord(record, path)
+    if "per_user" not in record:
         raise BenchError(f"{path}: run record lacks key 'ranks' (or, before it, 'per_user')")
     return record
+
+
+class StoredRecord(dict):
+    """A record read from the store whose per-user fields (``per_user``, ``users_warm``, ...) are
+    derived from its ranks the first time one is asked for: tables that read only the means of
+    thousands of records do not decode them all. Every way of reading a key or listing the keys
+    derives them first, so it reads like the record it stands for."""
+
+    def __init__(self, stored: dict[str, Any], path: Path) -> None:
+        super().__init__(stored)
+        self._path, self._derived = path, False
+
+    def _derive(self) -> None:
+        if self._derived:
+            return
+        self._derived = True
+        try:
+            self.update(per_user_fields(super().__getitem__("ranks")))
+        except (BenchError, KeyError, TypeError) as error:
+            raise BenchError(f"{self._path}: run record's 'ranks' cannot be read: {error}") from None
+
+    def __missing__(self, key: str) -> Any:
+        if self._derived or not str(key).startswith(DERIVED_PREFIXES):
+            raise KeyError(key)
+        self._derive()
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not self._derived and str(key).startswith(DERIVED_PREFIXES):
+            self._derive()
+        return super().__contains__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def __iter__(self):
+        self._derive()
+        return super().__iter__()
+
+    def keys(self):
+        self._derive()
+        return super().keys()
+
+    def items(self):
+        self._derive()
+        return super().items()
+
+    def values(self):
+        self._derive()
+        return super().values()
+
+    def __len__(self) -> int:
+        self._derive()
+        return super().__len__()
+
+    def __eq__(self, other: object) -> bool:
+        self._derive()
+        if isinstance(other, StoredRecord):
+            other._derive()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def all_records(results_dir: Path) -> list[dict[str, Any]]:
