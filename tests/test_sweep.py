@@ -199,7 +199,7 @@ def test_cli_exit_code_is_non_zero_when_a_run_fails(tmp_path):
     result = bench("sweep", str(sweep), "--results-dir", str(tmp_path / "results"))
     assert result.returncode != 0
     assert "0 finished, 1 failed" in result.stdout and result.stdout.count("log: ") == 1
-    assert "FAILED    pop on demo (seed 1): NotADirectoryError" in result.stdout
+    assert "FAILED    pop on demo (seed 1): error: run record not written: " in result.stdout  # the store is a file
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 1 runs of sweep sweep failed")
 
 
