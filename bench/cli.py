@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from bench.errors import BenchError
+from bench.run_guard import RunStopped
 
 RESULTS_OPTION = click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"),
                               show_default=True, help="the results store")
@@ -34,9 +35,11 @@ def cli() -> None:
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="data-parallel processes, started through torch's launcher (one per GPU; gloo on CPU); "
                    "under torchrun or accelerate launch the launcher's count is used")
+@click.option("--no-wait", is_flag=True, help="when another run of this configuration holds its work folder, "
+              "stop at once naming it, instead of waiting for it to finish")
 @RESULTS_OPTION
 def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | None, sets: tuple[str, ...],
-        seed: int, profile: str, quiet: bool, processes: int, results_dir: Path) -> None:
+        seed: int, profile: str, quiet: bool, processes: int, no_wait: bool, results_dir: Path) -> None:
     """Train and evaluate one method on one dataset; the last line printed is the record's path."""
     from bench.config import parse_sets
     from bench.launch import check_method_processes, check_process_count, launch, needs_launch
@@ -47,7 +50,7 @@ def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | No
     check_process_count(processes)
     request = RunRequest(method=method, dataset=dataset, data_dir=data_dir, config_file=config_file,
                          sets=parse_sets(sets), seed=seed, profile=profile, results_dir=results_dir,
-                         show_progress=not quiet)
+                         show_progress=not quiet, wait=not no_wait)
     if needs_launch(processes):
         # A bad key or a one-process method is reported once, before any process starts.
         method_class, _ = resolve_run_config(request)
@@ -291,6 +294,12 @@ def main() -> None:
         where = f" (process {launched_rank()} of {launched_processes()})" if launched_rank() else ""
         click.echo(f"error{where}: {error}", err=True)
         sys.exit(2)
+    except RunStopped as stop:  # SIGTERM or SIGINT during a run (bench.run_guard)
+        from bench.engine.accelerator import launched_rank
+
+        if not launched_rank():  # the main process says it for all
+            click.echo(stop.message(), err=True)
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted; no record was written", err=True)
         sys.exit(130)

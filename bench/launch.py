@@ -45,6 +45,7 @@ def needs_launch(requested: int) -> bool:
 def launch(processes: int, arguments: Sequence[str]) -> None:
     """Run ``python -m bench.cli <arguments>`` in ``processes`` processes and wait for them;
     BenchError when one fails (its own ``error:`` line is above)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -57,6 +58,10 @@ def launch(processes: int, arguments: Sequence[str]) -> None:
                           max_restarts=0, monitor_interval=0.5)
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "bench.cli", *arguments)
+    except SignalException as stop:
+        # The agent passed the signal on to every process and waited for them; the main one
+        # said where it stopped. Exit as they did (bench.run_guard).
+        raise SystemExit(128 + int(stop.sigval)) from None
     except ChildFailedError as error:
         rank, failure = min(error.failures.items())
         raise BenchError(f"process {rank} of {processes} stopped with exit code {failure.exitcode} "

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Callable
 
 from bench.errors import BenchError
+from bench.run_guard import RunStopped
 
 RUN_LOG_FILE = "run.log"
 LOGGER = "bench.run"
@@ -90,6 +91,8 @@ class RunLog:
         if error is not None and self.path is not None:
             if isinstance(error, BenchError):
                 self._logger.error(f"error: {error}")
+            elif isinstance(error, RunStopped):
+                self._logger.warning(error.message())
             else:
                 self._logger.error("the run failed", exc_info=(kind, error, traceback))
             # Whoever catches the error (a sweep's summary) can point to the whole story.

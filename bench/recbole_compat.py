@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TextIO
 import numpy as np
 
 from bench.logs import PlainFormatter, strip_colour
+from bench.run_guard import checkpoint_writing
 from bench.storage import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -225,6 +226,11 @@ class ExactResume:
         trainer._train_epoch = save_then_train
 
     def save(self, next_epoch: int) -> None:
+        trainer = self.trainer
+        with checkpoint_writing(next_epoch, trainer.epochs):  # a stop signal waits for a whole state file
+            self._save(next_epoch)
+
+    def _save(self, next_epoch: int) -> None:
         trainer = self.trainer
         save_atomically({
             "fingerprint": self.fingerprint, "next_epoch": next_epoch, "cur_step": trainer.cur_step,

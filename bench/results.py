@@ -1,5 +1,9 @@
 """The results store: one self-describing JSON record per run under ``results/``.
 
+A record stores its test targets' ranks; its per-user values are derived from them when it is
+read (:mod:`bench.evaluation.stored_ranks`). Records made before that hold the per-user values
+themselves and read as they are.
+
 Records are written atomically (a killed run leaves a whole record or none). Tables and
 ``compare`` read nothing but these records.
 """
@@ -13,9 +17,12 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.evaluation.stored_ranks import per_user_fields
 from bench.storage import atomic_write_text
 
 SCHEMA_VERSION = 1
+# The fields a record's ranks derive (bench.evaluation.stored_ranks.per_user_fields).
+DERIVED_PREFIXES = ("per_user", "users_")
 DEFAULT_RESULTS_DIR = Path("results")
 
 
@@ -25,7 +32,11 @@ def record_path(results_dir: Path, record: dict[str, Any]) -> Path:
 
 def write_record(results_dir: Path, record: dict[str, Any]) -> Path:
     path = record_path(results_dir, record)
-    atomic_write_text(path, json.dumps(record, indent=1, default=_to_json))
+    try:
+        atomic_write_text(path, json.dumps(record, indent=1, default=_to_json))
+    except BenchError as error:  # a read-only store, a full disk: no part of the record is left
+        raise BenchError(f"run record not written: {error}; the run's work folder keeps what it trained, "
+                         "so the same command writes the record once the store can be written") from None
     return path
 
 
@@ -46,10 +57,76 @@ def read_record(path: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: run record not found") from None
     except json.JSONDecodeError as error:
         raise BenchError(f"{path}:{error.lineno}: not a valid run record: {error.msg}") from None
-    for key in ("run_id", "method", "dataset", "metrics", "per_user", "split"):
+    for key in ("run_id", "method", "dataset", "metrics", "split"):
         if key not in record:
             raise BenchError(f"{path}: run record lacks key '{key}'")
+    if "ranks" in record:  # per-user values derive from the stored ranks; older records hold them
+        return StoredRecord(record, path)
+    if "per_user" not in record:
+        raise BenchError(f"{path}: run record lacks key 'ranks' (or, before it, 'per_user')")
     return record
+
+
+class StoredRecord(dict):
+    """A record read from the store whose per-user fields (``per_user``, ``users_warm``, ...) are
+    derived from its ranks the first time one is asked for: tables that read only the means of
+    thousands of records do not decode them all. Every way of reading a key or listing the keys
+    derives them first, so it reads like the record it stands for."""
+
+    def __init__(self, stored: dict[str, Any], path: Path) -> None:
+        super().__init__(stored)
+        self._path, self._derived = path, False
+
+    def _derive(self) -> None:
+        if self._derived:
+            return
+        self._derived = True
+        try:
+            self.update(per_user_fields(super().__getitem__("ranks")))
+        except (BenchError, KeyError, TypeError) as error:
+            raise BenchError(f"{self._path}: run record's 'ranks' cannot be read: {error}") from None
+
+    def __missing__(self, key: str) -> Any:
+        if self._derived or not str(key).startswith(DERIVED_PREFIXES):
+            raise KeyError(key)
+        self._derive()
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not self._derived and str(key).startswith(DERIVED_PREFIXES):
+            self._derive()
+        return super().__contains__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def __iter__(self):
+        self._derive()
+        return super().__iter__()
+
+    def keys(self):
+        self._derive()
+        return super().keys()
+
+    def items(self):
+        self._derive()
+        return super().items()
+
+    def values(self):
+        self._derive()
+        return super().values()
+
+    def __len__(self) -> int:
+        self._derive()
+        return super().__len__()
+
+    def __eq__(self, other: object) -> bool:
+        self._derive()
+        if isinstance(other, StoredRecord):
+            other._derive()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def all_records(results_dir: Path) -> list[dict[str, Any]]:

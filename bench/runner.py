@@ -17,19 +17,26 @@ import time
 import uuid
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from bench import config as config_module
 from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepare_dataset
-from bench.data.split import make_split
-from bench.evaluation.protocol import PhaseResult, SubsetResult, evaluate
+from bench.data.dataset import Dataset
+from bench.data.split import Split, make_split
+from bench.evaluation.protocol import PhaseResult, evaluate
+from bench.evaluation.stored_ranks import ranks_block
 from bench.logs import RUN_LOG_FILE, RunLog
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
+from bench.run_guard import stop_on_signals, work_folder_lock
 from bench.results import SCHEMA_VERSION, write_record
 from bench.trackers import Tracker, curve_steps, open_tracker
+
+if TYPE_CHECKING:
+    from bench.engine.accelerator import Runtime
+    from bench.evaluation.metrics import SubsetResult
 
 RECORDED_PACKAGES = ("genrec-bench", "torch", "transformers", "sentencepiece", "recbole", "numpy", "scipy", "pandas")
 
@@ -45,6 +52,8 @@ class RunRequest:
     profile: str = "cpu"
     results_dir: Path = Path("results")
     show_progress: bool = True
+    # Another run holding this configuration's work folder: wait for it (True) or stop at once.
+    wait: bool = True
 
 
 def package_versions() -> dict[str, str]:
@@ -102,16 +111,16 @@ def work_dir_for(request: RunRequest, resolved: config_module.ResolvedConfig, da
     return earlier if not folder.exists() and earlier.is_dir() else folder
 
 
-def _subset_fields(suffix: str, measured: SubsetResult) -> dict[str, Any]:
-    return {f"metrics_{suffix}": {name: round(value, 6) for name, value in measured.means().items()},
-            f"per_user_{suffix}": {name: np.round(values, 6) for name, values in measured.per_user.items()}}
+def _metrics_field(suffix: str, measured: "SubsetResult") -> dict[str, Any]:
+    """A block's mean metrics; its per-user values derive from the record's ranks."""
+    return {f"metrics_{suffix}": {name: round(value, 6) for name, value in measured.means().items()}}
 
 
 def warm_cold_fields(result: PhaseResult) -> dict[str, Any]:
-    """``metrics_warm``/``metrics_cold`` and their per-user arrays (with the users they belong
-    to), and when the evaluator ranked them within their group ``metrics_warm_in_group`` /
-    ``metrics_cold_in_group`` (the same users); leave-one-out records carry them only when some
-    test target is cold."""
+    """``metrics_warm``/``metrics_cold`` and the counts of their targets and users, and when the
+    evaluator ranked them within their group ``metrics_warm_in_group`` / ``metrics_cold_in_group``;
+    leave-one-out records carry them only when some test target is cold. Their per-user values
+    derive from the record's ranks (:mod:`bench.evaluation.stored_ranks`)."""
     if not result.reports_groups:
         return {}
     fields: dict[str, Any] = {"warm_cold": {}}
@@ -119,17 +128,16 @@ def warm_cold_fields(result: PhaseResult) -> dict[str, Any]:
                                     ("cold", result.cold, result.cold_in_group)):
         fields["warm_cold"][f"{label}_targets"] = subset.targets if subset else 0
         fields["warm_cold"][f"{label}_users"] = int(len(subset.users)) if subset else 0
-        if subset is not None:
-            fields[f"users_{label}"] = subset.users
         for suffix, measured in ((label, subset), (f"{label}_in_group", in_group)):
             if measured is not None:
-                fields.update(_subset_fields(suffix, measured))
+                fields.update(_metrics_field(suffix, measured))
     return fields
 
 
 def repeat_novel_fields(result: PhaseResult) -> dict[str, Any]:
-    """``metrics_repeat``/``metrics_novel``, their per-user arrays and users, and the counts in
-    ``repeat_novel``, when some target is an item of its user's history (docs/evaluation.md)."""
+    """``metrics_repeat``/``metrics_novel`` and the counts in ``repeat_novel``, when some target is
+    an item of its user's history (docs/evaluation.md); their per-user values and users derive
+    from the record's ranks (the ``repeat`` partition of :mod:`bench.evaluation.stored_ranks`)."""
     if result.repeat is None:
         return {}
     fields: dict[str, Any] = {"repeat_novel": {
@@ -139,8 +147,7 @@ def repeat_novel_fields(result: PhaseResult) -> dict[str, Any]:
         "repeat_share": round(result.repeat.targets / len(result.repeat_targets), 6)}}
     for label, subset in (("repeat", result.repeat), ("novel", result.novel)):
         if subset is not None:
-            fields[f"users_{label}"] = subset.users
-            fields.update(_subset_fields(label, subset))
+            fields.update(_metrics_field(label, subset))
     return fields
 
 
@@ -169,7 +176,7 @@ def execute(request: RunRequest, log=print) -> Path | None:
     on every process but the main one of a multi-process run: only the main one writes).
     Everything the run says goes to ``run.log`` in its work folder (:mod:`bench.logs`); ``log``
     shows the harness's messages, only warnings when ``request.show_progress`` is off."""
-    with RunLog(echo=log, quiet=not request.show_progress) as run_log:
+    with RunLog(echo=log, quiet=not request.show_progress) as run_log, stop_on_signals():
         return _execute(request, run_log)
 
 
@@ -202,6 +209,14 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
     context = RunContext(work_dir=work_dir_for(request, resolved, split.digest()), seed=request.seed,
                          profile=resolved.profile, show_progress=request.show_progress and runtime.is_main_process)
     context.work_dir.mkdir(parents=True, exist_ok=True)
+    # One run of a configuration at a time in its folder: another waits, then finds the finished model.
+    with work_folder_lock(context.work_dir, request.wait, log, runtime.process_index, runtime.num_processes):
+        return _fit_and_record(request, log, method_class, resolved, runtime, dataset, split, context)
+
+
+def _fit_and_record(request: RunRequest, log: RunLog, method_class: type[Method],
+                    resolved: config_module.ResolvedConfig, runtime: Runtime, dataset: Dataset, split: Split,
+                    context: RunContext) -> Path | None:
     log_name = RUN_LOG_FILE if runtime.is_main_process else f"run-process{runtime.process_index}.log"
     log.to_file(context.work_dir / log_name)
     if context.work_dir != _work_dir(request, resolved.to_dict(), split.digest()):
@@ -246,8 +261,8 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
         "wall_time_seconds": {"fit": round(fit_seconds, 2), "evaluate": round(evaluate_seconds, 2)},
         "metrics": {name: round(value, 6) for name, value in test.means().items()},
         "ties": {"users_with_tied_target": test.tied_users, "tied_items_total": test.tied_items_total},
-        "method_metadata": metadata,
-        "per_user": {name: np.round(values, 6) for name, values in test.per_user.items()},
+        "method_metadata": method.metadata(),
+        "ranks": ranks_block(test),
         "inference": test.inference(),
         "log_file": str(log.path),
         "run_options": dataclasses.asdict(resolved.run),

@@ -10,18 +10,30 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from bench.errors import BenchError
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+def atomic_write_bytes(path: Path, payload: bytes, durable: bool = True) -> None:
+    """Write ``path`` whole or not at all; a folder that cannot be written (read-only, full disk)
+    is a one-line error naming it, and leaves nothing behind. ``durable``: flush the file to the
+    disk before it takes its name (a record, a checkpoint), so that a power loss cannot leave an
+    empty file under it; a file rebuilt from the store at will (a report's pages) may skip that."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise BenchError(f"{path.parent}: cannot write in this folder ({error.strerror})") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise BenchError(f"{path}: cannot be written ({error.strerror}); nothing was written") from None
         raise
 
 

@@ -255,7 +255,7 @@ class RunTask:
     def run_arguments(self) -> list[str]:
         """The same run as ``bench run`` arguments (for the multi-process launcher)."""
         arguments = ["run", "--method", self.method, "--dataset", self.dataset, "--seed", str(self.seed),
-                     "--profile", self.profile, "--results-dir", self.results_dir, "--quiet"]
+                     "--profile", self.profile, "--results-dir", self.results_dir, "--quiet", "--no-wait"]
         if self.data_dir:
             arguments += ["--data-dir", self.data_dir]
         for key, value in self.sets:
@@ -267,7 +267,7 @@ class RunTask:
         return RunRequest(method=self.method, dataset=self.dataset,
                           data_dir=Path(self.data_dir) if self.data_dir else None, sets=dict(self.sets),
                           seed=self.seed, profile=self.profile, results_dir=Path(self.results_dir),
-                          show_progress=False)
+                          show_progress=False, wait=False)
 
 
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d):\d\d,\d+ \w+ [\w.]+: (.*)$")
@@ -418,6 +418,9 @@ def summary_lines(plan: SweepPlan, outcomes: Sequence[RunOutcome]) -> list[str]:
     skipped = len(plan.tasks) - len(plan.todo)
     lines = [f"sweep {plan.spec.name}: {len(plan.tasks)} runs: {skipped} already done, "
              f"{len(finished)} finished, {len(failed)} failed"]
+    collapsed = len(plan.spec.points) - len(plan.tasks)
+    if collapsed:
+        lines[0] += f" ({collapsed} more entries of the file resolve to one of these runs: each ran once)"
     lines += [f"  finished  {o.label}: {o.record}" for o in finished]
     lines += [f"  FAILED    {o.label}: {o.error}\n            log: {o.log_path}" for o in failed]
     return lines

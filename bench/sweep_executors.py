@@ -78,38 +78,10 @@ def _output_to(log_path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-@contextlib.contextmanager
-def _run_lock(work_dir: Path) -> Iterator[bool]:
-    """An exclusive lock on the run's work folder, so two sweeps that share a run never train it
-    at once in the same folder; yields False when another process holds it."""
-    import fcntl
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    with open(work_dir / "sweep.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def run_task(task: RunTask, threads: int) -> RunOutcome:
     """Run one grid point in this process; never raises for a failed run (the outcome says so)."""
     log_path = Path(task.log_path)
     clock = time.monotonic()
-    with _run_lock(log_path.parent) as locked:
-        if not locked:
-            return RunOutcome(identity=task.identity, label=task.label, status="failed", record=None,
-                              error="error: another sweep is running this run now (its work folder is locked)",
-                              log_path=str(log_path), seconds=time.monotonic() - clock)
-        return _run_locked(task, threads, log_path, clock)
-
-
-def _run_locked(task: RunTask, threads: int, log_path: Path, clock: float) -> RunOutcome:
     record: str | None = None
     error: str | None = None
     with _output_to(log_path):

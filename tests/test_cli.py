@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.results import read_record
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -35,7 +37,7 @@ def test_run_pop_on_demo_writes_a_whole_record(tmp_path):
     result = bench("run", "--method", "pop", "--dataset", "demo", "--results-dir", str(tmp_path / "r"), "--quiet")
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip().splitlines()[-1])
-    record = json.loads(path.read_text())
+    record = read_record(path)
     assert path.parent == tmp_path / "r" / "demo" / "pop"
     assert set(record["metrics"]) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
     assert len(record["per_user"]["HR@10"]) == record["dataset_summary"]["users"]
@@ -90,7 +92,7 @@ def test_short_users_are_dropped_with_a_visible_count(tmp_path):
                    "--results-dir", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "dropped 1 users with fewer than 3 interactions" in result.stderr
-    record = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    record = read_record(Path(result.stdout.strip().splitlines()[-1]))
     assert record["dataset_source"]["dropped_users_fewer_than_3"] == 1
     assert len(record["per_user"]["HR@5"]) == 2
 
@@ -180,3 +182,32 @@ def test_table_help_names_every_table():
     result = bench("table", "--help")
     assert result.returncode == 0
     assert all(name in result.stdout for name in table_registry().names())
+
+
+def test_a_full_store_disk_ends_the_run_with_one_line_and_no_record(tmp_path, monkeypatch, capsys):
+    """The disk fills while the record is written (an injected ENOSPC): one error line, exit 2, no file."""
+    import errno
+
+    from bench import results, storage
+    from bench.cli import main
+
+    real_write = results.atomic_write_text
+
+    def write_on_a_full_disk(path, text):
+        def full(descriptor):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        with monkeypatch.context() as patch:
+            patch.setattr(storage.os, "fsync", full)
+            real_write(path, text)
+
+    monkeypatch.setattr(results, "atomic_write_text", write_on_a_full_disk)
+    store = tmp_path / "r"
+    monkeypatch.setattr(sys, "argv", ["bench", "run", "--method", "pop", "--dataset", "demo", "--quiet",
+                                      "--results-dir", str(store)])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: run record not written: ") and "(No space left on device)" in line
+    assert [path for path in store.rglob("*") if path.is_file()] == []

@@ -1,4 +1,6 @@
-"""Every registered method trains briefly on a tiny fixture and returns valid rankings.
+"""Every registered method trains briefly on a tiny fixture and returns valid rankings, and the
+ranks a record stores give back the per-user values the evaluator computed (one target per user,
+and several with warm and cold ones ranked within their group).
 
 A new plugin is tested the moment it registers. Options that make a run short are set
 when the method's config has them (one epoch, tiny sizes); nothing else is special-cased.
@@ -16,7 +18,8 @@ from bench.data.split import leave_one_out
 from bench.evaluation.protocol import evaluate
 from bench.method import RunContext, TrainingData
 from bench.registry import methods
-from tests.conftest import tiny_dataset
+from tests.conftest import tiny_dataset, with_cold_targets
+from tests.evaluation.test_stored_ranks import assert_stored_ranks_reproduce
 
 SHORT_RUN = {
     "epochs": 1, "pretrain_epochs": 1, "rounds": 1, "recommender_epochs": 1, "generator_epochs": 1,
@@ -48,6 +51,10 @@ def test_method_returns_valid_rankings(name, tmp_path):
     for values in result.per_user.values():
         assert values.shape == (split.n_users,)
         assert np.all((values >= 0) & (values <= 1))
+    assert_stored_ranks_reproduce(result)
+    several = evaluate(method, with_cold_targets(split), "test", EvalConfig(), context, in_group=True)
+    assert several.warm is not None and several.cold is not None
+    assert_stored_ranks_reproduce(several)
     metadata = method.metadata()
     assert isinstance(metadata, dict)
     if "eval_every" in fields:  # trained by the engine's loop: the run's curve is at the metadata's top

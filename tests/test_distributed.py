@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from bench.data.split import leave_one_out
 from bench.evaluation.protocol import evaluate
 from bench.method import RunContext, TrainingData
 from bench.registry import methods
+from bench.results import read_record
 from tests.conftest import tiny_dataset, with_cold_targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +148,7 @@ def kill_after_first_checkpoint(data: Path, cache: Path, results: Path) -> None:
 
 def record_of(results: Path) -> dict:
     (path,) = results.glob("tiny/p5-sid/*.json")
-    return json.loads(path.read_text())
+    return read_record(path)
 
 
 def test_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
@@ -173,6 +175,30 @@ def test_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path: Pa
     assert uninterrupted["method_metadata"]["resumed_from_epoch"] == 0
     assert record["per_user"] == uninterrupted["per_user"]
     assert record["method_metadata"]["final_epoch_loss"] == uninterrupted["method_metadata"]["final_epoch_loss"]
+
+
+def test_sigterm_stops_every_process_of_a_two_process_run_with_one_line(tmp_path: Path) -> None:
+    """SIGTERM to the launcher (as `kill -TERM` or a scheduler sends it): the agent passes it on,
+    every worker stops after a whole checkpoint, the main one says where, all exit 143."""
+    data, cache = tmp_path / "tiny", tmp_path / "cache"
+    write_tiny_atomic_dataset(data)
+    launcher = subprocess.Popen(command(data, tmp_path / "results", 2), env=environment(cache),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(cache.glob("work/*/checkpoints/epoch-*/state.pt")):
+        assert launcher.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    workers = psutil.Process(launcher.pid).children(recursive=True)
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 143, stderr[-3000:]
+    stops = [line for line in stderr.splitlines() if line.startswith("stopped at epoch")]
+    assert len(stops) == 1 and re.fullmatch(r"stopped at epoch \d of 8; the same command resumes", stops[0]), stderr
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == []
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("method", ["idgenrec"])
@@ -231,7 +257,7 @@ def test_methods_train_and_rank_in_two_processes(method: str, options: dict, tmp
                               env=environment(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     (path,) = (tmp_path / "results").glob(f"tiny/{method}/*.json")  # one record, from the main process
-    record = json.loads(path.read_text())
+    record = read_record(path)
     assert record["hardware"]["processes"] == 2 and record["hardware"]["distributed_backend"] == "gloo"
     assert len(record["per_user"]["HR@10"]) == record["split"]["test_users"] == 40
 

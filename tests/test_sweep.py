@@ -133,6 +133,32 @@ def test_demo_sweep_makes_four_records_then_none_and_table_shows_mean_and_std(tm
     assert spelled.stdout == grouped.stdout
 
 
+def test_entries_that_resolve_to_the_same_run_run_once(tmp_path):
+    """A list value equal to the default, and a group repeating it: three entries, one configuration."""
+    spec = load_sweep(write(tmp_path, """
+        name = "twins"
+        methods = ["pop"]
+        datasets = ["demo"]
+        seeds = [4]
+        [set]
+        "eval.mask_history" = [false]
+        [[group]]
+        name = "again"
+        methods = ["pop"]
+        seeds = [4]
+        [group.set]
+        "eval.cutoffs" = [[5, 10]]
+        """))
+    assert len(spec.points) == 2
+    plan = plan_sweep(spec, tmp_path / "results")
+    assert len(plan.tasks) == 1
+    outcomes = run_sweep(plan, LocalExecutor(jobs=2), echo=lambda line: None)
+    assert [o.status for o in outcomes] == ["finished"]
+    assert len(records_in(tmp_path / "results")) == 1
+    assert summary_lines(plan, outcomes)[0] == ("sweep twins: 1 runs: 0 already done, 1 finished, 0 failed "
+                                               "(1 more entries of the file resolve to one of these runs: each ran once)")
+
+
 def test_worker_log_shows_thread_budget_and_sits_in_the_run_work_folder(tmp_path):
     spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [5]\n'))
     plan = plan_sweep(spec, tmp_path / "results")
@@ -173,7 +199,7 @@ def test_cli_exit_code_is_non_zero_when_a_run_fails(tmp_path):
     result = bench("sweep", str(sweep), "--results-dir", str(tmp_path / "results"))
     assert result.returncode != 0
     assert "0 finished, 1 failed" in result.stdout and result.stdout.count("log: ") == 1
-    assert "FAILED    pop on demo (seed 1): NotADirectoryError" in result.stdout
+    assert "FAILED    pop on demo (seed 1): error: run record not written: " in result.stdout  # the store is a file
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 1 runs of sweep sweep failed")
 
 
@@ -230,18 +256,17 @@ def test_launcher_arguments_resolve_to_the_same_run(tmp_path):
     assert from_sweep.evaluation.cutoffs == (5, 20) and from_sweep.evaluation.mask_history is True
 
 
-def test_a_run_locked_by_another_sweep_is_not_started_twice(tmp_path):
-    import fcntl
+def test_a_run_held_by_another_run_is_not_started_twice(tmp_path):
+    from bench.run_guard import work_folder_lock
 
     spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [8]\n'))
     plan = plan_sweep(spec, tmp_path / "results")
     work_dir = Path(plan.tasks[0].log_path).parent
     work_dir.mkdir(parents=True)
-    with open(work_dir / "sweep.lock", "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # another sweep's worker holds this run
+    with work_folder_lock(work_dir, wait=False, say=print):  # another sweep's worker, or a `bench run`, holds it
         outcomes = run_sweep(plan, LocalExecutor(jobs=1), echo=lambda line: None)
     assert [o.status for o in outcomes] == ["failed"]
-    assert "another sweep is running this run" in outcomes[0].error
+    assert "is in use by another run of this configuration (host" in outcomes[0].error
     assert records_in(tmp_path / "results") == []
 
 

@@ -46,6 +46,7 @@ from bench.errors import BenchError
 from bench.method import RunContext
 from bench.progress import progress_note
 from bench.trackers import curve_steps
+from bench.run_guard import checkpoint_writing
 
 if TYPE_CHECKING:
     import torch
@@ -203,10 +204,14 @@ def _write_folder(checkpoint_dir: Path, name: str, file_name: str, payload: dict
     temporary = checkpoint_dir / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    with open(temporary / file_name, "wb") as stream:
-        torch.save(payload, stream)
-        stream.flush()
-        os.fsync(stream.fileno())
+    try:
+        with open(temporary / file_name, "wb") as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:  # a full disk, a stop: no half-written folder stays behind
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temporary, final)
 
@@ -363,16 +368,17 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
             if not finished and time.perf_counter() - last_checkpoint < checkpoint_interval_seconds:
                 continue
             last_checkpoint = time.perf_counter()
-            rng_per_process = runtime.gather_objects(_rng_states())  # every process takes part
-            if runtime.is_main_process:
-                _save_checkpoint(checkpoint_dir, epoch, {
-                    "model": plain.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": _rng_states(),
-                    "epoch": epoch, "train_seconds": train_seconds, "validation_seconds": validation_seconds,
-                    "epoch_loss": epoch_loss, "examples_per_epoch": n_examples, "total_steps": total_steps,
-                    "cpu_seconds": cpu_seconds,
-                    "processes": runtime.num_processes, "rng_per_process": rng_per_process,
-                    "selection": selection.state_dict()})
+            with checkpoint_writing(epoch, config.epochs):  # a stop signal waits for a whole checkpoint
+                rng_per_process = runtime.gather_objects(_rng_states())  # every process takes part
+                if runtime.is_main_process:
+                    _save_checkpoint(checkpoint_dir, epoch, {
+                        "model": plain.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": _rng_states(),
+                        "epoch": epoch, "train_seconds": train_seconds, "validation_seconds": validation_seconds,
+                        "epoch_loss": epoch_loss, "examples_per_epoch": n_examples, "total_steps": total_steps,
+                        "cpu_seconds": cpu_seconds,
+                        "processes": runtime.num_processes, "rng_per_process": rng_per_process,
+                        "selection": selection.state_dict()})
     runtime.barrier()
     if validate is not None and selection.best_epoch is not None:
         best = checkpoint_dir / f"{BEST_PREFIX}{selection.best_epoch:04d}" / WEIGHTS_FILE

@@ -9,6 +9,8 @@ computed from the ranks of all of their targets (formulas in docs/evaluation.md)
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from bench.errors import BenchError
@@ -91,3 +93,35 @@ def metric_names(cutoffs: tuple[int, ...], multi_target: bool = False) -> list[s
     if multi_target:
         return [name for k in cutoffs for name in (f"Recall@{k}", f"NDCG@{k}", f"HR@{k}")]
     return [name for k in cutoffs for name in (f"HR@{k}", f"NDCG@{k}")]
+
+
+@dataclasses.dataclass(frozen=True)
+class SubsetResult:
+    """Metrics over one group of targets (warm or cold): per user, aligned with ``users``."""
+
+    users: np.ndarray
+    per_user: dict[str, np.ndarray]
+    targets: int
+
+    def means(self) -> dict[str, float]:
+        return {name: float(values.mean()) for name, values in self.per_user.items()}
+
+
+def user_metrics(ranks: np.ndarray, owners: np.ndarray, n_users: int, cutoffs: tuple[int, ...],
+                 single_target: bool) -> dict[str, np.ndarray]:
+    """Per-user metrics from the ranks of the targets (``owners[j]``: the user of target ``j``)."""
+    if single_target:
+        return metrics_from_ranks(ranks, cutoffs)
+    return metrics_from_target_ranks(ranks, owners, n_users, cutoffs)
+
+
+def subset_metrics(users: np.ndarray, ranks: np.ndarray, owners: np.ndarray, chosen: np.ndarray,
+                   cutoffs: tuple[int, ...], single_target: bool) -> SubsetResult | None:
+    """The metrics of the chosen targets only, over the users who have one."""
+    if not chosen.any():
+        return None
+    kept_owners = owners[chosen]
+    present = np.unique(kept_owners)
+    renumbered = np.searchsorted(present, kept_owners)
+    per_user = user_metrics(ranks[chosen], renumbered, len(present), cutoffs, single_target)
+    return SubsetResult(users=users[present], per_user=per_user, targets=int(chosen.sum()))

@@ -31,21 +31,9 @@ from bench.config import EvalConfig
 from bench.data.split import Phase, Split
 from bench.engine.accelerator import distributed_runtime
 from bench.errors import BenchError
-from bench.evaluation.metrics import (MISSING, metrics_from_ranks, metrics_from_target_ranks, ranks_from_lists,
-                                      ranks_from_scores, ranks_within_groups)
+from bench.evaluation.metrics import (MISSING, SubsetResult, ranks_from_lists, ranks_from_scores, ranks_within_groups,
+                                      subset_metrics, user_metrics)
 from bench.method import Method, RunContext
-
-
-@dataclasses.dataclass(frozen=True)
-class SubsetResult:
-    """Metrics over one group of targets (warm or cold): per user, aligned with ``users``."""
-
-    users: np.ndarray
-    per_user: dict[str, np.ndarray]
-    targets: int
-
-    def means(self) -> dict[str, float]:
-        return {name: float(values.mean()) for name, values in self.per_user.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +60,13 @@ class PhaseResult:
     repeat_targets: np.ndarray | None = None
     repeat: SubsetResult | None = None
     novel: SubsetResult | None = None
+    # What the record stores so that every per-user value above derives from it again
+    # (bench.evaluation.stored_ranks): the protocol's shape, each target's warm flag, and each
+    # target's rank within its own group when measured.
+    single_target: bool = True
+    cutoffs: tuple[int, ...] = (5, 10)
+    warm_targets: np.ndarray | None = None
+    group_ranks: np.ndarray | None = None
 
     def means(self) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in self.per_user.items()}
@@ -168,25 +163,6 @@ def targets_in_history(histories: list[np.ndarray], evaluated: np.ndarray, flat_
     return np.isin(owners.astype(np.int64) * n_items + flat_targets, history_keys)
 
 
-def _user_metrics(ranks: np.ndarray, owners: np.ndarray, n_users: int, config: EvalConfig,
-                  single_target: bool) -> dict[str, np.ndarray]:
-    if single_target:
-        return metrics_from_ranks(ranks, config.cutoffs)
-    return metrics_from_target_ranks(ranks, owners, n_users, config.cutoffs)
-
-
-def _subset(users: np.ndarray, ranks: np.ndarray, owners: np.ndarray, chosen: np.ndarray, config: EvalConfig,
-            single_target: bool) -> SubsetResult | None:
-    """The metrics of the chosen targets only, over the users who have one."""
-    if not chosen.any():
-        return None
-    kept_owners = owners[chosen]
-    present = np.unique(kept_owners)
-    renumbered = np.searchsorted(present, kept_owners)
-    per_user = _user_metrics(ranks[chosen], renumbered, len(present), config, single_target)
-    return SubsetResult(users=users[present], per_user=per_user, targets=int(chosen.sum()))
-
-
 def phase_users(split: Split, phase: Phase, users: np.ndarray | None = None) -> np.ndarray:
     """The users a phase evaluates: those with a target, restricted to ``users`` when given."""
     with_targets = split.phase_users(phase)
@@ -261,20 +237,22 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
     seconds = time.perf_counter() - clock - group_seconds
     repeated = targets_in_history(histories, evaluated, flat_targets, owners, split.n_items)
     load_average = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-    per_user = _user_metrics(ranks, owners, len(evaluated), config, split.single_target)
+    cutoffs, single = config.cutoffs, split.single_target
+    per_user = user_metrics(ranks, owners, len(evaluated), cutoffs, single)
     tied_per_user = np.bincount(owners, weights=(tied > 0).astype(np.float64), minlength=len(evaluated))
     return PhaseResult(users=evaluated, per_user=per_user, ranks=ranks, owners=owners,
                        tied_users=int((tied_per_user > 0).sum()), tied_items_total=int(tied.sum()),
-                       warm=_subset(evaluated, ranks, owners, warm_targets, config, split.single_target),
-                       cold=_subset(evaluated, ranks, owners, ~warm_targets, config, split.single_target),
+                       warm=subset_metrics(evaluated, ranks, owners, warm_targets, cutoffs, single),
+                       cold=subset_metrics(evaluated, ranks, owners, ~warm_targets, cutoffs, single),
                        inference_seconds=seconds, load_average=load_average, reports_groups=with_groups,
-                       warm_in_group=_subset(evaluated, group_ranks, owners, warm_targets, config,
-                                             split.single_target) if grouped else None,
-                       cold_in_group=_subset(evaluated, group_ranks, owners, ~warm_targets, config,
-                                             split.single_target) if grouped else None,
-                       repeat_targets=repeated,
-                       repeat=_subset(evaluated, ranks, owners, repeated, config, split.single_target),
-                       novel=_subset(evaluated, ranks, owners, ~repeated, config, split.single_target)
+                       warm_in_group=subset_metrics(evaluated, group_ranks, owners, warm_targets, cutoffs,
+                                                    single) if grouped else None,
+                       cold_in_group=subset_metrics(evaluated, group_ranks, owners, ~warm_targets, cutoffs,
+                                                    single) if grouped else None,
+                       single_target=single, cutoffs=cutoffs, warm_targets=warm_targets,
+                       group_ranks=group_ranks if grouped else None, repeat_targets=repeated,
+                       repeat=subset_metrics(evaluated, ranks, owners, repeated, cutoffs, single),
+                       novel=subset_metrics(evaluated, ranks, owners, ~repeated, cutoffs, single)
                        if repeated.any() else None)
 
 

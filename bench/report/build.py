@@ -64,7 +64,9 @@ class ReportWriter:
 
     def write(self, relative: str, payload: bytes) -> str:
         path = self.out_dir / relative
-        atomic_write_bytes(path, payload)
+        # each file whole or not at all, but not flushed one by one (thousands of run pages): the
+        # report is rebuilt from the store at will
+        atomic_write_bytes(path, payload, durable=False)
         self.written.add(path)
         return relative
 

@@ -35,3 +35,52 @@ def test_corrupt_record_names_the_file(tmp_path):
     path.write_text(json.dumps({"run_id": "x"}))
     with pytest.raises(BenchError, match="lacks key 'method'"):
         read_record(path)
+
+
+@pytest.fixture
+def read_only_store():
+    """A store folder nobody may write in; root, whom permissions do not stop, writes there as
+    user nobody (the effective user id only, so the test process gets root back)."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    outer = Path(tempfile.mkdtemp(prefix="read-only-store-"))  # traversable by nobody, unlike tmp_path
+    outer.chmod(0o755)
+    store = outer / "results"
+    store.mkdir(mode=0o555)
+    store.chmod(0o555)
+    as_root = os.geteuid() == 0
+    if as_root:
+        os.seteuid(65534)
+    try:
+        yield store
+    finally:
+        if as_root:
+            os.seteuid(0)
+        store.chmod(0o755)
+        shutil.rmtree(outer)
+
+
+def test_a_read_only_store_gives_one_line_and_no_file(read_only_store):
+    with pytest.raises(BenchError) as refused:
+        write_record(read_only_store, _record())
+    message = str(refused.value)
+    assert "\n" not in message and f"{read_only_store / 'demo' / 'pop'}: cannot write in this folder (Permission denied)" \
+        in message and "the same command writes the record" in message
+    assert list(read_only_store.rglob("*")) == []
+
+
+def test_a_full_disk_during_the_write_gives_one_line_and_no_partial_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full_disk(descriptor):  # the bytes went to the page cache; the disk refuses them
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("bench.storage.os.fsync", full_disk)
+    with pytest.raises(BenchError, match=r"pop-abc123\.json: cannot be written \(No space left on device\); "
+                                         "nothing was written; the run's work folder keeps what it trained"):
+        write_record(tmp_path, _record())
+    assert [path for path in tmp_path.rglob("*") if path.is_file()] == []

@@ -15,6 +15,7 @@ from bench.config import DataConfig
 from bench.data.prepare import dataset_messages, prepare_dataset
 from bench.data.split import make_split
 from bench.errors import BenchError
+from bench.results import read_record
 
 PROJECT = Path(__file__).resolve().parents[2]
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
@@ -142,7 +143,7 @@ def test_published_split_record_has_warm_and_cold_among_all_items_and_within_the
 
     path = execute(RunRequest(method="pop", dataset="pub", data_dir=write_published(tmp_path / "pub"),
                               results_dir=tmp_path / "results", show_progress=False), log=lambda message: None)
-    record = json.loads(Path(path).read_text())
+    record = read_record(Path(path))
     assert record["warm_cold"] == {"warm_targets": 2, "warm_users": 2, "cold_targets": 1, "cold_users": 1}
     assert record["metrics_cold"]["NDCG@5"] == pytest.approx(1 / math.log2(4 + 2), abs=1e-6)
     assert record["metrics_cold_in_group"]["NDCG@5"] == pytest.approx(1 / math.log2(1 + 2), abs=1e-6)

@@ -17,6 +17,7 @@ import torch
 
 from bench import recbole_compat
 from bench.method import TrainingData
+from bench.results import read_record
 from methods import recbole_baselines
 from tests.methods.test_recbole_baselines import DATASET, SPLIT, make_method
 
@@ -191,8 +192,8 @@ def test_cli_run_killed_by_sigkill_resumes_to_identical_per_user_values(tmp_path
     assert len(list((tmp_path / "results").rglob("*.json"))) == 1  # the killed run wrote no record
     resumed = bench(args, tmp_path / "cache-killed")
     assert resumed.returncode == 0, resumed.stderr
-    expected = json.loads(Path(whole.stdout.strip().splitlines()[-1]).read_text())
-    record = json.loads(Path(resumed.stdout.strip().splitlines()[-1]).read_text())
+    expected = read_record(Path(whole.stdout.strip().splitlines()[-1]))
+    record = read_record(Path(resumed.stdout.strip().splitlines()[-1]))
     assert record["method_metadata"]["resumed_after_epoch"] == 1
     assert record["per_user"] == expected["per_user"]
     assert record["metrics"] == expected["metrics"]
