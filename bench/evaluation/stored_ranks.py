@@ -147,4 +147,8 @@ def ranks_block_from_values(record: dict[str, Any]) -> dict[str, Any]:
                     users = np.asarray(record[f"users_{side}"], dtype=np.int64)
                     in_group[users] = _ranks_below_cutoff(record[f"per_user_{side}_in_group"], max(cutoffs))
             block["in_group"] = encode_integers(in_group)
+    if "users_repeat" in record:
+        repeat = np.zeros(n_users, dtype=bool)
+        repeat[np.asarray(record["users_repeat"], dtype=np.int64)] = True
+        block.setdefault("partitions", {})["repeat"] = encode_integers(repeat)
     return block

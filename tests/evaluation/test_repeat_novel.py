@@ -50,9 +50,16 @@ def test_repeat_and_novel_targets_split_the_users_exactly(tmp_path) -> None:
     fields = repeat_novel_fields(result)
     assert fields["repeat_novel"] == {"repeat_targets": 3, "repeat_users": 3, "novel_targets": 3,
                                       "novel_users": 3, "repeat_share": 0.5}
-    assert fields["users_repeat"].tolist() == REPEAT_USERS and fields["users_novel"].tolist() == NOVEL_USERS
-    assert set(fields["per_user_repeat"]) == set(fields["metrics_novel"]) == set(result.per_user)
-    assert fields["metrics_repeat"]["HR@5"] == 1.0
+    assert fields["metrics_repeat"]["HR@5"] == 1.0 and set(fields["metrics_novel"]) == set(result.per_user)
+    # The record keeps the partition as one flag per target of its ranks; reading it back gives
+    # each side's users and per-user values.
+    from bench.evaluation.stored_ranks import per_user_fields, ranks_block
+
+    derived = per_user_fields(ranks_block(result))
+    assert derived["users_repeat"] == REPEAT_USERS and derived["users_novel"] == NOVEL_USERS
+    for side, subset in (("repeat", result.repeat), ("novel", result.novel)):
+        assert derived[f"per_user_{side}"] == {name: np.round(values, 6).tolist()
+                                               for name, values in subset.per_user.items()}
 
 
 def test_a_split_without_repeat_targets_reports_neither_block(tmp_path) -> None:
