@@ -72,12 +72,15 @@ def validation_evidence(record: Mapping[str, Any]) -> tuple[float, str] | None:
     """The record's validation score and the validation users it was measured on, in words
     precise enough that two equal strings mean the same users: the final model's validation
     ranking (``eval.include_validation``), else the best score of the model selection's curve
-    (the selected weights), else RecBole's own validation ranking. None without any."""
+    (the selected weights) or of a parameter search's candidates (the chosen parameters), else
+    RecBole's own validation ranking. None without any."""
     digest = record["split"].get("digest", "")
     metadata = record.get("method_metadata", {})
     if VALIDATION_METRIC in record.get("validation_metrics", {}):
         return record["validation_metrics"][VALIDATION_METRIC], f"split {digest}: every validation user"
-    scores = [entry["validation"][VALIDATION_METRIC] for entry in record.get("training_curve", ())
+    # The model selection's curve (epochs), or a parameter search's candidates (item-kNN, SKNN).
+    candidates = list(record.get("training_curve", ())) + list((metadata.get("selection") or {}).get("tried", ()))
+    scores = [entry["validation"][VALIDATION_METRIC] for entry in candidates
               if VALIDATION_METRIC in entry.get("validation", {})]
     users = _selection_users(record)
     if scores and users:
