@@ -184,4 +184,5 @@ class HSTU(Method):
                                  "softmax": "full" if self.config.negatives == 0 else "sampled",
                                  "training": self.training_report.record()}
         found["training_curve"] = found["training"].pop("training_curve")  # the runner lifts it into the record
+        found["selection"] = found["training"].pop("selection")  # where every engine method records it
         return found

@@ -236,4 +236,5 @@ class RPG(Method):
                                  "decoding_graph_seconds": self.graph_seconds,
                                  "training": self.training_report.record()}
         found["training_curve"] = found["training"].pop("training_curve")  # the runner lifts it into the record
+        found["selection"] = found["training"].pop("selection")  # where every engine method records it
         return found
