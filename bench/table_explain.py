@@ -11,7 +11,7 @@ from bench.cell_selection import Candidate, Choice, identity
 from bench.errors import BenchError
 from bench.results import all_records
 from bench.table_specs import TableSpec, table_registry
-from bench.tables import WALL_CLOCK_MARK, cell_choice, data_variant, variant_label
+from bench.tables import WALL_CLOCK_MARK, cell_choice, data_variant, records_of, variant_label
 
 
 def _flat(record: dict[str, Any]) -> dict[str, str]:
@@ -56,7 +56,8 @@ def explain_spec(spec: TableSpec, records: list[dict[str, Any]]) -> str:
     lines = [spec.title]
     for dataset in spec.datasets:
         for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset}):
-            choices = [(column.label, cell_choice(records, spec, column, dataset, variant)) for column in spec.columns]
+            here = records_of(records, dataset, variant)
+            choices = [(column.label, cell_choice(here, spec, column, dataset, variant)) for column in spec.columns]
             if not any(choice.candidates for _, choice in choices):
                 continue
             lines.append(f"{dataset}{variant_label(variant, False)}")

@@ -125,6 +125,11 @@ def variant_label(variant: tuple[str, str, str], state_protocol: bool) -> str:
     return f" [{', '.join(parts)}]" if parts else ""
 
 
+def records_of(records: list[dict[str, Any]], dataset: str, variant: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """The records of one row: one dataset in one data variant."""
+    return [r for r in records if r["dataset"] == dataset and data_variant(r) == variant]
+
+
 def cell_choice(records: list[dict[str, Any]], spec: TableSpec, column: Column, dataset: str,
                 variant: tuple[str, str, str] | None = None) -> Choice:
     """The configuration (its seeds) that fills a cell, chosen by :func:`bench.cell_selection.choose`."""
@@ -169,7 +174,8 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
     pairs = [(dataset, variant) for dataset in spec.datasets
              for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset})]
     for dataset, variant in pairs:
-        choices = [cell_choice(records, spec, column, dataset, variant) for column in spec.columns]
+        here = records_of(records, dataset, variant)  # once per row, not once per cell
+        choices = [cell_choice(here, spec, column, dataset, variant) for column in spec.columns]
         if not any(choice.candidates for choice in choices):
             continue
         if spec.paper_datasets is None:
