@@ -171,6 +171,23 @@ def prepare(name: str, data_dir: Path | None, sets: tuple[str, ...]) -> None:
     click.echo(sizes)
 
 
+@cli.command("upgrade-record")
+@click.argument("record", type=click.Path(path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="the dataset folder the record was evaluated on (default: its dataset card's)")
+def upgrade_record(record: Path, data_dir: Path | None) -> None:
+    """Rewrite a record made before ranks were stored: ranks from its per-user values, plus the
+    repeat/novel blocks its dataset implies (docs/results.md); no retraining."""
+    from bench.record_upgrade import upgrade_record_file
+
+    upgraded = upgrade_record_file(record, data_dir)
+    click.echo(f"{record}: upgraded ({record.stat().st_size} bytes)")
+    for side in ("repeat", "novel"):
+        if f"metrics_{side}" in upgraded:
+            values = ", ".join(f"{name} {value:.4f}" for name, value in upgraded[f"metrics_{side}"].items())
+            click.echo(f"{side} targets ({upgraded['repeat_novel'][side + '_targets']}): {values}")
+
+
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b", nargs=-1, required=True)
@@ -219,8 +236,11 @@ def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: 
 @click.option("--with-paper", is_flag=True, help="show the paper's number beside each cell")
 @click.option("--explain", is_flag=True, help="for each cell: its records, config digest, the rule that chose them, "
                                               "and the other configurations with their validation scores")
+@click.option("--targets", type=click.Choice(["all", "repeat", "novel"]), default="all", show_default=True,
+              help="every row over one block of the test targets: repeat (the item is in the user's history) "
+                   "or novel; docs/evaluation.md")
 @RESULTS_OPTION
-def table(name: str, output_format: str, with_paper: bool, explain: bool, results_dir: Path) -> None:
+def table(name: str, output_format: str, with_paper: bool, explain: bool, targets: str, results_dir: Path) -> None:
     """Render a paper table (standard, ablation, zero-shot, setrec) from the results store."""
     if explain:
         from bench.table_explain import explain_table
@@ -229,7 +249,7 @@ def table(name: str, output_format: str, with_paper: bool, explain: bool, result
         return
     from bench.tables import render_table
 
-    click.echo(render_table(name, results_dir, output_format, with_paper))
+    click.echo(render_table(name, results_dir, output_format, with_paper, targets))
 
 
 @cli.command()

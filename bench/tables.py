@@ -39,7 +39,9 @@ PAPER_DATASETS = {"sports": "Sports", "beauty": "Beauty", "toys": "Toys", "yelp"
 # Warm and cold targets are ranked among all items ("Warm", "Cold") and, SETRec's protocol,
 # within their own group ("Warm among warm", "Cold among cold": the record's *_in_group fields).
 TARGET_BLOCKS = {"All": "", "Warm": "_warm", "Cold": "_cold", "Warm among warm": "_warm_in_group",
-                 "Cold among cold": "_cold_in_group"}
+                 "Cold among cold": "_cold_in_group", "Repeat": "_repeat", "Novel": "_novel"}
+# `bench table --targets`: a table's rows restricted to one block of the test targets.
+TABLE_TARGETS = {"all": None, "repeat": "Repeat", "novel": "Novel"}
 # The labels of bench/reference/setrec_paper_tables.csv: the paper ranked warm (cold) targets
 # among warm (cold) items, so its numbers sit beside those rows only.
 PAPER_BLOCKS = {"All": "All", "Warm among warm": "Warm", "Cold among cold": "Cold"}
@@ -72,7 +74,7 @@ def _record_field(record: dict[str, Any], metric: str) -> tuple[str, str]:
     block, name = _target_block(metric)
     if block is None:
         return "", metric
-    full = {"R": "Recall", "N": "NDCG"}[name[0]] + name[1:]
+    full = name if name.startswith(("HR@", "NDCG@", "Recall@")) else {"R": "Recall", "N": "NDCG"}[name[0]] + name[1:]
     if full.startswith("Recall@") and full not in record.get(f"metrics{TARGET_BLOCKS[block]}", {}):
         full = "HR@" + full[len("Recall@"):]
     return TARGET_BLOCKS[block], full
@@ -328,8 +330,17 @@ def cell_per_user(cell: Cell, metric: str) -> np.ndarray | None:
         return None
 
 
-def render_table(name: str, results_dir: Path, output_format: str = "markdown", with_paper: bool = False) -> str:
+def render_table(name: str, results_dir: Path, output_format: str = "markdown", with_paper: bool = False,
+                 targets: str = "all") -> str:
+    """A paper table from the store; ``targets`` (``repeat``, ``novel``) restricts every row to
+    that block of the test targets (the paper's numbers measured all targets, so none sit beside them)."""
     specs = table_registry().get(name)
+    if TABLE_TARGETS[targets] is not None:
+        block = TABLE_TARGETS[targets]
+        specs = [dataclasses.replace(spec, title=f"{spec.title} ({targets} targets only)",
+                                     metrics=tuple(f"{block} {metric}" for metric in spec.metrics
+                                                   if _target_block(metric)[0] is None))
+                 for spec in specs]
     records = all_records(results_dir) if Path(results_dir).exists() else []
     if not Path(results_dir).exists():
         raise BenchError(f"{results_dir}: results store not found")

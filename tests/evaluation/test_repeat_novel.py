@@ -81,3 +81,21 @@ def test_the_standard_table_prints_the_repeat_share_beside_its_rows(tmp_path) ->
     assert any("Pop" in line and "Recent" in line and "FPMC" in line for line in text.splitlines())
     assert "Repeat targets (the item is already in the user's history, which is not masked" in text
     assert "Yelp 3 of 12 (25.0%)." in text and "Toys 0 of" not in text
+
+
+def test_bench_table_shows_one_block_of_targets(tmp_path) -> None:
+    """--targets repeat|novel: each cell is the record's block of that name, with no paper beside it."""
+    from bench.results import write_record
+    from bench.tables import render_table
+    from tests.test_report import fixture_record
+
+    record = fixture_record("recent", 42, 0.3, 1) | {"dataset": "yelp"}
+    record |= {"metrics_repeat": {"HR@5": 0.75, "NDCG@5": 0.5, "HR@10": 0.875, "NDCG@10": 0.625},
+               "metrics_novel": {"HR@5": 0.0125, "NDCG@5": 0.0063, "HR@10": 0.025, "NDCG@10": 0.0094}}
+    write_record(tmp_path, record)
+    repeat = render_table("standard", tmp_path, targets="repeat", with_paper=True)
+    novel = render_table("standard", tmp_path, targets="novel")
+    assert "(repeat targets only)" in repeat and "(novel targets only)" in novel
+    assert any("Repeat HR@10" in line and "0.8750** (-)" in line for line in repeat.splitlines())
+    assert any("Novel NDCG@5" in line and "0.0063" in line for line in novel.splitlines())
+    assert "0.8750" not in novel
