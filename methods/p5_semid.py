@@ -30,6 +30,10 @@ class P5SemanticIndexing(GenerativeRecommender):
     config_class = P5SemanticConfig
 
     def item_identifiers(self, data: TrainingData) -> list[str]:
+        if not any(names for names in data.dataset.item_attributes):
+            raise BenchError(f"p5-semid: dataset {data.dataset.name} has no item categories, and SemID is built "
+                             "from them (give data.item_attributes_from a folder with the same items' "
+                             "item2attributes.json; docs/datasets.md)")
         self.index: SemanticIndex = semantic_ids(data.dataset.item_attributes, self.config.max_categories)
         return self.index.item_ids
 

@@ -242,3 +242,18 @@ def test_new_tokens_reach_the_tokenizer_whole(method_class, config, tmp_path: Pa
     ranking = method.rank(np.arange(3), data.split.histories("test")[:3], 5)
     assert ranking.shape == (3, 5) and ranking.min() >= 0 and ranking.max() < data.n_items
     assert method.metadata()["extra_tokens"] == len(method.extra_tokens()) > 0
+
+
+def test_semid_refuses_a_dataset_without_categories(tmp_path: Path) -> None:
+    """Without categories every item would share the fallback path: SemID would be a counter."""
+    from bench.data.dataset import build_dataset
+
+    base = tiny_dataset(n_users=8, n_items=12)
+    sequences = [(f"u{user}", [f"i{item}" for item in items]) for user, items in enumerate(
+        [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]])]
+    bare = build_dataset("bare", sequences, {}, {}, {"format": "test"})
+    method = P5SemanticIndexing(P5SemanticConfig(**TINY_ENGINE),
+                                RunContext(work_dir=tmp_path, seed=0, profile="cpu", show_progress=False))
+    with pytest.raises(BenchError, match="dataset bare has no item categories"):
+        method.item_identifiers(TrainingData(dataset=bare, split=leave_one_out(bare)))
+    assert method.item_identifiers(TrainingData(dataset=base, split=leave_one_out(base)))
