@@ -49,6 +49,9 @@ class TableSpec:
     # state_protocol: rows name their split protocol.
     paper_datasets: Mapping[str, str] | None = None
     state_protocol: bool = False
+    # Datasets the paper reports that no public copy holds: their rows show the paper's numbers
+    # beside "no public data" and never take a record.
+    no_public_data: tuple[str, ...] = ()
 
 
 def _read_spec_file() -> list[dict[str, Any]]:
@@ -91,7 +94,8 @@ def _spec(entry: dict[str, Any], extra: list[Column]) -> TableSpec:
         return TableSpec(title=entry["title"], paper_table=entry["id"], columns=columns,
                          datasets=tuple(entry["datasets"]), metrics=tuple(entry["metrics"]),
                          zero_shot=bool(entry.get("zero_shot", False)), paper_datasets=entry.get("paper_datasets"),
-                         state_protocol=bool(entry.get("state_protocol", False)))
+                         state_protocol=bool(entry.get("state_protocol", False)),
+                         no_public_data=tuple(entry.get("no_public_data", ())))
     except KeyError as error:
         raise BenchError(f"{where_from}: lacks key {error}") from None
 

@@ -171,11 +171,30 @@ def _cell(choice: Choice, metric: str, paper: float | None) -> Cell:
     return Cell(value=float(np.mean(values)), paper=paper, records=group, std=std, choice=choice)
 
 
+NO_PUBLIC_DATA = "no public data"
+
+
+def _paper_only_rows(spec: TableSpec, dataset: str, paper: dict) -> list[tuple[str, str, list[Cell], str]]:
+    """A dataset no public copy holds: the paper's numbers beside empty cells, labelled so."""
+    paper_dataset = PAPER_DATASETS.get(dataset, dataset.capitalize())
+    return [(f"{paper_dataset} ({NO_PUBLIC_DATA})", metric,
+             [Cell(value=None, paper=paper.get((c.paper_table or spec.paper_table, paper_dataset, c.paper_label,
+                                                paper_metric(metric))) if c.paper_label else None, records=None)
+              for c in spec.columns], "")
+            for metric in spec.metrics]
+
+
 def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> list[tuple[str, str, list[Cell], str]]:
     rows = []
     pairs = [(dataset, variant) for dataset in spec.datasets
-             for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset})]
+             for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset})
+             if dataset not in spec.no_public_data]
+    for dataset in spec.no_public_data:  # the paper's numbers only, in the spec's dataset order
+        pairs.insert(sum(spec.datasets.index(d) < spec.datasets.index(dataset) for d, _ in pairs), (dataset, None))
     for dataset, variant in pairs:
+        if variant is None:
+            rows.extend(_paper_only_rows(spec, dataset, paper))
+            continue
         here = records_of(records, dataset, variant)  # once per row, not once per cell
         choices = [cell_choice(here, spec, column, dataset, variant) for column in spec.columns]
         if not any(choice.candidates for choice in choices):

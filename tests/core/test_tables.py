@@ -73,8 +73,21 @@ def test_zero_shot_records_on_other_sources_sit_in_their_own_labelled_rows(tmp_p
     write_record(tmp_path, fixture_record("idgenrec", 42, 0.3, 1, {}, fusion))
     write_record(tmp_path, fixture_record("idgenrec", 42, 0.1, 2, {}, older))  # newer, other sources
     table = render_table("zero-shot", tmp_path)
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if "HR@10" in line}
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if "HR@10" in line and "no public data" not in line}
     assert set(rows) == {"Toys [trained on books, health]", "Toys [trained on beauty, sports]"}
     for label, number in (("Toys [trained on books, health]", 1), ("Toys [trained on beauty, sports]", 2)):
         record = fixture_record("idgenrec", 42, (0.3, 0.1)[number - 1], number)
         assert f"{record['metrics']['HR@10']:.4f}" in rows[label]
+
+
+def test_datasets_with_no_public_data_show_the_papers_numbers_only(tmp_path) -> None:
+    """Table 7's Music and Instruments: the paper's numbers beside 'no public data', in the spec's order."""
+    from bench.tables import render_table
+
+    (tmp_path / "results").mkdir()
+    text = render_table("zero-shot", tmp_path / "results", with_paper=True)
+    lines = [line for line in text.splitlines() if "(no public data)" in line]
+    assert [line.split("|")[1].strip() for line in lines[::4]] == ["Music (no public data)",
+                                                                  "Instruments (no public data)"]
+    music_hr10 = next(line for line in lines if "Music" in line and "HR@10" in line)
+    assert "- (0.0294)" in music_hr10 and "- (0.0238)" in music_hr10
