@@ -88,7 +88,7 @@ def sweep(sweep_file: Path, executor: str, jobs: int, dry_run: bool, only: tuple
           results_dir: Path) -> None:
     """Run a grid of methods x datasets x seeds x overrides from SWEEP_FILE (TOML), skipping runs
     whose record is in the store; see docs/sweeps.md."""
-    from bench.sweep import load_sweep, plan_sweep, run_sweep, select_points, summary_lines, work_folder_state
+    from bench.sweep import load_sweep, plan_sweep, select_points, summary_lines, work_folder_state
 
     flags = {"partition": partition, "time_minutes": time_minutes, "gpus_per_job": gpus_per_job,
              "cpus_per_job": cpus_per_job, "mem_gb": mem_gb}
@@ -98,12 +98,12 @@ def sweep(sweep_file: Path, executor: str, jobs: int, dry_run: bool, only: tuple
             click.echo(f"done\t{task.label}" if task.identity in plan.done
                        else f"todo\t{task.label}\t{work_folder_state(task)}")
         return
+    from bench.sweep_executors import LocalExecutor, SubmititExecutor, run_sweep
+
     if executor == "local":
-        from bench.sweep_executors import LocalExecutor
         runner = LocalExecutor(jobs)
     else:
         from bench.data.prepare import cache_root
-        from bench.sweep_executors import SubmititExecutor
         runner = SubmititExecutor(plan.spec.slurm, cache_root() / "sweeps" / plan.spec.name,
                                   cluster="slurm" if executor == "slurm" else "local",
                                   poll_seconds=15.0 if executor == "slurm" else 1.0,

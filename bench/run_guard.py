@@ -12,7 +12,8 @@ process, abandoning the current step; a checkpoint being written is finished fir
 (training loops write theirs under :func:`checkpoint_writing`), so the last checkpoint is whole. The runner then says
 :meth:`RunStopped.message` ("stopped at epoch N of M; the same command resumes") and the CLI
 exits with ``128 + signal`` (143 for SIGTERM, 130 for SIGINT), as a shell reports a process
-ended by that signal.
+ended by that signal. :func:`stop_run` is the same stop as a handler for other signals (a SLURM
+job's warning before preemption or its time limit, :mod:`bench.sweep_requeue`).
 """
 
 from __future__ import annotations
@@ -133,6 +134,15 @@ def stop_on_signals() -> Iterator[None]:
         _active = previous_guard
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def stop_run(signal_number: int, frame: object = None) -> None:
+    """A signal handler that stops the guarded run as SIGTERM does (the checkpoint being written is
+    finished first), for other signals that mean "stop now": a scheduler's warning before a job
+    is preempted or reaches its time limit. Outside a guarded run it stops at once."""
+    if _active is None:
+        raise RunStopped(signal_number, None, None)
+    _active.handle(signal_number, frame)
 
 
 @contextlib.contextmanager

@@ -45,12 +45,18 @@ class SlurmOptions:
     max_parallel: int = option(0, "most jobs of the array running at once (0: submitit's default)")
     setup: tuple[str, ...] = option((), "shell lines run before each job (module load, conda activate, ...)")
     account: str | None = option(None, "SLURM account to charge")
+    requeue: bool = option(True, "sbatch --requeue: a preempted job goes back to the queue and resumes from its "
+                                 "last checkpoint")
+    signal_delay_s: int = option(90, "seconds before the time limit at which SLURM sends the warning signal: the "
+                                     "run stops at its next safe point and the job is requeued")
+    max_timeouts: int = option(3, "times a job that reaches its time limit is requeued to resume (preemptions are "
+                                  "not counted)")
 
     def __post_init__(self) -> None:
         for name in ("time_minutes", "cpus_per_job"):
             if getattr(self, name) < 1:
                 raise BenchError(f"slurm option '{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("gpus_per_job", "max_parallel"):
+        for name in ("gpus_per_job", "max_parallel", "signal_delay_s", "max_timeouts"):
             if getattr(self, name) < 0:
                 raise BenchError(f"slurm option '{name}' must be 0 or more, got {getattr(self, name)}")
         if self.mem_gb <= 0:
@@ -223,9 +229,10 @@ def select_points(spec: SweepSpec, only: Sequence[str]) -> SweepSpec:
 
 def _slurm_options(path: Path, values: dict[str, Any]) -> SlurmOptions:
     expected = {"partition": str, "account": str, "time_minutes": int, "gpus_per_job": int, "cpus_per_job": int,
-                "max_parallel": int, "mem_gb": (int, float), "setup": list}
+                "max_parallel": int, "mem_gb": (int, float), "setup": list, "requeue": bool, "signal_delay_s": int,
+                "max_timeouts": int}
     for key, value in values.items():
-        if not isinstance(value, expected[key]) or isinstance(value, bool):
+        if not isinstance(value, expected[key]) or (isinstance(value, bool) and expected[key] is not bool):
             raise _fail(path, f"[slurm]: '{key}' has the wrong type ({type(value).__name__}: {value!r})")
     if "setup" in values:
         values["setup"] = tuple(str(line) for line in values["setup"])
@@ -392,24 +399,6 @@ def thread_note(plan: SweepPlan, threads_per_run: int) -> list[str]:
     return [f"note: {task.label} asks for threads={task.threads_asked} but each run gets {threads_per_run} "
             f"core(s); set threads={threads_per_run} in the sweep to avoid oversubscription"
             for task in plan.todo if task.threads_asked and task.threads_asked > threads_per_run]
-
-
-def run_sweep(plan: SweepPlan, executor, echo=print) -> list[RunOutcome]:
-    """Run what is left to do; a failed run does not stop the others."""
-    from bench.sweep_executors import Progress
-
-    todo = plan.todo
-    progress = Progress(total=len(plan.tasks), already_done=len(plan.tasks) - len(todo),
-                        slots=executor.slots, running_word=executor.running_word)
-    for note in thread_note(plan, executor.threads_per_run):
-        echo(note)
-    if not todo:
-        progress.close()
-        return []
-    try:
-        return executor.run(todo, progress)
-    finally:
-        progress.close()
 
 
 def summary_lines(plan: SweepPlan, outcomes: Sequence[RunOutcome]) -> list[str]:

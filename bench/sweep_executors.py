@@ -2,7 +2,8 @@
 
 Both call :func:`run_task`, which runs one grid point through :func:`bench.runner.execute`
 (the runner of ``bench run``) with the worker's thread budget, its whole output going to the
-run's log file. This module is imported by every worker process, so it imports nothing heavy
+run's log file; a SLURM job calls it through :class:`bench.sweep_requeue.RequeueableRun`, so that
+a preempted or timed-out job is requeued and resumes. This module is imported by every worker process, so it imports nothing heavy
 at the top: thread limits must be set before numpy or torch load.
 """
 
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
 from bench.errors import BenchError
-from bench.sweep import RunOutcome, RunTask, SlurmOptions
+from bench.sweep import RunOutcome, RunTask, SlurmOptions, SweepPlan, record_identity, thread_note
+from bench.sweep_requeue import RequeueableRun
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -112,7 +114,6 @@ def _launched(task: RunTask) -> str:
     the record is then found in the store by the run's identity."""
     from bench.launch import launch
     from bench.results import all_records
-    from bench.sweep import record_identity
 
     launch(task.processes, task.run_arguments())
     folder = Path(task.results_dir) / task.dataset / task.method
@@ -201,6 +202,22 @@ class Progress:
             self.stream.flush()
 
 
+def run_sweep(plan: SweepPlan, executor: LocalExecutor | SubmititExecutor, echo=print) -> list[RunOutcome]:
+    """Run what is left to do; a failed run does not stop the others."""
+    todo = plan.todo
+    progress = Progress(total=len(plan.tasks), already_done=len(plan.tasks) - len(todo),
+                        slots=executor.slots, running_word=executor.running_word)
+    for note in thread_note(plan, executor.threads_per_run):
+        echo(note)
+    if not todo:
+        progress.close()
+        return []
+    try:
+        return executor.run(todo, progress)
+    finally:
+        progress.close()
+
+
 class LocalExecutor:
     """``jobs`` worker processes at a time on this machine, the cores split evenly between them."""
 
@@ -271,8 +288,10 @@ class LocalExecutor:
 
 
 class SubmititExecutor:
-    """One SLURM job per run, submitted as one job array through submitit. ``cluster="local"``
-    runs the same path on this machine with submitit's local executor (tests, dry runs)."""
+    """One SLURM job per run, submitted as one job array through submitit; each job is requeued
+    when preempted or near its time limit, and resumes (:mod:`bench.sweep_requeue`).
+    ``cluster="local"`` runs the same path on this machine with submitit's local executor (tests,
+    dry runs)."""
 
     running_word = "queued or running"
 
@@ -289,19 +308,28 @@ class SubmititExecutor:
                       "cpus_per_task": options.cpus_per_job, "mem_gb": options.mem_gb,
                       "gpus_per_node": options.gpus_per_job}
         slurm = {"partition": options.partition, "account": options.account,
-                 "array_parallelism": options.max_parallel or None, "setup": list(options.setup) or None}
+                 "array_parallelism": options.max_parallel or None, "setup": list(options.setup) or None,
+                 "signal_delay_s": options.signal_delay_s,
+                 "additional_parameters": {"requeue": True} if options.requeue else None}
         parameters.update({f"slurm_{key}": value for key, value in slurm.items() if value is not None})
         return parameters
 
-    def run(self, tasks: Sequence[RunTask], progress: Progress) -> list[RunOutcome]:
+    def submitit_executor(self):
+        """submitit's executor with this sweep's resources (``submitit.AutoExecutor``)."""
         import submitit
 
-        executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=self.cluster)
+        timeouts = self.options.max_timeouts
+        executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=self.cluster,
+                                         slurm_max_num_timeout=timeouts, local_max_num_timeout=timeouts)
         executor.update_parameters(**self.parameters())
+        return executor
+
+    def run(self, tasks: Sequence[RunTask], progress: Progress) -> list[RunOutcome]:
+        executor = self.submitit_executor()
         # Several GPUs per job: one process per GPU, through the engine's launcher (bench/launch.py).
         processes = max(1, self.options.gpus_per_job)
         tasks = [dataclasses.replace(task, processes=processes) for task in tasks]
-        jobs = executor.map_array(run_task, tasks, [self.threads_per_run] * len(tasks))
+        jobs = executor.map_array(RequeueableRun(run_task), tasks, [self.threads_per_run] * len(tasks))
         progress.slots = min(self.slots, len(tasks))
         pending = {}
         for job, task in zip(jobs, tasks):

@@ -16,7 +16,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.results import read_record
-from bench.run_guard import RunStopped, checkpoint_writing, stop_on_signals, work_folder_lock
+from bench.run_guard import RunStopped, checkpoint_writing, stop_on_signals, stop_run, work_folder_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_T5 = {"epochs": 2, "d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16, "vocab_size": 200,
@@ -134,6 +134,26 @@ def test_a_stop_signal_waits_for_the_checkpoint_being_written():
     assert stopped.value.message() == "stopped at epoch 3 of 10; the same command resumes"
     assert stopped.value.exit_code == 143
     assert signal.getsignal(signal.SIGTERM) is before  # the handler the run found is back
+
+
+def test_another_stop_signal_through_stop_run_also_waits_for_the_checkpoint():
+    """A scheduler's warning signal (a sweep's SLURM job, bench/sweep_requeue.py) stops as SIGTERM does."""
+    before = signal.getsignal(signal.SIGUSR2)
+    signal.signal(signal.SIGUSR2, stop_run)
+    try:
+        with pytest.raises(RunStopped) as outside:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(0.1)
+        assert outside.value.epoch is None  # no guarded run: it stops at once
+        with stop_on_signals(), pytest.raises(RunStopped) as stopped:
+            with checkpoint_writing(2, 5):
+                os.kill(os.getpid(), signal.SIGUSR2)
+                time.sleep(0.1)
+                written = True
+        assert written and stopped.value.signal_number == signal.SIGUSR2
+        assert stopped.value.message() == "stopped at epoch 2 of 5; the same command resumes"
+    finally:
+        signal.signal(signal.SIGUSR2, before)
 
 
 def test_sigterm_stops_a_sasrec_run_with_one_line_and_the_same_command_resumes_identically(tmp_path):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.sweep import (RunTask, SweepPlan, load_sweep, plan_sweep, record_identity, run_sweep, select_points,
-                         summary_lines, work_folder_state)
-from bench.sweep_executors import LocalExecutor, Progress, SubmititExecutor
+from bench.sweep import (RunTask, SweepPlan, load_sweep, plan_sweep, record_identity, select_points, summary_lines,
+                         work_folder_state)
+from bench.sweep_executors import LocalExecutor, Progress, SubmititExecutor, run_sweep
 PROJECT = Path(__file__).resolve().parents[1]
 
 
