@@ -53,14 +53,18 @@ def _holder(path: Path) -> str:
 
 @contextlib.contextmanager
 def work_folder_lock(work_dir: Path, wait: bool, say: Callable[[str], None], process_index: int = 0,
-                     processes: int = 1) -> Iterator[None]:
-    """Hold the work folder's lock for this process of the run while the block runs."""
+                     processes: int = 1) -> Iterator[float | None]:
+    """Hold the work folder's lock for this process of the run while the block runs; the block
+    gets the time (``time.time()``) at which this run started waiting for another, or None when
+    the lock was free."""
     path = lock_file(work_dir, process_index, processes)
     handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        waited_since = None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            waited_since = time.time()
             holder = _holder(path)
             if not wait:
                 raise BenchError(f"work folder {work_dir.name} is in use by another run of this configuration "
@@ -72,7 +76,7 @@ def work_folder_lock(work_dir: Path, wait: bool, say: Callable[[str], None], pro
         since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         os.ftruncate(handle, 0)
         os.pwrite(handle, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": since}).encode(), 0)
-        yield
+        yield waited_since
     finally:
         os.close(handle)  # closing releases the lock; the file stays for the next run
 

@@ -32,12 +32,15 @@ from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
 from bench.run_guard import stop_on_signals, work_folder_lock
 from bench.results import SCHEMA_VERSION, write_record
+from bench.storage import atomic_write_text
 from bench.trackers import Tracker, curve_steps, open_tracker
 
 if TYPE_CHECKING:
     from bench.engine.accelerator import Runtime
     from bench.evaluation.metrics import SubsetResult
 
+# In a work folder: the record its last finished run wrote (a run that waited for it reads it).
+LAST_RECORD = "last-record.json"
 RECORDED_PACKAGES = ("genrec-bench", "torch", "transformers", "sentencepiece", "recbole", "numpy", "scipy", "pandas")
 
 
@@ -210,8 +213,26 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
                          profile=resolved.profile, show_progress=request.show_progress and runtime.is_main_process)
     context.work_dir.mkdir(parents=True, exist_ok=True)
     # One run of a configuration at a time in its folder: another waits, then finds the finished model.
-    with work_folder_lock(context.work_dir, request.wait, log, runtime.process_index, runtime.num_processes):
+    with work_folder_lock(context.work_dir, request.wait, log, runtime.process_index,
+                          runtime.num_processes) as waited_since:
+        written = record_written_since(context.work_dir, request.results_dir, waited_since)
+        if written is not None:  # the run waited for did all of it: nothing is written twice
+            log(f"the run it waited for wrote this configuration's record: {written}")
+            return written if runtime.is_main_process else None
         return _fit_and_record(request, log, method_class, resolved, runtime, dataset, split, context)
+
+
+def record_written_since(work_dir: Path, results_dir: Path, since: float | None) -> Path | None:
+    """The record another run of this work folder wrote into this store while this run waited
+    for it (``LAST_RECORD`` names it), or None."""
+    marker = work_dir / LAST_RECORD
+    if since is None or not marker.is_file() or marker.stat().st_mtime < since:
+        return None
+    try:
+        path = Path(json.loads(marker.read_text())["path"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return path if path.is_file() and path.is_relative_to(Path(results_dir).resolve()) else None
 
 
 def _fit_and_record(request: RunRequest, log: RunLog, method_class: type[Method],
@@ -277,4 +298,6 @@ def _fit_and_record(request: RunRequest, log: RunLog, method_class: type[Method]
         record["training_curve"] = record["method_metadata"].pop("training_curve")
     if not runtime.is_main_process:
         return None
-    return write_record(request.results_dir, record)
+    path = write_record(request.results_dir, record)
+    atomic_write_text(context.work_dir / LAST_RECORD, json.dumps({"path": str(path.resolve())}))
+    return path
