@@ -52,7 +52,7 @@ def stopped_by_wall_clock(record: Mapping[str, Any]) -> bool:
 def identity(record: Mapping[str, Any]) -> dict[str, Any]:
     """What makes a record's configuration: its resolved config without placement options and
     without ``added_later`` options at their default (:func:`bench.config.option`)."""
-    later = _added_later_defaults(record["method"])
+    later = added_later_defaults(record["method"])
     method_config = {key: value for key, value in record["config"]["method"].items()
                      if key not in PLACEMENT_OPTIONS and not (key in later and later[key] == value)}
     return {**record["config"], "method": method_config}
@@ -126,7 +126,8 @@ def _default_method_config(method: str, profile: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _added_later_defaults(method: str) -> dict[str, Any]:
+def added_later_defaults(method: str) -> dict[str, Any]:
+    """The defaults of the method's ``added_later`` options: what a record made before them ran."""
     method_class = _method_class(method)
     if method_class is None:
         return {}

@@ -12,6 +12,7 @@ import tomllib
 from importlib import resources
 from typing import Any, Mapping
 
+from bench.cell_selection import added_later_defaults
 from bench.errors import BenchError
 from bench.registry import Registry, methods
 
@@ -31,7 +32,8 @@ class Column:
     def matches(self, record: dict[str, Any]) -> bool:
         if record["method"] != self.method:
             return False
-        method_config = record["config"]["method"]
+        # A record made before an option existed (``added_later``) ran what its default does.
+        method_config = {**added_later_defaults(self.method), **record["config"]["method"]}
         return all(method_config.get(key) == value for key, value in self.where.items())
 
 

@@ -2,7 +2,8 @@
 :class:`~bench.engine.recommender.GenerativeRecommender`.
 
 Items are named by Semantic IDs: the RQ-VAE codes of their text embedding plus a collision
-code (:mod:`methods.tiger.rqvae`), each code its own token (``<a_12> <b_3> <c_200> <d_0>``).
+code (:mod:`methods.tiger.rqvae`; ``tokenizer=letter`` adds LETTER's regularisers,
+:mod:`methods.tiger.letter`), each code its own token (``<a_12> <b_3> <c_200> <d_0>``).
 The input is the user's hashed ID token then the codes of the last ``max_history`` items,
 with no worded prompt (§3.2); the target is the next item's codes. The sequence model is the
 engine's T5 built from scratch at the paper's sizes in every profile (§4.1: 4 encoder and 4
@@ -26,8 +27,9 @@ from bench.config import option, require_at_least_one
 from bench.engine.model import T5EngineConfig, build_small_model
 from bench.engine.recommender import GenerativeRecommender
 from bench.errors import BenchError
-from bench.method import TrainingData
+from bench.method import TableColumn, TrainingData
 from bench.storage import atomic_write_bytes
+from methods.tiger.letter import LetterSettings
 from methods.tiger.rqvae import RQVAESettings, SemanticIds, semantic_ids
 
 if TYPE_CHECKING:
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 
 LEVEL_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 CODES_FILE = "semantic_ids.npz"
+# The SASRec that gives LETTER its collaborative embeddings reads this many recent items
+# (SETRec's CF tokenizer default, whose cache LETTER shares).
+LETTER_CF_MAX_SEQ_LENGTH = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,27 +67,66 @@ class TIGERConfig(T5EngineConfig):
     latent_dim: int = option(32, "RQ-VAE latent and code size (TIGER §4.1: 32)")
     rqvae_epochs: int = option(20_000, "RQ-VAE training epochs (TIGER §4.1: 20k)")
     rqvae_batch_size: int = option(1024, "RQ-VAE batch size (TIGER §4.1: 1024)")
-    rqvae_learning_rate: float = option(0.4, "RQ-VAE Adagrad learning rate (TIGER §4.1: 0.4)")
+    rqvae_learning_rate: float = option(0.4, "RQ-VAE Adagrad learning rate (TIGER §4.1: 0.4); tokenizer=letter "
+                                             "trains with letter_learning_rate instead")
     commitment_weight: float = option(0.25, "β of the RQ-VAE commitment loss (TIGER §3.1: 0.25)")
     restart_dead_codes: bool = option(False, "restart codes no item chose in an epoch at residuals of the batch "
                                              "(SoundStream's cure for codebook collapse; not in TIGER)")
     user_tokens: int = option(2000, "user ID tokens; a user's ID is hashed to one of them (TIGER §4.1: 2000)")
+    # LETTER's tokenizer (Wang et al., CIKM 2024, §3.1) as a switch of the RQ-VAE's loss.
+    tokenizer: Literal["rqvae", "letter"] = option(
+        "rqvae", "the loss the RQ-VAE codes are trained with (semantic_ids=rqvae only): rqvae: TIGER's "
+                 "(reconstruction + quantisation, TIGER §3.1); letter: LETTER's tokenizer, that loss plus its "
+                 "collaborative regulariser (codes aligned with SASRec item embeddings) and its diversity "
+                 "regulariser (code embeddings pulled towards their cluster), LETTER §3.1", added_later=True)
+    letter_cf_weight: float = option(
+        0.1, "α, weight of LETTER's collaborative regulariser (LETTER §3.1; 0.1 in the authors' released Beauty "
+             "tokenizer command, 0.01 in their Instruments one)", added_later=True)
+    letter_diversity_weight: float = option(
+        1e-4, "β, weight of LETTER's diversity regulariser, on its mean over levels (LETTER §3.1; 1e-4 in the "
+              "authors' released tokenizer commands)", added_later=True)
+    letter_learning_rate: float = option(
+        1e-3, "learning rate of LETTER's RQ-VAE optimizer, AdamW, in place of TIGER's Adagrad (the authors' "
+              "released tokenizer: AdamW, 1e-3)", added_later=True)
+    letter_weight_decay: float = option(
+        1e-4, "AdamW weight decay of LETTER's RQ-VAE (the authors' released tokenizer: 1e-4)", added_later=True)
+    letter_clusters: int = option(
+        10, "groups the code embeddings of each level are clustered into, once per epoch, for LETTER's diversity "
+            "regulariser (LETTER §3.1; 10 in the released code)", added_later=True)
+    letter_cf_epochs: int = option(
+        300, "maximum epochs of the SASRec giving LETTER its collaborative item embeddings (SETRec's CF tokenizer, "
+             "latent_dim wide, early stopping on an inner validation item of the training split)", added_later=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least_one(self, ("codebook_size", "levels", "latent_dim", "rqvae_epochs", "rqvae_batch_size",
-                                    "user_tokens"))
+                                    "user_tokens", "letter_clusters", "letter_cf_epochs"))
         if self.levels + 1 > len(LEVEL_LETTERS):
             raise BenchError(f"config key 'levels' must be at most {len(LEVEL_LETTERS) - 1}, got {self.levels}")
         if self.rqvae_learning_rate <= 0 or self.commitment_weight < 0:
             name = "rqvae_learning_rate" if self.rqvae_learning_rate <= 0 else "commitment_weight"
             raise BenchError(f"config key '{name}' must be positive, got {getattr(self, name)}")
+        if self.letter_learning_rate <= 0:
+            raise BenchError(f"config key 'letter_learning_rate' must be positive, got {self.letter_learning_rate}")
+        for name in ("letter_cf_weight", "letter_diversity_weight", "letter_weight_decay"):
+            if getattr(self, name) < 0:
+                raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
+        if self.tokenizer == "letter" and self.semantic_ids != "rqvae":
+            raise BenchError(f"config key 'tokenizer' is letter, which regularises the RQ-VAE: it needs "
+                             f"semantic_ids=rqvae, got {self.semantic_ids}")
 
     def rqvae_settings(self) -> RQVAESettings:
-        return RQVAESettings(latent_dim=self.latent_dim, levels=self.levels, codebook_size=self.codebook_size,
-                             epochs=self.rqvae_epochs, batch_size=self.rqvae_batch_size,
-                             learning_rate=self.rqvae_learning_rate, commitment_weight=self.commitment_weight,
-                             restart_dead_codes=self.restart_dead_codes)
+        settings = RQVAESettings(latent_dim=self.latent_dim, levels=self.levels, codebook_size=self.codebook_size,
+                                 epochs=self.rqvae_epochs, batch_size=self.rqvae_batch_size,
+                                 learning_rate=self.rqvae_learning_rate, commitment_weight=self.commitment_weight,
+                                 restart_dead_codes=self.restart_dead_codes)
+        if self.tokenizer == "rqvae":
+            return settings
+        # LETTER's tokenizer as released: its optimizer and its two regularisers (LETTER §3.1).
+        letter = LetterSettings(cf_weight=self.letter_cf_weight, diversity_weight=self.letter_diversity_weight,
+                                clusters=self.letter_clusters)
+        return dataclasses.replace(settings, optimizer="adamw", learning_rate=self.letter_learning_rate,
+                                   weight_decay=self.letter_weight_decay, letter=letter)
 
 
 def code_token(level: int, code: int) -> str:
@@ -129,6 +173,8 @@ class TIGER(GenerativeRecommender):
     # Precision auto: bf16 where the CPU computes it natively, else fp32 (bench.engine.accelerator).
     profiles = {"cpu": {"threads": 1, "rqvae_epochs": 100, "restart_dead_codes": True, "epochs": 4,
                         "precision": "auto"}}
+    # The TIGER column of the papers' tables takes TIGER's own tokenizer; LETTER's is this one.
+    table_columns = (TableColumn(table="standard", label="TIGER+LETTER", where={"tokenizer": "letter"}),)
 
     def item_identifiers(self, data: TrainingData) -> list[str]:
         self.semantic = self._semantic_ids(data)
@@ -147,13 +193,22 @@ class TIGER(GenerativeRecommender):
                                                                                          config.encoder)
         if path.is_file():
             stored = np.load(path, allow_pickle=False)
-            return SemanticIds(codes=stored["codes"], report=json.loads(str(stored["report"])))
+            report = json.loads(str(stored["report"]))
+            # Codes stored before the switch existed are TIGER's own.
+            if report.get("tokenizer", "rqvae") != config.tokenizer:
+                raise BenchError(f"{path}: holds codes of tokenizer={report.get('tokenizer', 'rqvae')}, this run "
+                                 f"trains tokenizer={config.tokenizer}; remove the file to train them anew")
+            return SemanticIds(codes=stored["codes"], report=report)
         embeddings = None
         if config.semantic_ids != "random":
             embeddings = item_text_embeddings(list(data.dataset.item_text), self.context.profile, config.encoder,
                                               cache_root() / "text-embeddings", self.context)
+        cf_embeddings, cf_facts = self._letter_cf_embeddings(data) if config.tokenizer == "letter" else (None, None)
         result = semantic_ids(embeddings, data.n_items, config.rqvae_settings(), config.semantic_ids,
-                              self.context.seed, self.context)
+                              self.context.seed, self.context, cf_embeddings)
+        result.report["tokenizer"] = config.tokenizer
+        if cf_facts is not None:
+            result.report["letter_cf_tokenizer"] = cf_facts
         if embeddings is not None:
             result.report["text_embedding_dim"] = int(embeddings.shape[1])
         runtime = distributed_runtime()
@@ -167,6 +222,21 @@ class TIGER(GenerativeRecommender):
         np.savez(buffer, codes=result.codes, report=np.asarray(json.dumps(result.report)))
         atomic_write_bytes(path, buffer.getvalue())
         return result
+
+    def _letter_cf_embeddings(self, data: TrainingData) -> tuple[np.ndarray, dict[str, Any]]:
+        """LETTER §3.1's collaborative embeddings: SASRec item embeddings as wide as the RQ-VAE
+        latent, from SETRec's CF tokenizer (trained on the training split only, cached and
+        shared with any SETRec run of the same options)."""
+        from methods.setrec.cf_tokenizer import cf_item_embeddings
+
+        config: TIGERConfig = self.config
+        options = {"hidden_size": config.latent_dim, "epochs": config.letter_cf_epochs,
+                   "max_seq_length": LETTER_CF_MAX_SEQ_LENGTH, "max_train_minutes": 0.0,
+                   "threads": max(config.threads, 1)}
+        embeddings, facts = cf_item_embeddings(data.dataset, data.split, options, self.context)
+        summary = {key: facts[key] for key in ("key", "reused", "epochs_trained", "best_epoch", "stopped_by",
+                                             "recbole_valid_ndcg@10") if key in facts}
+        return embeddings, summary
 
     def user_identifiers(self, data: TrainingData) -> list[str]:
         return [user_token(str(user), self.config.user_tokens) for user in data.dataset.user_ids]

@@ -15,6 +15,10 @@ Adagrad rather than Adam-type optimisers, a long enough schedule, watching usage
 and, optionally, restarting dead codes from the batch's residuals (SoundStream, Zeghidour
 et al. 2021, §3.2), which is not in TIGER and is off in the paper profile.
 
+With ``settings.letter`` set, the same loop adds LETTER's collaborative and diversity
+regularisers (:mod:`methods.tiger.letter`) to the loss; the items' collaborative embeddings
+are then an input of :func:`train_rqvae`.
+
 This loop is not the engine's ``train_model``: that loop is AdamW with a linear schedule
 and a checkpoint and validation ranking per epoch, while the paper's RQ-VAE needs Adagrad,
 a k-means step before the first update, code restarts between epochs, and 20k epochs of a
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import BenchError
+from methods.tiger.letter import LetterSettings
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +55,11 @@ class RQVAESettings:
     learning_rate: float = 0.4
     commitment_weight: float = 0.25
     restart_dead_codes: bool = False
+    # adagrad: TIGER's (§4.1); adamw: LETTER's released tokenizer's, with this weight decay.
+    optimizer: str = "adagrad"
+    weight_decay: float = 0.0
+    # LETTER's regularisers (methods.tiger.letter); None: TIGER's RQ-VAE loss alone.
+    letter: LetterSettings | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,9 +116,10 @@ def build_rqvae(input_dim: int, settings: RQVAESettings):
             latent = self.encoder(embeddings)
             codes, quantized, residuals, quantization_loss = self.quantize(latent)
             # Straight-through: the decoder reads the quantised latent, gradients reach the encoder.
-            decoded = self.decoder(latent + (quantized - latent).detach())
+            straight_through = latent + (quantized - latent).detach()
+            decoded = self.decoder(straight_through)
             reconstruction_loss = ((embeddings - decoded) ** 2).mean()
-            return codes, residuals, reconstruction_loss, quantization_loss
+            return codes, residuals, reconstruction_loss, quantization_loss, straight_through
 
     return RQVAE()
 
@@ -165,13 +176,44 @@ def _restart_dead_codes(model, counts: "torch.Tensor", residuals: "torch.Tensor"
     return restarted
 
 
-def train_rqvae(embeddings: np.ndarray, settings: RQVAESettings, seed: int, context: Any) -> tuple[np.ndarray, dict]:
-    """Train the RQ-VAE on the item embeddings; the items' quantiser codes ``[n, levels]``
-    (without the collision code) and a report of the training."""
+def _optimizer(model, settings: RQVAESettings):
     import torch
+
+    if settings.optimizer == "adamw":
+        # LETTER's released tokenizer. Its regularisers are inner products with no bound, whose
+        # gradients are orders larger than the mean-squared losses': under Adagrad's first steps
+        # they throw the encoder off its k-means-initialised codebook (measured: one code per
+        # level), while Adam's steps stay near the learning rate whatever the gradient's scale.
+        return torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    if settings.optimizer != "adagrad":
+        raise BenchError(f"TIGER: unknown RQ-VAE optimizer {settings.optimizer!r}; known: adagrad, adamw")
+    # The accumulator starts at 0.1, as in TensorFlow/JAX's Adagrad (the paper's framework):
+    # from 0, as in torch, the first steps move every weight by the full rate and the
+    # codes collapse at once (measured: 1-2 codes per level after 50 steps).
+    return torch.optim.Adagrad(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                               initial_accumulator_value=ADAGRAD_INITIAL_ACCUMULATOR)
+
+
+def train_rqvae(embeddings: np.ndarray, settings: RQVAESettings, seed: int, context: Any,
+                cf_embeddings: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Train the RQ-VAE on the item embeddings; the items' quantiser codes ``[n, levels]``
+    (without the collision code) and a report of the training. ``cf_embeddings``
+    (``[n, latent_dim]``, row i for item i) are needed with ``settings.letter`` only."""
+    import torch
+
+    from methods.tiger.letter import code_groups, letter_loss
 
     data = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
     n = data.shape[0]
+    letter = settings.letter
+    collaborative = None
+    if letter is not None:
+        if cf_embeddings is None or cf_embeddings.shape != (n, settings.latent_dim):
+            found = None if cf_embeddings is None else tuple(cf_embeddings.shape)
+            raise BenchError(f"TIGER: tokenizer=letter needs one collaborative embedding of latent_dim "
+                             f"{settings.latent_dim} per item ({n}), got shape {found}")
+        collaborative = torch.as_tensor(np.asarray(cf_embeddings, dtype=np.float32))
+    regulariser_totals = {"cf": 0.0, "diversity": 0.0, "batches": 0}
     batch_size = min(settings.batch_size, n)
     clock = time.perf_counter()
     restarted = 0
@@ -179,21 +221,30 @@ def train_rqvae(embeddings: np.ndarray, settings: RQVAESettings, seed: int, cont
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         model = build_rqvae(data.shape[1], settings)
-        # The accumulator starts at 0.1, as in TensorFlow/JAX's Adagrad (the paper's framework):
-        # from 0, as in torch, the first steps move every weight by the full rate and the
-        # codes collapse at once (measured: 1-2 codes per level after 50 steps).
-        optimizer = torch.optim.Adagrad(model.parameters(), lr=settings.learning_rate,
-                                        initial_accumulator_value=ADAGRAD_INITIAL_ACCUMULATOR)
+        optimizer = _optimizer(model, settings)
         bar = context.progress(total=settings.epochs, desc="RQ-VAE", unit="epoch")
         for epoch in range(settings.epochs):
             order = torch.randperm(n, generator=generator)
             counts = torch.zeros(settings.levels, settings.codebook_size, dtype=torch.long)
+            groups = None
             for start in range(0, n, batch_size):
-                batch = data[order[start:start + batch_size]]
+                rows = order[start:start + batch_size]
+                batch = data[rows]
                 if epoch == 0 and start == 0:
                     _initialise_codebooks(model, batch, generator)
-                codes, residuals, reconstruction, quantization = model(batch)
+                if letter is not None and groups is None:
+                    # LETTER §3.1: the code groups are refreshed once per epoch, as released.
+                    groups = code_groups(model.codebooks.detach(), letter.clusters, generator)
+                codes, residuals, reconstruction, quantization, quantized = model(batch)
                 loss = reconstruction + quantization
+                if letter is not None:
+                    regularisers, cf_term, diversity_term = letter_loss(
+                        model.codebooks, codes, quantized, collaborative[rows], groups, letter, generator)
+                    loss = loss + regularisers
+                    if epoch + 1 == settings.epochs:
+                        regulariser_totals["cf"] += float(cf_term.detach())
+                        regulariser_totals["diversity"] += float(diversity_term.detach())
+                        regulariser_totals["batches"] += 1
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -208,14 +259,25 @@ def train_rqvae(embeddings: np.ndarray, settings: RQVAESettings, seed: int, cont
         bar.close()
         model.eval()
         with torch.no_grad():
-            codes, _, reconstruction, quantization = model(data)
+            codes, _, reconstruction, quantization, _ = model(data)
     report = {
         "rqvae_epochs": settings.epochs,
         "rqvae_seconds": round(time.perf_counter() - clock, 2),
         "rqvae_reconstruction_loss": round(float(reconstruction), 6),
         "rqvae_quantization_loss": round(float(quantization), 6),
         "rqvae_restarted_codes": restarted,
+        "rqvae_optimizer": settings.optimizer,
     }
+    if letter is not None:
+        batches = max(regulariser_totals["batches"], 1)
+        report.update({
+            "letter_cf_weight": letter.cf_weight,
+            "letter_diversity_weight": letter.diversity_weight,
+            "letter_clusters": letter.clusters,
+            # Unweighted, averaged over the last epoch's batches.
+            "letter_cf_loss": round(regulariser_totals["cf"] / batches, 6),
+            "letter_diversity_loss": round(regulariser_totals["diversity"] / batches, 6),
+        })
     return codes.numpy().astype(np.int64), report
 
 
@@ -242,8 +304,17 @@ def add_collision_code(codes: np.ndarray, codebook_size: int) -> np.ndarray:
     return np.concatenate([codes, within[:, None]], axis=1)
 
 
+def _shared_share(codes: np.ndarray) -> float:
+    """The share of items whose code tuple another item shares."""
+    if len(codes) == 0:
+        return 0.0
+    _, sizes = np.unique(codes, axis=0, return_counts=True)
+    return round(float(sizes[sizes > 1].sum()) / len(codes), 4)
+
+
 def code_statistics(codes: np.ndarray, codebook_size: int) -> dict[str, Any]:
-    """Codebook usage per level and the collision rate before the collision code."""
+    """Codebook usage per level and the collision rate before the collision code, over the whole
+    tuple and per level (the tuple's first 1, 2, ... codes)."""
     n_items, levels = codes.shape
     _, sizes = np.unique(codes, axis=0, return_counts=True) if n_items else (None, np.zeros(0, dtype=np.int64))
     used = [int(len(np.unique(codes[:, level]))) for level in range(levels)]
@@ -251,20 +322,25 @@ def code_statistics(codes: np.ndarray, codebook_size: int) -> dict[str, Any]:
         "codebook_used": used,
         "codebook_usage": [round(count / codebook_size, 4) for count in used],
         # Items whose tuple another item shares (each needs a collision code above 0 or is the 0 of a group).
-        "collision_rate": round(float(sizes[sizes > 1].sum()) / n_items, 4) if n_items else 0.0,
+        "collision_rate": _shared_share(codes),
+        # The same after 1, 2, ... levels: how far down the tuple the items are told apart.
+        "collision_rate_per_level": [_shared_share(codes[:, :level + 1]) for level in range(levels)],
         "distinct_tuples": int(len(sizes)),
         "largest_collision_group": int(sizes.max()) if n_items else 0,
     }
 
 
 def semantic_ids(embeddings: np.ndarray | None, n_items: int, settings: RQVAESettings, mode: str, seed: int,
-                 context: Any) -> SemanticIds:
-    """Semantic IDs of every item: RQ-VAE codes (``mode="rqvae"``), residual k-means codes
-    (``"rkmeans"``) or random ones, plus the collision code."""
+                 context: Any, cf_embeddings: np.ndarray | None = None) -> SemanticIds:
+    """Semantic IDs of every item: RQ-VAE codes (``mode="rqvae"``, LETTER-regularised with
+    ``settings.letter`` and ``cf_embeddings``), residual k-means codes (``"rkmeans"``) or random
+    ones, plus the collision code."""
+    if settings.letter is not None and mode != "rqvae":
+        raise BenchError(f"TIGER: LETTER regularises the RQ-VAE; semantic_ids={mode} trains none")
     if mode == "rqvae":
         if embeddings is None or len(embeddings) != n_items:
             raise BenchError("TIGER: semantic_ids=rqvae needs one text embedding per item")
-        codes, report = train_rqvae(embeddings, settings, seed, context)
+        codes, report = train_rqvae(embeddings, settings, seed, context, cf_embeddings)
     elif mode == "rkmeans":
         from methods.tiger.rkmeans import residual_kmeans_codes
 
