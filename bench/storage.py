@@ -24,6 +24,7 @@ def atomic_write_bytes(path: Path, payload: bytes, durable: bool = True) -> None
     except OSError as error:
         raise BenchError(f"{path.parent}: cannot write in this folder ({error.strerror})") from None
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # as open() would create it: mkstemp makes it private
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
@@ -35,6 +36,12 @@ def atomic_write_bytes(path: Path, payload: bytes, durable: bool = True) -> None
         if isinstance(error, OSError):
             raise BenchError(f"{path}: cannot be written ({error.strerror}); nothing was written") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:

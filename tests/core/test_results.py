@@ -18,6 +18,18 @@ def test_record_round_trip_and_lookup_by_id(tmp_path):
     assert find_record(tmp_path, "20260101T000000")["run_id"] == "20260101T000000-pop-abc123"
 
 
+def test_a_record_gets_the_permissions_of_any_new_file(tmp_path):
+    """Others on a shared machine read the store as they read files made with open()."""
+    import os
+
+    mask = os.umask(0o027)
+    try:
+        path = write_record(tmp_path, _record())
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 def test_a_failed_write_leaves_nothing(tmp_path):
     record = _record()
     record["unstorable"] = object()
