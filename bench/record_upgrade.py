@@ -27,7 +27,6 @@ from bench.config import resolve_data_config
 from bench.data.prepare import prepare_dataset
 from bench.data.split import make_split
 from bench.errors import BenchError
-from bench.evaluation.metrics import subset_metrics
 from bench.evaluation.protocol import targets_in_history
 from bench.evaluation.stored_ranks import encode_integers, per_user_fields, ranks_block_from_values
 from bench.results import DERIVED_PREFIXES
