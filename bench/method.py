@@ -41,13 +41,16 @@ class TableColumn:
     """A column a method fills in a table: ``table`` is a table's ``id`` in
     ``bench/reference/tables.toml`` (``standard`` is Table 4); ``where`` the config values a
     record needs to fill it; ``paper_label`` the label of the paper's number beside it in
-    ``paper_table`` (a table of ``bench/reference/*.csv``, by default the table's own)."""
+    ``paper_table`` (a table of ``bench/reference/*.csv``, by default the table's own);
+    ``family`` ``generative`` or ``reality-check`` puts the column in the table's reality-check
+    note (:mod:`bench.reality_check`)."""
 
     table: str
     label: str
     where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     paper_label: str | None = None
     paper_table: str | None = None
+    family: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from bench.cell_selection import added_later_defaults
 from bench.errors import BenchError
+from bench.reality_check import FAMILIES
 from bench.registry import Registry, methods
 
 SPEC_FILE = "reference/tables.toml"
@@ -28,6 +29,8 @@ class Column:
     # The reference table this column's paper number comes from, when it is not the table's own
     # (a method the table's paper did not run, with its own paper's number on the same protocol).
     paper_table: str | None = None
+    # ``reality-check`` or ``generative`` (bench.reality_check), for the note under the table.
+    family: str | None = None
 
     def matches(self, record: dict[str, Any]) -> bool:
         if record["method"] != self.method:
@@ -65,12 +68,16 @@ def _read_spec_file() -> list[dict[str, Any]]:
 
 
 def _column(entry: Mapping[str, Any], where_from: str) -> Column:
-    unknown = set(entry) - {"label", "method", "where", "paper_label", "paper_table"}
+    unknown = set(entry) - {"label", "method", "where", "paper_label", "paper_table", "family"}
     if unknown or "label" not in entry or "method" not in entry:
         what = f"unknown key '{sorted(unknown)[0]}'" if unknown else "a column needs 'label' and 'method'"
         raise BenchError(f"{where_from}: {what}")
+    family = entry.get("family")
+    if family is not None and family not in FAMILIES:
+        raise BenchError(f"{where_from}, column '{entry['label']}': family must be one of {', '.join(FAMILIES)}, "
+                         f"got '{family}'")
     return Column(entry["label"], entry["method"], dict(entry.get("where", {})), entry.get("paper_label"),
-                  entry.get("paper_table"))
+                  entry.get("paper_table"), family)
 
 
 def declared_columns() -> dict[str, list[Column]]:
@@ -81,7 +88,8 @@ def declared_columns() -> dict[str, list[Column]]:
     for name in registry.names():
         for declared in registry.get(name).table_columns:
             found.setdefault(declared.table, []).append(
-                Column(declared.label, name, dict(declared.where), declared.paper_label, declared.paper_table))
+                Column(declared.label, name, dict(declared.where), declared.paper_label, declared.paper_table,
+                       declared.family))
     return found
 
 

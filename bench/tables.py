@@ -27,6 +27,7 @@ from tabulate import tabulate
 from bench.cell_selection import Choice, choose, is_diagnostic
 from bench.data.prepare import ID_ORDER_WARNING_SHARE
 from bench.errors import BenchError
+from bench.reality_check import reality_check_note
 from bench.results import TARGET_GROUPS, all_records
 from bench.statistics import ALPHA, paired_tests, seed_averaged
 from bench.table_specs import Column, TableSpec, table_registry
@@ -314,6 +315,7 @@ def render_spec(spec: TableSpec, records: list[dict[str, Any]], output_format: s
         if within_group:
             note += " The paper's warm and cold numbers sit beside the within-group rows, measured as they were."
         note += "".join(f" {c.label}'s: {c.paper_table} (bench/reference/)." for c in spec.columns if c.paper_table)
+    note += reality_check_note([c.label for c in spec.columns], [c.family for c in spec.columns], rows, cell_per_user)
     return f"{spec.title}\n\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + note
 
 

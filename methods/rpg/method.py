@@ -144,7 +144,7 @@ class RPG(Method):
                         "n_edges": 20, "hidden_size": 128, "inner_size": 256, "opq_iterations": 5, "epochs": 100,
                         "batch_size": 32, "patience": 10}}
     # In neither paper's table on these protocols: columns of its own, with no paper number.
-    table_columns = (TableColumn(table="standard", label="RPG", where={"decoding": "graph"}),
+    table_columns = (TableColumn(table="standard", label="RPG", where={"decoding": "graph"}, family="generative"),
                      TableColumn(table="setrec-T5-small", label="RPG", where={"decoding": "graph"}))
 
     def fit(self, data: TrainingData) -> None:

@@ -174,7 +174,8 @@ class TIGER(GenerativeRecommender):
     profiles = {"cpu": {"threads": 1, "rqvae_epochs": 100, "restart_dead_codes": True, "epochs": 4,
                         "precision": "auto"}}
     # The TIGER column of the papers' tables takes TIGER's own tokenizer; LETTER's is this one.
-    table_columns = (TableColumn(table="standard", label="TIGER+LETTER", where={"tokenizer": "letter"}),)
+    table_columns = (TableColumn(table="standard", label="TIGER+LETTER", where={"tokenizer": "letter"},
+                                 family="generative"),)
 
     def item_identifiers(self, data: TrainingData) -> list[str]:
         self.semantic = self._semantic_ids(data)

@@ -91,3 +91,43 @@ def test_datasets_with_no_public_data_show_the_papers_numbers_only(tmp_path) -> 
                                                                   "Instruments (no public data)"]
     music_hr10 = next(line for line in lines if "Music" in line and "HR@10" in line)
     assert "- (0.0294)" in music_hr10 and "- (0.0238)" in music_hr10
+
+
+def test_reality_check_note_sorts_generative_columns_by_holm_adjusted_paired_tests(tmp_path):
+    alternate = {"training": "alternate", "ids": "user+item"}
+    write_record(tmp_path, fixture_record("item-knn", 42, 0.30, 1))  # the bar
+    write_record(tmp_path, fixture_record("sknn", 42, 0.10, 2))
+    write_record(tmp_path, fixture_record("idgenrec", 42, 0.60, 3, alternate))  # far above
+    write_record(tmp_path, fixture_record("p5-cid", 42, 0.02, 4))  # far below
+    write_record(tmp_path, fixture_record("p5-sid", 42, 0.30, 1) | {"run_id": "20260101T000005-p5-sid-5"})  # identical
+    write_record(tmp_path, fixture_record("sasrec", 42, 0.90, 6, {"loss_type": "CE"}))  # neither family
+    spec = table_registry().get("standard")[0]
+    families = {column.label: column.family for column in spec.columns}
+    assert families["Item-kNN"] == "reality-check" and families["IDGenRec"] == "generative"
+    assert families["SASRec"] is None and families["RPG"] == "generative"  # a method's own column
+    note = render_table("standard", tmp_path).split("Reality check")[1]
+    hr10 = next(line for line in note.splitlines() if line.startswith("- Toys HR@10"))
+    bar = fixture_record("item-knn", 42, 0.30, 1)["metrics"]["HR@10"]
+    assert f"bar Item-kNN {bar:.4f}" in hr10
+    above, level, below = (hr10.split(f"{part}: ")[1].split(";")[0] for part in ("above", "level", "below"))
+    assert above.startswith("IDGenRec") and level.startswith("P5-SID") and "(p 1)" in level
+    assert below.startswith("P5-CID") and "SASRec" not in hr10
+    # Holm over the row's three tests: the smallest p-value is multiplied by 3.
+    per_user = {m: fixture_record(m, 42, rate, n)["per_user"]["HR@10"]
+                for m, rate, n in (("item-knn", 0.30, 1), ("idgenrec", 0.60, 3), ("p5-cid", 0.02, 4))}
+    raw = [stats.ttest_rel(per_user[m], per_user["item-knn"]).pvalue for m in ("idgenrec", "p5-cid")]
+    assert f"(p {min(1.0, 3 * min(raw)):.2g})" in hr10
+
+
+def test_a_table_without_both_families_has_no_reality_check_note(tmp_path):
+    write_record(tmp_path, fixture_record("item-knn", 42, 0.30, 1))
+    write_record(tmp_path, fixture_record("sasrec", 42, 0.50, 2, {"loss_type": "CE"}))
+    assert "Reality check" not in render_table("standard", tmp_path)
+
+
+def test_a_column_of_an_unknown_family_is_refused_with_its_label():
+    from bench.errors import BenchError
+    from bench.table_specs import _column
+
+    with pytest.raises(BenchError, match="column 'X': family must be one of reality-check, generative, got 'neural'"):
+        _column({"label": "X", "method": "pop", "family": "neural"}, "tables.toml, table 'standard'")
