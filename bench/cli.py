@@ -308,14 +308,14 @@ def main() -> None:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code or 2)
     except BenchError as error:
-        from bench.engine.accelerator import launched_processes, launched_rank
+        from bench.devices import launched_processes, launched_rank
 
         # In a multi-process run each process says which it is, except the main one.
         where = f" (process {launched_rank()} of {launched_processes()})" if launched_rank() else ""
         click.echo(f"error{where}: {error}", err=True)
         sys.exit(2)
     except RunStopped as stop:  # SIGTERM or SIGINT during a run (bench.run_guard)
-        from bench.engine.accelerator import launched_rank
+        from bench.devices import launched_rank
 
         if not launched_rank():  # the main process says it for all
             click.echo(stop.message(), err=True)

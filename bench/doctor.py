@@ -24,7 +24,7 @@ LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 def device_lines() -> Iterator[str]:
     import torch
 
-    from bench.engine.accelerator import cpu_bf16_native, cpu_name
+    from bench.devices import cpu_bf16_native, cpu_name
 
     bf16 = "bf16 (native: AVX-512 BF16/AMX)" if cpu_bf16_native() else "bf16 (emulated: slow)"
     yield f"  cpu      {cpu_name()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}: " \

@@ -4,7 +4,7 @@ The processes are the ones ``torchrun --standalone --nproc_per_node N -m bench.c
 would start (torch's elastic agent, in this process): one per GPU on a GPU machine, N CPU
 processes on gloo otherwise. Started any other way (``torchrun``, ``accelerate launch``, a
 SLURM script), ``bench run`` reads ``WORLD_SIZE``/``RANK`` from the environment and behaves
-the same; :mod:`bench.engine.accelerator` owns everything after the start.
+the same; :mod:`bench.runtime` owns everything after the start.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bench.errors import BenchError
 
 def check_process_count(requested: int) -> None:
     """``--processes`` must agree with a launcher that already started this process."""
-    from bench.engine.accelerator import launched_processes
+    from bench.devices import launched_processes
 
     launched = launched_processes()
     if launched > 1 and requested not in (1, launched):
@@ -37,7 +37,7 @@ def check_method_processes(method_class: type, method_name: str, processes: int)
 
 
 def needs_launch(requested: int) -> bool:
-    from bench.engine.accelerator import launched_processes
+    from bench.devices import launched_processes
 
     return requested > 1 and launched_processes() == 1
 

@@ -21,6 +21,7 @@ import numpy as np
 from bench.data.dataset import Dataset
 from bench.data.split import Split
 from bench.progress import progress_bar
+from bench.runtime import Runtime, cpu_runtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,8 @@ class TableColumn:
 @dataclasses.dataclass(frozen=True)
 class RunContext:
     """Where a run may keep checkpoints (the same folder when the same run is started
-    again, so a killed run resumes), its seed, profile and whether to show progress."""
+    again, so a killed run resumes), its seed, profile, whether to show progress, and the
+    run's runtime (device, precision, processes), built once by the runner."""
 
     work_dir: Path
     seed: int
@@ -65,6 +67,9 @@ class RunContext:
     # Where the training curve goes as it is made (``--set tracker=...``): a bench.trackers.Tracker
     # on the main process of a run that asked for one, else None.
     tracker: Any = None
+    # The run's device, precision and place among its processes (bench.runtime); a context made
+    # without one (a test, a tool) computes on the CPU in fp32.
+    runtime: Runtime = dataclasses.field(default_factory=cpu_runtime)
 
     def progress(self, iterable: Iterable | None = None, **kwargs: Any):
         return progress_bar(iterable, disable=not self.show_progress, **kwargs)

@@ -25,6 +25,7 @@ from bench import config as config_module
 from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepare_dataset
 from bench.data.dataset import Dataset
 from bench.data.split import Split, make_split
+from bench.devices import DeviceConfig, launched_processes, resolve_precision
 from bench.evaluation.protocol import PhaseResult, evaluate
 from bench.evaluation.stored_ranks import ranks_block
 from bench.logs import RUN_LOG_FILE, RunLog
@@ -36,7 +37,7 @@ from bench.storage import atomic_write_text
 from bench.trackers import Tracker, curve_steps, open_tracker
 
 if TYPE_CHECKING:
-    from bench.engine.accelerator import Runtime
+    from bench.runtime import Runtime
     from bench.evaluation.metrics import SubsetResult
 
 # In a work folder: the record its last finished run wrote (a run that waited for it reads it).
@@ -164,14 +165,14 @@ def log_to_tracker(tracker: Tracker, curve: list[dict[str, Any]], test_metrics: 
                 step=max((step for step, _ in steps), default=0))
 
 
-def start_runtime(method_class: type[Method], method_name: str, method_config: Any):
-    """This process's runtime from the method's ``device``/``precision`` options (a method
-    without them runs on the CPU); refuses several processes for a method that cannot use them."""
-    from bench.engine.accelerator import get_runtime, launched_processes
+def start_run_runtime(method_class: type[Method], method_name: str, method_config: Any) -> Runtime:
+    """This process's runtime from the method's ``DeviceConfig`` options (a method without them
+    runs on the CPU); refuses several processes for a method that cannot use them."""
     from bench.launch import check_method_processes
+    from bench.runtime import start_runtime
 
     check_method_processes(method_class, method_name, launched_processes())
-    return get_runtime(getattr(method_config, "device", "cpu"), getattr(method_config, "precision", "fp32"))
+    return start_runtime(method_config if isinstance(method_config, DeviceConfig) else None)
 
 
 def execute(request: RunRequest, log=print) -> Path | None:
@@ -187,19 +188,17 @@ def resolve_on_this_machine(resolved: config_module.ResolvedConfig) -> config_mo
     """``precision=auto`` made concrete for this machine (bf16 where the hardware has it), so
     the record and the work folder name what ran. A sweep keeps ``auto`` in its identity: it
     may resolve configs on a node that is not the one that runs them."""
-    precision = getattr(resolved.method, "precision", None)
-    if precision != "auto":
+    method = resolved.method
+    if not isinstance(method, DeviceConfig) or method.precision != "auto":
         return resolved
-    from bench.engine.accelerator import resolve_precision
-
-    concrete = resolve_precision(resolved.method.device, precision)
-    return dataclasses.replace(resolved, method=dataclasses.replace(resolved.method, precision=concrete))
+    concrete = resolve_precision(method.device, method.precision)
+    return dataclasses.replace(resolved, method=dataclasses.replace(method, precision=concrete))
 
 
 def _execute(request: RunRequest, log: RunLog) -> Path | None:
     method_class, resolved = resolve_run_config(request)
     resolved = resolve_on_this_machine(resolved)
-    runtime = start_runtime(method_class, request.method, resolved.method)
+    runtime = start_run_runtime(method_class, request.method, resolved.method)
     if not runtime.is_main_process:
         log.echo = lambda message: None  # the main process says it once
     dataset = prepare_dataset(request.dataset, request.data_dir, resolved.data)
@@ -210,7 +209,8 @@ def _execute(request: RunRequest, log: RunLog) -> Path | None:
         log(line)
     dataset, split = make_split(dataset, resolved.evaluation.protocol)
     context = RunContext(work_dir=work_dir_for(request, resolved, split.digest()), seed=request.seed,
-                         profile=resolved.profile, show_progress=request.show_progress and runtime.is_main_process)
+                         profile=resolved.profile, show_progress=request.show_progress and runtime.is_main_process,
+                         runtime=runtime)
     context.work_dir.mkdir(parents=True, exist_ok=True)
     # One run of a configuration at a time in its folder: another waits, then finds the finished model.
     with work_folder_lock(context.work_dir, request.wait, log, runtime.process_index,

@@ -30,6 +30,7 @@ import torch
 
 from bench.engine.beam_search import IncrementalDecoder, beams_share_prompt_attention, constrained_beam_search
 from bench.engine.trie import ItemTrie
+from bench.runtime import cpu_runtime
 
 PAD, EOS, UNK = 0, 1, 2
 DEFAULT_IDS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-toys" / "item_generative_indexing_phase_0.txt"
@@ -97,7 +98,7 @@ def dict_trie_prefix_function(sequences: list[list[int]]):
 def unconstrained_beam_search(model, input_ids, attention_mask, beam_width: int, steps: int) -> torch.Tensor:
     """Plain beam search on the same decoder as (a): full-vocabulary log-softmax and top-k."""
     with beams_share_prompt_attention(model):
-        decoder = IncrementalDecoder(model, input_ids, attention_mask)
+        decoder = IncrementalDecoder(model, input_ids, attention_mask, cpu_runtime())
         log_probs = torch.log_softmax(decoder.start(), dim=-1)
         n_users, vocab_size = log_probs.shape
         scores = torch.zeros(n_users, 1)
@@ -187,7 +188,8 @@ def main() -> None:
 
     with torch.no_grad():
         ours, (our_items, _) = timed("ours, constrained", timer, lambda: constrained_beam_search(
-            model, input_ids, attention_mask, trie, args.beam_width, args.num_results), args.repeats)
+            model, input_ids, attention_mask, trie, args.beam_width, args.num_results, runtime=cpu_runtime()),
+            args.repeats)
         hf, hf_sequences = timed("HF generate + prefix_allowed_tokens_fn", timer, lambda: model.generate(
             **hf_options, prefix_allowed_tokens_fn=prefix_function), args.repeats)
         free, _ = timed("HF generate, unconstrained", timer, lambda: model.generate(**hf_options), args.repeats)

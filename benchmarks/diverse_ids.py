@@ -102,8 +102,8 @@ def main() -> None:
     config = IDGeneratorConfig(id_batch_size=args.batch_size)
     if args.warm_start_epochs is not None:
         config = dataclasses.replace(config, generator_warm_start_epochs=args.warm_start_epochs)
-    generator = build_id_generator(config, "cpu", tokenizer, args.seed)
     context = RunContext(work_dir=work_dir, seed=args.seed, profile="cpu")
+    generator = build_id_generator(config, "cpu", tokenizer, args.seed, context.runtime)
     report = warm_start(generator, texts, context)
 
     full, full_seconds, full_calls = timed_run(generator, texts, args.batch_size, progress)

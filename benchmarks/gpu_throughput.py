@@ -18,7 +18,7 @@ def main() -> None:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from bench.engine.accelerator import runtime_for
+    from bench.runtime import runtime_for
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)

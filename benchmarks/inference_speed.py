@@ -45,6 +45,7 @@ from bench.engine.prompts import TEST_TEMPLATE, build_prompt, template_words  # 
 from bench.engine.tokenizer import build_tokenizer  # noqa: E402
 from bench.engine.trie import ItemTrie  # noqa: E402
 from bench.method import RunContext  # noqa: E402
+from bench.runtime import cpu_runtime  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-toys-p5-order"
 IDS_FILE = "item_generative_indexing_phase_0.txt"
@@ -120,12 +121,14 @@ def idgenrec_inputs(args, engine: T5EngineConfig, ids: list[str], histories, wor
 def time_beam_search(args, tokenizer, model, trie, prompts) -> tuple[float, float]:
     encoded = tokenizer(prompts[:WARM_UP], padding=True, return_tensors="pt")
     with torch.no_grad():  # untimed: first-call initialisation
-        constrained_beam_search(model, encoded.input_ids, encoded.attention_mask, trie, args.beam_width, args.k)
+        constrained_beam_search(model, encoded.input_ids, encoded.attention_mask, trie, args.beam_width, args.k,
+                                runtime=cpu_runtime())
     clock = Clock()
     with torch.no_grad():
         for batch in batches(np.arange(len(prompts)), args.batch_size):
             encoded = tokenizer([prompts[i] for i in batch], padding=True, return_tensors="pt")
-            constrained_beam_search(model, encoded.input_ids, encoded.attention_mask, trie, args.beam_width, args.k)
+            constrained_beam_search(model, encoded.input_ids, encoded.attention_mask, trie, args.beam_width, args.k,
+                                    runtime=cpu_runtime())
     return clock.read()
 
 

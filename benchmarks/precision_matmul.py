@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from bench.engine.accelerator import cpu_bf16_native, cpu_name, resolve_precision
+from bench.devices import cpu_bf16_native, cpu_name, resolve_precision
 
 ROWS = 64 * 41  # batch 64, 41 input tokens
 SHAPES = [(ROWS, 128, 384), (ROWS, 384, 128), (ROWS, 128, 1024), (ROWS, 1024, 128), (128, ROWS, 384),

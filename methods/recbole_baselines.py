@@ -27,7 +27,7 @@ import numpy as np
 from bench.config import asdict_before_added_options, option
 from bench.data.dataset import Dataset
 from bench.data.split import Split
-from bench.engine.accelerator import check_option_values
+from bench.devices import DeviceConfig, threads_option
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
 from bench.storage import atomic_write_text
@@ -56,7 +56,6 @@ OPTION_RANGES: dict[str, Range] = {
     **dict.fromkeys(("weight_decay", "reg_weight", "max_train_minutes"), NON_NEGATIVE),
     **dict.fromkeys(("dropout_prob", "hidden_dropout_prob", "attn_dropout_prob"), DROPOUT),
     "learning_rate": (lambda value: value > 0, "positive"),
-    "threads": (lambda value: value >= 0, "0 (torch's default) or more"),
     "ft_ratio": (lambda value: 0 <= value <= 1, "in [0, 1]"),
     # No masked item means no cloze target (BERT4Rec) and no masked-item task (S3Rec).
     "mask_ratio": (lambda value: 0 < value < 1, "in (0, 1)"),
@@ -68,8 +67,11 @@ class _TimeBudgetReached(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class RecBoleConfig:
-    """Training options shared by every RecBole baseline; defaults are RecBole's."""
+class RecBoleConfig(DeviceConfig):
+    """Training options shared by every RecBole baseline; defaults are RecBole's. The device
+    options are given to RecBole as its use_gpu/gpu_id (one process: RecBole's own DDP is not
+    used) and its autocast switch (enable_amp, with its loss scaler for fp16); scores are
+    computed in fp32."""
 
     epochs: int = option(300, "maximum training epochs (RecBole's default)")
     train_batch_size: int = option(2048, "training samples per batch")
@@ -82,24 +84,19 @@ class RecBoleConfig:
     stopping_step: int = option(10, "early stopping: validations without a better NDCG@10 before stopping")
     eval_step: int = option(1, "epochs between validations")
     eval_batch_size: int = option(1024, "users per validation batch")
-    threads: int = option(2, "torch CPU threads (0 keeps torch's default)")
+    threads: int = threads_option(2)  # the default every RecBole run was made with
     max_train_minutes: float = option(
         0.0, "stop training when one more validation interval would end past this many minutes of "
              "training, counted across resumes (0: no limit); the best checkpoint so far is kept")
-    device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; given to RecBole "
-                                 "as its use_gpu/gpu_id (one process: RecBole's own DDP is not used)", added_later=True)
-    precision: str = option("fp32", "fp32, bf16 or fp16 (CUDA only) for training: RecBole's autocast switch "
-                                    "(enable_amp, with its loss scaler for fp16); scores are computed in fp32",
-                         added_later=True)
 
     def __post_init__(self) -> None:
+        DeviceConfig.__post_init__(self)
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name in OPTION_RANGES:
                 accepts, allowed = OPTION_RANGES[field.name]
                 if not accepts(value):
                     raise BenchError(f"config key '{field.name}' must be {allowed}, got {value}")
-        check_option_values(self.device, self.precision)
         if hasattr(self, "n_heads") and self.hidden_size % self.n_heads:
             # RecBole's multi-head attention splits the hidden state evenly over the heads.
             raise BenchError(f"config key 'hidden_size' must be a multiple of 'n_heads' ({self.n_heads}), "
@@ -221,15 +218,11 @@ class RecBoleSequential(Method):
     trains_alone = False
 
     def fit(self, data: TrainingData) -> None:
-        import torch
         from recbole.utils import init_seed
 
         from bench import recbole_compat
-        from bench.engine.accelerator import get_runtime
 
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        self.runtime = get_runtime(self.config.device, self.config.precision)
+        self.runtime = self.context.runtime
         if self.runtime.num_processes > 1 and not self.trains_alone:
             raise BenchError(f"{self.recbole_model} runs in one process (RecBole's DDP is off); this run has "
                              f"{self.runtime.num_processes}: run it without --processes")

@@ -18,14 +18,14 @@ import torch
 
 from bench.config import EvalConfig
 from bench.data.split import leave_one_out
-from bench.engine.accelerator import get_runtime
+from bench.runtime import runtime_for
 from bench.evaluation.protocol import evaluate
 from tests.conftest import tiny_dataset, with_cold_targets
 
 
 def main(method_file: str, output_dir: str, n_users: str, n_items: str, batch_size: str) -> None:
     torch.set_num_threads(1)
-    runtime = get_runtime("cpu", "fp32")
+    runtime = runtime_for("cpu", "fp32")
     method = torch.load(method_file, weights_only=False)
     split = leave_one_out(tiny_dataset(n_users=int(n_users), n_items=int(n_items)))
     ranked: list[int] = []

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.engine import text_embeddings
-from bench.engine.accelerator import get_runtime
+from bench.runtime import runtime_for
 from bench.method import RunContext
 from tests.engine.test_text_embeddings import TEXTS, CountingEncoder
 
 
 def main(output_dir: str) -> None:
     output = Path(output_dir)
-    runtime = get_runtime("cpu", "fp32")
+    runtime = runtime_for("cpu", "fp32")
     rank = runtime.process_index
 
     def load_encoder(*_: object, **__: object) -> CountingEncoder:

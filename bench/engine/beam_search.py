@@ -8,14 +8,14 @@ writes EOS has reached an item: it is kept as a result and no longer expanded. A
 finished once it holds ``num_results`` items that no open beam can beat
 (log-probabilities only fall as a beam grows), and is then dropped from the batch.
 
-The model runs on the run's device under its precision's autocast
-(:mod:`bench.engine.accelerator`); the beams' bookkeeping (trie walk, results) stays on
+The model runs on the run's device under its precision's autocast (the ``runtime`` the
+caller passes, :mod:`bench.runtime`); the beams' bookkeeping (trie walk, results) stays on
 the CPU, and only the allowed tokens' log-probabilities cross over each step."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -23,6 +23,8 @@ import torch
 from bench.engine.trie import ItemTrie
 from bench.errors import BenchError
 
+if TYPE_CHECKING:
+    from bench.runtime import Runtime
 
 _GROUPED_ATTENTION = "genrec_beams_share_prompt"
 
@@ -77,14 +79,12 @@ class IncrementalDecoder:
     drops prompts: indices into the prompts of the previous call, in order.
     """
 
-    def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, runtime: "Runtime") -> None:
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-        from bench.engine.accelerator import current_runtime
 
         if model.config.decoder_start_token_id is None:
             raise BenchError("IncrementalDecoder: the model config has no decoder_start_token_id")
-        self.runtime = current_runtime()
+        self.runtime = runtime
         self.model = self.runtime.place(model)
         self.device = self.runtime.device
         input_ids, attention_mask = self.runtime.to_device((input_ids, attention_mask))
@@ -140,8 +140,11 @@ def constrained_beam_search(
     trie: ItemTrie,
     beam_width: int = 20,
     num_results: int = 10,
+    *,
+    runtime: "Runtime",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``num_results`` best items per prompt, by total log-probability of their ID.
+    """The ``num_results`` best items per prompt, by total log-probability of their ID, with
+    the model on ``runtime``'s device under its autocast.
 
     Returns ``(item_indices [B, num_results], log_probs [B, num_results])``, best first,
     distinct per row, ties broken by the smaller item index. Rows with fewer reachable
@@ -170,7 +173,7 @@ def constrained_beam_search(
     model.eval()
     try:
         with torch.no_grad(), beams_share_prompt_attention(model):
-            decoder = IncrementalDecoder(model, input_ids, attention_mask)
+            decoder = IncrementalDecoder(model, input_ids, attention_mask, runtime)
             logits = decoder.start()
             if trie.key_base > logits.shape[-1]:
                 raise BenchError(
@@ -234,13 +237,13 @@ def constrained_beam_search(
 
 
 def rank_items(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: ItemTrie, k: int,
-               beam_width: int, candidates=None) -> np.ndarray:
+               beam_width: int, candidates=None, *, runtime: "Runtime") -> np.ndarray:
     """A ranking method's ``rank``: the top ``k`` items per prompt (padded with -1), searched
     over every item of ``trie`` or only over ``candidates`` (a boolean mask over the items:
     the evaluator's within-group ranking)."""
     trie = trie if candidates is None else trie.restricted(candidates)
     items, _ = constrained_beam_search(model, input_ids, attention_mask, trie,
-                                       beam_width=max(beam_width, k), num_results=k)
+                                       beam_width=max(beam_width, k), num_results=k, runtime=runtime)
     return items.numpy()
 
 

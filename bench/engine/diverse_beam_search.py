@@ -17,12 +17,15 @@ no EOS where the sequence so far is one of the row's ``exclude`` sequences.
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 import torch
 
 from bench.engine.beam_search import IncrementalDecoder, beams_share_prompt_attention
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.runtime import Runtime
 
 # Multipliers of the 64-bit rolling hash used to test "is this prefix excluded" for all
 # beams at once; a false match needs two sequences with equal 64-bit hashes.
@@ -40,6 +43,8 @@ def diverse_beam_search(
     min_length: int = 1,
     max_length: int = 10,
     exclude: Sequence[Collection[Sequence[int]]] | None = None,
+    *,
+    runtime: "Runtime",
 ) -> list[list[tuple[tuple[int, ...], float]]]:
     """Per prompt, ``num_groups * beams_per_group`` generated token sequences.
 
@@ -60,7 +65,7 @@ def diverse_beam_search(
     model.eval()
     try:
         with torch.no_grad(), beams_share_prompt_attention(model):
-            decoder = IncrementalDecoder(model, input_ids, attention_mask)
+            decoder = IncrementalDecoder(model, input_ids, attention_mask, runtime)
             first = torch.log_softmax(decoder.start(), dim=-1)
             # The search state [rows, groups, beams, vocab] stays on the model's device.
             device = decoder.device

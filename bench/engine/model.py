@@ -44,13 +44,6 @@ class T5EngineConfig(TrainingConfig):
                                     "max_history", "beam_width"))
 
 
-def apply_threads(config: TrainingConfig) -> None:
-    import torch
-
-    if config.threads:
-        torch.set_num_threads(config.threads)
-
-
 def count_parameters(model: Any) -> int:
     return int(sum(parameter.numel() for parameter in model.parameters()))
 

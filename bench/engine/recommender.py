@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
+from bench.engine.model import T5EngineConfig, build_model, count_parameters
 from bench.engine.prompts import TEST_TEMPLATE, build_prompt, template_words
 from bench.engine.tokenizer import build_tokenizer
 from bench.engine.batching import SequentialExamples
@@ -76,7 +76,6 @@ class GenerativeRecommender(Method):
 
         config: T5EngineConfig = self.config
         context = self.context
-        apply_threads(config)
         owner = f"method {type(self).__name__}"
         identifiers = [str(identifier) for identifier in self.item_identifiers(data)]
         if len(identifiers) != data.n_items:
@@ -138,7 +137,7 @@ class GenerativeRecommender(Method):
 
         encoded = self.tokenizer(self.prompts(np.asarray(users), histories), padding=True, return_tensors="pt")
         return rank_items(self.model, encoded.input_ids, encoded.attention_mask, self.trie, k,
-                          self.config.beam_width, candidates)
+                          self.config.beam_width, candidates, runtime=self.context.runtime)
 
     def metadata(self) -> dict[str, Any]:
         report = self.report

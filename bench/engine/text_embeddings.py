@@ -122,14 +122,12 @@ def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, ca
     ``context`` is the run's :class:`bench.method.RunContext` (its progress bar). In a run of
     several processes the main one embeds and writes the cache first; the others then read it,
     so the encoder is loaded and run once, not once per process."""
-    from bench.engine.accelerator import distributed_runtime
-
     name = resolve_encoder(profile, encoder)
     if batch_size < 1:
         raise BenchError(f"text embeddings: batch_size must be >= 1, got {batch_size}")
     path = cache_path(texts, profile, name, Path(cache_dir))
-    runtime = distributed_runtime()
-    with runtime.main_process_first() if runtime is not None else contextlib.nullcontext():
+    runtime = context.runtime
+    with runtime.main_process_first() if runtime.num_processes > 1 else contextlib.nullcontext():
         return _cached_or_embedded(texts, profile, name, path, context, batch_size, device)
 
 

@@ -10,7 +10,7 @@ A task says what the examples are and what the loss is:
   then cut from examples of similar length (:func:`bench.engine.batching.epoch_batches`).
 
 The loop is AdamW with linear warm-up then linear decay, gradient accumulation and
-clipping. Device, precision and processes come from :mod:`bench.engine.accelerator`: with
+clipping. Device, precision and processes come from the run context's runtime (:mod:`bench.runtime`): with
 N processes each global batch is split over them, so the global batch and the learning-rate
 schedule are those of one process. Every ``eval_every`` epochs ``validate(model)`` scores
 the model; the best weights (validation NDCG@10) are kept beside the last epoch's
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
 import numpy as np
 
 from bench.config import option, require_at_least_one
-from bench.engine.accelerator import check_option_values
+from bench.devices import DeviceConfig
 from bench.engine.batching import ExamplesForEpoch, Seq2SeqTask, epoch_batches
 from bench.engine.selection import Selection, Validate
 from bench.errors import BenchError
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from bench.engine.accelerator import Runtime
+    from bench.runtime import Runtime
 
 LOG = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "epoch-"
@@ -62,9 +62,11 @@ WEIGHTS_FILE = "weights.pt"
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig:
+class TrainingConfig(DeviceConfig):
     """Options of the training loop; method configs inherit them (``T5EngineConfig``, SETRec,
-    UniSRec). Defaults are the ``paper`` profile's; the cpu profiles override a few."""
+    UniSRec). Defaults are the ``paper`` profile's; the cpu profiles override a few. The
+    device options (``device``, ``precision``, ``threads``) are the run's: the runner builds
+    the runtime the loop trains with from them (``RunContext.runtime``)."""
 
     learning_rate: float = option(1e-3, "peak AdamW learning rate")
     warmup_ratio: float = option(0.05, "share of optimizer steps with linear warm-up; linear decay after it")
@@ -80,12 +82,6 @@ class TrainingConfig:
     batch_size: int = option(32, "training examples per optimizer micro-step, over all processes together")
     gradient_accumulation: int = option(1, "micro-steps (batches) per optimizer step")
     max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)")
-    threads: int = option(0, "torch CPU threads for training and decoding (0 keeps torch's default)")
-    device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; with several "
-                                 "processes each takes the GPU of its local rank", added_later=True)
-    precision: str = option("fp32", "fp32, bf16 (autocast; CUDA, or a CPU with AVX-512 BF16/AMX), fp16 "
-                                    "(autocast with loss scaling, CUDA only) or auto (bf16 where the hardware "
-                                    "computes it, else fp32; resolved once per run)", added_later=True)
     length_bucketing: bool = option(True, "cut batches from examples of similar length (less padding); the "
                                           "batches' order is still random per (seed, epoch)")
     eval_every: int = option(1, "epochs between rankings of the validation targets for model selection (0: no "
@@ -96,8 +92,9 @@ class TrainingConfig:
                                       "with the seed (0: all users)")
 
     def __post_init__(self) -> None:
+        DeviceConfig.__post_init__(self)
         require_at_least_one(self, ("epochs", "batch_size", "gradient_accumulation"))
-        for name in ("threads", "eval_every", "patience", "validation_users", "warmup_steps"):
+        for name in ("eval_every", "patience", "validation_users", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio <= 1.0:
@@ -107,7 +104,6 @@ class TrainingConfig:
         if self.weight_decay < 0 or self.max_grad_norm < 0:
             name = "weight_decay" if self.weight_decay < 0 else "max_grad_norm"
             raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
-        check_option_values(self.device, self.precision)
 
 
 class TrainingTask(Protocol):
@@ -260,13 +256,9 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     Returns with ``model`` in eval mode, holding the selected weights."""
     import torch
 
-    from bench.engine.accelerator import runtime_for
     from bench.engine.dropout import cheap_mask_dropout
 
-    # This config's runtime, active while the loop runs (its validation ranks in the same
-    # precision) without becoming the run's: a process that trains two models in two
-    # precisions (IDGenRec) runs every other part in the run's precision, whatever trained last.
-    runtime = runtime_for(config.device, config.precision)
+    runtime = context.runtime
     checkpoint_dir = Path(checkpoint_dir)
     if runtime.is_main_process:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +313,6 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     last_checkpoint = time.perf_counter()
     epoch = start_epoch
     with contextlib.ExitStack() as stack:
-        stack.enter_context(runtime.activated())
         if cheap_dropout_masks:
             stack.enter_context(cheap_mask_dropout(plain))
         while epoch < config.epochs and selection.stopped_by is None:

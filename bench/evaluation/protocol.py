@@ -29,7 +29,6 @@ import numpy as np
 
 from bench.config import EvalConfig
 from bench.data.split import Phase, Split
-from bench.engine.accelerator import distributed_runtime
 from bench.errors import BenchError
 from bench.evaluation.metrics import (MISSING, SubsetResult, ranks_from_lists, ranks_from_scores, ranks_within_groups,
                                       subset_metrics, user_metrics)
@@ -203,7 +202,7 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
     group_seconds = 0.0
     clock = time.perf_counter()
     starts = range(0, len(evaluated), config.batch_size)
-    runtime = distributed_runtime()
+    runtime = context.runtime if context.runtime.num_processes > 1 else None
     # Several processes: each ranks a contiguous block of whole batches, the very batches one
     # process would rank (so each user's result is one process's), then the blocks are gathered.
     mine = runtime.shard(len(starts)) if runtime is not None else np.arange(len(starts))

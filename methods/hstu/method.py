@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from bench.config import option, require_at_least_one
-from bench.engine.model import apply_threads, count_parameters
+from bench.engine.model import count_parameters
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 from bench.method import Method, TableColumn, TrainingData
@@ -134,14 +134,12 @@ class HSTU(Method):
     def fit(self, data: TrainingData) -> None:
         import torch
 
-        from bench.engine.accelerator import get_runtime
         from bench.engine.selection import validation_scorer
         from bench.engine.training import train_model
         from methods.hstu.model import HSTUModel
 
         config, context = self.config, self.context
-        apply_threads(config)
-        self.runtime = get_runtime(config.device, config.precision)
+        self.runtime = context.runtime
         self.timestamps = aligned_timestamps(data) if config.time_buckets else None
         self.dataset = data.dataset
         with torch.random.fork_rng(devices=[]):

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from bench.engine.training import TrainingReport
     from bench.method import RunContext
+    from bench.runtime import Runtime
 
 # Small catalogues make epochs of a few batches; a checkpoint every such epoch cost more
 # than the epoch itself.
@@ -147,9 +148,10 @@ class IDGenerator:
     ``generate_fn`` and :meth:`unique_ids` runs Algorithm 1 over a catalogue."""
 
     def __init__(self, model: "T5ForConditionalGeneration", tokenizer: "PreTrainedTokenizerBase",
-                 config: IDGeneratorConfig) -> None:
+                 config: IDGeneratorConfig, runtime: "Runtime") -> None:
         check_generator_config(config)
         self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.runtime = runtime  # the run's device and precision, which the generator decodes in
 
     def encode(self, texts: Sequence[str]):
         return self.tokenizer(list(texts), padding=True, truncation=True,
@@ -165,7 +167,7 @@ class IDGenerator:
         rows = diverse_beam_search(self.model, encoded.input_ids, encoded.attention_mask,
                                    num_groups=self.config.id_num_groups, beams_per_group=1,
                                    diversity_penalty=diversity_penalty, min_length=min_length,
-                                   max_length=max_length)
+                                   max_length=max_length, runtime=self.runtime)
         flat = [tokens for row in rows for tokens, _ in row]
         decoded = iter(self.tokenizer.batch_decode(flat, skip_special_tokens=True)) if flat else iter(())
         result = []
@@ -187,7 +189,7 @@ class IDGenerator:
 
 
 def build_id_generator(config: IDGeneratorConfig, profile: str, tokenizer: "PreTrainedTokenizerBase",
-                       seed: int) -> IDGenerator:
+                       seed: int, runtime: "Runtime") -> IDGenerator:
     """``paper``: the pre-trained checkpoint; ``cpu``: a small untrained T5 over ``tokenizer``
     (the recommender's, so the two share one vocabulary)."""
     from bench.engine.model import T5EngineConfig, build_small_model, load_pretrained_model, resize_embeddings
@@ -209,7 +211,7 @@ def build_id_generator(config: IDGeneratorConfig, profile: str, tokenizer: "PreT
         raise BenchError(f"unknown profile '{profile}' for the ID generator; known: cpu, paper")
     resize_embeddings(model, len(tokenizer), seed)
     model.eval()
-    return IDGenerator(model, tokenizer, config)
+    return IDGenerator(model, tokenizer, config, runtime)
 
 
 def warm_start_examples(texts: Sequence[str], tokenizer: "PreTrainedTokenizerBase", n_words: int,
@@ -232,7 +234,6 @@ def warm_start_examples(texts: Sequence[str], tokenizer: "PreTrainedTokenizerBas
 def warm_start(generator: IDGenerator, texts: Sequence[str], context: "RunContext") -> "TrainingReport | None":
     """cpu profile: train the copy task with the engine's loop (resumable from
     ``context.work_dir / "generator-warm-start"``); None when 0 epochs are configured."""
-    from bench.engine.accelerator import current_runtime
     from bench.engine.model import T5EngineConfig
     from bench.engine.training import train_seq2seq
 
@@ -245,11 +246,10 @@ def warm_start(generator: IDGenerator, texts: Sequence[str], context: "RunContex
         raise BenchError("ID generator warm start: no item text has a word to copy")
     batches = math.ceil(len(examples) / config.generator_warm_start_batch_size)
     epochs = max(config.generator_warm_start_epochs, math.ceil(config.generator_warm_start_min_steps / batches))
-    runtime = current_runtime()  # the run's device and precision: one runtime per process
+    # Trained on the context's runtime, the run's device and precision.
     schedule = T5EngineConfig(epochs=epochs,
                               batch_size=config.generator_warm_start_batch_size,
-                              learning_rate=config.generator_learning_rate,
-                              device=runtime.requested_device, precision=runtime.precision)
+                              learning_rate=config.generator_learning_rate)
     report = train_seq2seq(generator.model, generator.tokenizer, lambda epoch: examples, schedule,
                            context.work_dir / "generator-warm-start", context, description="ID generator warm start",
                            checkpoint_interval_seconds=WARM_START_CHECKPOINT_SECONDS)

@@ -43,7 +43,7 @@ import numpy as np
 from bench.config import option, require_at_least_one
 from bench.data.fusion import FoundationConfig, build_fusion
 from bench.data.prepare import cache_root
-from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
+from bench.engine.model import T5EngineConfig, build_model, count_parameters
 from bench.engine.prompt_encoding import USER_SLOT, PromptEncoder, pad_token_lists
 from bench.engine.prompts import TEST_TEMPLATE, sample_template_indices, template_words
 from bench.engine.recommender import check_unique_identifiers
@@ -158,14 +158,8 @@ class IDGenRec(Method):
     # ----------------------------------------------------------------- fit
 
     def fit(self, data: TrainingData) -> None:
-        from bench.engine.accelerator import get_runtime
-
         config: IDGenRecConfig = self.config
         context = self.context
-        apply_threads(config)
-        # The run's device and precision, which the warm start, the soft-ID phases and the beam
-        # searches read as the current runtime (the runner sets the same; a fit outside it must too).
-        get_runtime(config.device, config.precision)
         self.data = data
         zero_shot = bool(config.foundation_datasets)
         if zero_shot:
@@ -259,7 +253,7 @@ class IDGenRec(Method):
             tokenizer_corpus = corpus.item_texts + lowered + template_words(True) + template_words(False)
             tokenizer = build_tokenizer(context.profile, config.backbone, tokenizer_corpus, directory / "tokenizer",
                                         config.vocab_size, context.seed)
-            generator = build_id_generator(config, context.profile, tokenizer, context.seed)
+            generator = build_id_generator(config, context.profile, tokenizer, context.seed, context.runtime)
             if context.profile == "cpu":
                 warm_start(generator, corpus.item_texts, dataclasses.replace(context, work_dir=directory))
             initial_file = directory / "initial-ids.json"
@@ -500,7 +494,8 @@ class IDGenRec(Method):
             prompts.append(self._prompt(TEST_TEMPLATE, np.asarray(history)[-config.max_history:], self.item_tokens,
                                         user_tokens).input_ids)
         input_ids, attention_mask = pad_token_lists(prompts, self.tokenizer.pad_token_id)
-        return rank_items(self.recommender, input_ids, attention_mask, self.trie, k, config.beam_width, candidates)
+        return rank_items(self.recommender, input_ids, attention_mask, self.trie, k, config.beam_width, candidates,
+                          runtime=self.context.runtime)
 
     # -------------------------------------------------------------- record
 

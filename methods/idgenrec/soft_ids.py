@@ -65,12 +65,10 @@ def frozen(model) -> Iterator[None]:
 def soft_id_loss(generator: "IDGenerator", recommender, batch: SoftBatch, pad_token_id: int) -> "torch.Tensor":
     """The recommender's loss on ``batch.targets`` with every ID span replaced by the
     generator's probability-weighted embeddings (differentiable w.r.t. the generator).
-    Both models run on the run's device under its precision's autocast."""
+    Both models run on the generator's runtime (the run's device, under its precision's autocast)."""
     import torch
 
-    from bench.engine.accelerator import current_runtime
-
-    runtime = current_runtime()
+    runtime = generator.runtime
     runtime.place(generator.model)
     runtime.place(recommender)
     device = runtime.device

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence
 import numpy as np
 
 from bench.config import option, require_at_least_one
-from bench.engine.model import apply_threads, count_parameters
+from bench.engine.model import count_parameters
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 from bench.method import Method, TableColumn, TrainingData
@@ -152,15 +152,13 @@ class RPG(Method):
 
         import torch
 
-        from bench.engine.accelerator import get_runtime
         from bench.engine.selection import validation_scorer
         from bench.engine.training import train_model
         from methods.rpg.decoding import decoding_graph
         from methods.rpg.model import RPGModel
 
         config, context = self.config, self.context
-        apply_threads(config)
-        self.runtime = get_runtime(config.device, config.precision)
+        self.runtime = context.runtime
         self.codes, self.code_report = self._semantic_ids(data)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed)

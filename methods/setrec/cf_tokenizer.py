@@ -62,6 +62,7 @@ def cf_item_embeddings(dataset: Dataset, split: Split, sasrec_options: dict[str,
     from bench import config as config_module
     # The shared-cache folder lock: SETRec runs sharing a CF tokenizer (ablations started
     # together) train it once.
+    from bench.runtime import hold_threads
     from bench.storage import locked
     from methods.recbole_baselines import SASRec
 
@@ -72,6 +73,9 @@ def cf_item_embeddings(dataset: Dataset, split: Split, sasrec_options: dict[str,
             facts = json.loads(facts_file.read_text())
             return np.load(embeddings_file), {**facts, "reused": True}
         resolved = config_module.resolve("sasrec", SASRec.config_class, SASRec.profiles, "cpu", {}, sasrec_options)
+        # The SASRec trains on the run's device, with its own precision (RecBole's autocast
+        # switch) and threads, as a RecBole run of its own would.
+        hold_threads(resolved.method.threads)
         sasrec = SASRec(resolved.method, dataclasses.replace(context, work_dir=directory / "sasrec"))
         sasrec.trains_alone = True  # in a multi-process run: this process, under the lock; the others reuse it
         sasrec.context.work_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import numpy as np
 from bench.config import EvalConfig, option, require_at_least_one
 from bench.data.prepare import cache_root
 from bench.data.split import Split
-from bench.engine.model import T5EngineConfig, apply_threads, build_model, count_parameters
+from bench.engine.model import T5EngineConfig, build_model, count_parameters
 from bench.engine.selection import Validator, sample_validation_users
 from bench.errors import BenchError
 from bench.method import Method, RunContext, TrainingData
@@ -204,7 +204,6 @@ class SETRec(Method):
         from bench.engine.tokenizer import build_tokenizer
 
         config, context = self.config, self.context
-        apply_threads(config)
         self.data = data
         cf_embeddings, self.cf_facts = self._cf_embeddings(data)
         text_embeddings = self._text_embeddings(data)
@@ -275,9 +274,7 @@ class SETRec(Method):
         """Every item's token set, computed once for scoring (the autoencoder is not re-run per batch)."""
         import torch
 
-        from bench.engine.accelerator import get_runtime
-
-        self.runtime = get_runtime(self.config.device, self.config.precision)
+        self.runtime = self.context.runtime
         self.network = self.runtime.place(self.network)
         self.network.eval()
         with torch.no_grad(), self.runtime.autocast():

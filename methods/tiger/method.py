@@ -170,7 +170,7 @@ class TIGER(GenerativeRecommender):
     # batch); with so few epochs, dead codes are restarted. The sequence model keeps the
     # paper's sizes; 4 epochs as the engine's other cpu runs (demo: ~1.5 min an epoch on a
     # loaded core), long runs set their own budget (docs/tiger.md).
-    # Precision auto: bf16 where the CPU computes it natively, else fp32 (bench.engine.accelerator).
+    # Precision auto: bf16 where the CPU computes it natively, else fp32 (bench.devices).
     profiles = {"cpu": {"threads": 1, "rqvae_epochs": 100, "restart_dead_codes": True, "epochs": 4,
                         "precision": "auto"}}
     # The TIGER column of the papers' tables takes TIGER's own tokenizer; LETTER's is this one.
@@ -185,7 +185,6 @@ class TIGER(GenerativeRecommender):
     def _semantic_ids(self, data: TrainingData) -> SemanticIds:
         """The items' codes, computed once per run folder (a resumed run reuses them)."""
         from bench.data.prepare import cache_root
-        from bench.engine.accelerator import distributed_runtime
         from bench.engine.text_embeddings import item_text_embeddings, resolve_encoder
 
         config: TIGERConfig = self.config
@@ -212,8 +211,8 @@ class TIGER(GenerativeRecommender):
             result.report["letter_cf_tokenizer"] = cf_facts
         if embeddings is not None:
             result.report["text_embedding_dim"] = int(embeddings.shape[1])
-        runtime = distributed_runtime()
-        if runtime is not None:
+        runtime = self.context.runtime
+        if runtime.num_processes > 1:
             # Each process trained the same RQ-VAE, but GPU kernels need not give bit-identical
             # codes: every process takes the main one's, so an item has one ID in all of them.
             result = runtime.broadcast(result)

@@ -123,15 +123,12 @@ class UniSRec(Method):
     # ----------------------------------------------------------------- fit
 
     def fit(self, data: TrainingData) -> None:
-        from bench.engine.accelerator import get_runtime
-        from bench.engine.model import apply_threads
         from bench.data.fusion import check_sources
         from methods.unisrec.model import count_trainable, freeze_sequence_encoder
         from methods.unisrec.tasks import CatalogueScorer
 
         config, context = self.config, self.context
-        apply_threads(config)
-        self.runtime = get_runtime(config.device, config.precision)
+        self.runtime = context.runtime
         self.facts: dict[str, Any] = {"profile": context.profile, "mode": config.mode,
                                       "zero_shot": config.mode == "zero-shot", "trained_on": {}}
         check_sources(config, data.dataset)

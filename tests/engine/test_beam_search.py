@@ -10,6 +10,7 @@ import torch
 from bench.engine.beam_search import constrained_beam_search
 from bench.engine.trie import ItemTrie
 from bench.errors import BenchError
+from bench.runtime import cpu_runtime
 
 from tests.engine.conftest import EOS, PAD, VOCAB, tiny_t5
 
@@ -73,7 +74,7 @@ def test_full_width_beam_equals_brute_force(seed: int) -> None:
     input_ids, attention_mask = random_prompts(rng, n_users=4)
 
     found_items, found_scores = constrained_beam_search(
-        model, input_ids, attention_mask, trie, beam_width=len(items), num_results=len(items)
+        model, input_ids, attention_mask, trie, beam_width=len(items), num_results=len(items), runtime=cpu_runtime(),
     )
     expected_scores = teacher_forced_scores(model, input_ids, attention_mask, items)
     expected_items = brute_force_ranking(expected_scores)
@@ -90,7 +91,7 @@ def test_narrow_beam_returns_true_scores_of_distinct_items(seed: int) -> None:
     input_ids, attention_mask = random_prompts(rng, n_users=5)
 
     found_items, found_scores = constrained_beam_search(
-        model, input_ids, attention_mask, trie, beam_width=4, num_results=3
+        model, input_ids, attention_mask, trie, beam_width=4, num_results=3, runtime=cpu_runtime(),
     )
     expected_scores = teacher_forced_scores(model, input_ids, attention_mask, items)
     assert (found_items >= 0).all()
@@ -106,7 +107,8 @@ def test_more_results_than_beams_is_refused() -> None:
     trie = ItemTrie.build([[5], [6]], eos_token_id=EOS, pad_token_id=PAD)
     input_ids, attention_mask = random_prompts(random.Random(0), n_users=1)
     with pytest.raises(BenchError, match="num_results=3, beam_width=2"):
-        constrained_beam_search(tiny_t5(0), input_ids, attention_mask, trie, beam_width=2, num_results=3)
+        constrained_beam_search(tiny_t5(0), input_ids, attention_mask, trie, beam_width=2, num_results=3,
+                                runtime=cpu_runtime())
 
 
 def test_short_result_lists_are_padded() -> None:
@@ -115,7 +117,7 @@ def test_short_result_lists_are_padded() -> None:
     trie = ItemTrie.build(items, eos_token_id=EOS, pad_token_id=PAD)
     input_ids, attention_mask = random_prompts(random.Random(0), n_users=2)
     found_items, found_scores = constrained_beam_search(
-        model, input_ids, attention_mask, trie, beam_width=6, num_results=6
+        model, input_ids, attention_mask, trie, beam_width=6, num_results=6, runtime=cpu_runtime(),
     )
     assert found_items.shape == (2, 6)
     assert sorted(found_items[:, :3].flatten().tolist()) == [0, 0, 1, 1, 2, 2]
@@ -131,13 +133,15 @@ def test_batched_rows_equal_single_rows_and_model_settings_are_restored() -> Non
     trie = ItemTrie.build(random_items(rng), eos_token_id=EOS, pad_token_id=PAD)
     input_ids, attention_mask = random_prompts(rng, n_users=4)
     implementation = model.config._attn_implementation
-    batched_items, batched_scores = constrained_beam_search(model, input_ids, attention_mask, trie, 4, 3)
+    batched_items, batched_scores = constrained_beam_search(model, input_ids, attention_mask, trie, 4, 3,
+                                                            runtime=cpu_runtime())
     assert model.training
     assert model.config._attn_implementation == implementation
     for user in range(4):
         length = int(attention_mask[user].sum())
         single_items, single_scores = constrained_beam_search(
-            model, input_ids[user : user + 1, :length], attention_mask[user : user + 1, :length], trie, 4, 3
+            model, input_ids[user : user + 1, :length], attention_mask[user : user + 1, :length], trie, 4, 3,
+            runtime=cpu_runtime(),
         )
         assert torch.equal(single_items[0], batched_items[user])
         torch.testing.assert_close(single_scores[0], batched_scores[user], atol=1e-5, rtol=1e-5)
@@ -159,7 +163,7 @@ def test_restricted_trie_ranks_its_items_as_brute_force_over_them(seed: int) -> 
     input_ids, attention_mask = random_prompts(rng, n_users=3)
 
     found_items, _ = constrained_beam_search(model, input_ids, attention_mask, subset,
-                                             beam_width=len(kept), num_results=len(kept))
+                                             beam_width=len(kept), num_results=len(kept), runtime=cpu_runtime())
     expected_scores = teacher_forced_scores(model, input_ids, attention_mask, items)[:, kept]
     assert torch.equal(found_items, kept[brute_force_ranking(expected_scores)])
     with pytest.raises(BenchError, match="a mask over 15 items"):

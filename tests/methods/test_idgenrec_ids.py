@@ -14,6 +14,7 @@ from bench.data.dataset import build_dataset
 from bench.data.split import leave_one_out
 from bench.errors import BenchError
 from bench.method import RunContext
+from bench.runtime import cpu_runtime
 from methods.idgenrec.diverse_ids import generate_unique_ids, paper_schedule
 from methods.idgenrec.generator import (IDGeneratorConfig, build_id_generator, clean_id, warm_start,
                                         warm_start_target)
@@ -159,7 +160,7 @@ def small_config(**changes) -> IDGeneratorConfig:
 def test_candidates_are_ranked_per_token_cleaned_and_distinct(tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
     import bench.engine.diverse_beam_search as engine
 
-    generator = build_id_generator(small_config(), "cpu", tokenizer, seed=0)
+    generator = build_id_generator(small_config(), "cpu", tokenizer, seed=0, runtime=cpu_runtime())
 
     def row(text: str, per_token: float) -> tuple[tuple[int, ...], float]:
         tokens = tuple(tokenizer(text, add_special_tokens=False).input_ids)
@@ -172,7 +173,7 @@ def test_candidates_are_ranked_per_token_cleaned_and_distinct(tokenizer, monkeyp
 
 
 def test_candidates_of_a_real_model_respect_k_and_length(tokenizer) -> None:
-    generator = build_id_generator(small_config(), "cpu", tokenizer, seed=0)
+    generator = build_id_generator(small_config(), "cpu", tokenizer, seed=0, runtime=cpu_runtime())
     batch = generator.candidates(CATALOGUE[:3], 1.0, 4, 6)
     assert len(batch) == 3
     for candidates in batch:
@@ -181,7 +182,7 @@ def test_candidates_of_a_real_model_respect_k_and_length(tokenizer) -> None:
 
 
 def test_untrained_generator_gives_a_unique_id_to_every_item(tokenizer) -> None:
-    generator = build_id_generator(small_config(), "cpu", tokenizer, seed=1)
+    generator = build_id_generator(small_config(), "cpu", tokenizer, seed=1, runtime=cpu_runtime())
     result = generator.unique_ids(CATALOGUE + CATALOGUE[:8])  # 8 exact duplicates of texts
     assert len(set(result.ids)) == len(CATALOGUE) + 8
 
@@ -190,17 +191,18 @@ def test_warm_start_teaches_the_title_words_and_resumes(tokenizer, tmp_path: Pat
     config = small_config(generator_warm_start_epochs=20, generator_warm_start_words=3,
                           generator_warm_start_batch_size=8, generator_learning_rate=3e-3,
                           generator_d_model=64, generator_d_ff=128)
-    generator = build_id_generator(config, "cpu", tokenizer, seed=0)
+    generator = build_id_generator(config, "cpu", tokenizer, seed=0, runtime=cpu_runtime())
     context = RunContext(work_dir=tmp_path, seed=0, profile="cpu", show_progress=False)
     report = warm_start(generator, CATALOGUE, context)
     assert report is not None and report.resumed_from_epoch == 0
     best = [candidates[0] for candidates in generator.candidates(CATALOGUE, 1.0, 1, 10)]
     targets = [warm_start_target(text, 3) for text in CATALOGUE]
     assert sum(b == t for b, t in zip(best, targets)) >= 0.8 * len(CATALOGUE)
-    again = build_id_generator(config, "cpu", tokenizer, seed=0)
+    again = build_id_generator(config, "cpu", tokenizer, seed=0, runtime=cpu_runtime())
     assert warm_start(again, CATALOGUE, context).resumed_from_epoch == 20
     assert [c[0] for c in again.candidates(CATALOGUE, 1.0, 1, 10)] == best
-    untrained = build_id_generator(small_config(generator_warm_start_epochs=0), "cpu", tokenizer, seed=0)
+    untrained = build_id_generator(small_config(generator_warm_start_epochs=0), "cpu", tokenizer, seed=0,
+                                   runtime=cpu_runtime())
     assert warm_start(untrained, CATALOGUE, context) is None
 
 
@@ -209,7 +211,7 @@ def test_paper_generator_that_cannot_be_loaded_offline_is_an_error(tokenizer, tm
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = IDGeneratorConfig(generator_checkpoint=str(tmp_path / "missing"))
     with pytest.raises(BenchError, match="generator_checkpoint"):
-        build_id_generator(config, "paper", tokenizer, seed=0)
+        build_id_generator(config, "paper", tokenizer, seed=0, runtime=cpu_runtime())
 
 
 def test_bad_generator_config_is_an_error() -> None:

@@ -17,6 +17,7 @@ from bench.engine.prompts import build_prompt, template_words
 from bench.engine.tokenizer import train_cpu_tokenizer
 from bench.errors import BenchError
 from bench.method import RunContext, TrainingData
+from bench.runtime import cpu_runtime, start_runtime
 from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator
 from methods.idgenrec.method import IDGenRec, IDGenRecConfig, schedule
 from methods.idgenrec.soft_ids import SoftBatch, soft_id_loss
@@ -48,10 +49,13 @@ def tiny_config(**changes) -> IDGenRecConfig:
 
 
 def fit(tmp_path, name: str, dataset=None, split=None, **changes) -> IDGenRec:
+    """A fit as the runner makes it: the context's runtime built from the config's device options."""
     dataset = dataset or tiny_dataset(n_users=24, n_items=20)
-    context = RunContext(work_dir=tmp_path / name, seed=0, profile="cpu", show_progress=False)
+    config = tiny_config(**changes)
+    context = RunContext(work_dir=tmp_path / name, seed=0, profile="cpu", show_progress=False,
+                         runtime=start_runtime(config))
     context.work_dir.mkdir(parents=True, exist_ok=True)
-    method = IDGenRec(tiny_config(**changes), context)
+    method = IDGenRec(config, context)
     method.fit(TrainingData(dataset=dataset, split=split if split is not None else leave_one_out(dataset)))
     return method
 
@@ -88,7 +92,7 @@ def soft_batch(tokenizer, encoder: PromptEncoder) -> SoftBatch:
 
 def test_generator_phase_gradients_reach_the_generator_only_and_a_step_lowers_the_loss(tokenizer) -> None:
     config = IDGeneratorConfig(generator_d_model=32, generator_d_ff=64, generator_num_layers=1, generator_num_heads=2)
-    generator = build_id_generator(config, "cpu", tokenizer, seed=0)
+    generator = build_id_generator(config, "cpu", tokenizer, seed=0, runtime=cpu_runtime())
     recommender = build_small_model(T5EngineConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16),
                                     len(tokenizer), seed=1)
     generator.model.eval()  # no dropout: the two losses compared below differ by the step alone
@@ -115,7 +119,7 @@ def test_generator_phase_gradients_reach_the_generator_only_and_a_step_lowers_th
 def test_soft_loss_with_hard_one_hot_generator_equals_the_recommenders_own_loss(tokenizer) -> None:
     """A generator sure of its ID's tokens puts exactly those tokens' embeddings in place."""
     config = IDGeneratorConfig(generator_d_model=32, generator_d_ff=64, generator_num_layers=1, generator_num_heads=2)
-    generator = build_id_generator(config, "cpu", tokenizer, seed=0)
+    generator = build_id_generator(config, "cpu", tokenizer, seed=0, runtime=cpu_runtime())
     recommender = build_small_model(T5EngineConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16),
                                     len(tokenizer), seed=1).eval()
     encoder = PromptEncoder(tokenizer, with_user_id=False)
@@ -236,21 +240,18 @@ def test_device_and_precision_options_reach_every_phase(tmp_path, monkeypatch) -
     """`device`/`precision` are the same options as every torch method's: the warm start, the
     recommender phases and the soft-ID generator phase all run under the run's autocast, and a
     device this machine lacks is refused with the key named."""
-    from bench.engine import accelerator
+    from bench.runtime import Runtime
 
     seen: list[tuple[str, str]] = []
-    original = accelerator.Runtime.autocast
+    original = Runtime.autocast
 
     def recording_autocast(self):
         seen.append((self.device.type, self.precision))
         return original(self)
 
-    monkeypatch.setattr(accelerator.Runtime, "autocast", recording_autocast)
+    monkeypatch.setattr(Runtime, "autocast", recording_autocast)
     monkeypatch.setattr("methods.idgenrec.method.cache_root", lambda: tmp_path / "cache")
-    try:
-        bf16 = fit(tmp_path, "bf16", device="cpu", precision="bf16", epochs=1, rounds=2)
-    finally:
-        accelerator.get_runtime("cpu", "fp32")  # what the next test's fit expects to find
+    bf16 = fit(tmp_path, "bf16", device="cpu", precision="bf16", epochs=1, rounds=2)
     assert seen and set(seen) == {("cpu", "bf16")}
     # The warm start was trained in bf16: an fp32 run must not reuse it.
     fp32 = fit(tmp_path, "fp32", device="cpu", precision="fp32", epochs=1, rounds=2)

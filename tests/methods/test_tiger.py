@@ -14,6 +14,7 @@ from bench.data.split import leave_one_out
 from bench.engine.tokenizer import whole_token_tokenizer
 from bench.errors import BenchError
 from bench.method import RunContext, TrainingData
+from bench.runtime import cpu_runtime
 from methods.tiger import rqvae
 from methods.tiger.method import TIGER, TIGERConfig, user_token
 from methods.tiger.rqvae import RQVAESettings, add_collision_code, code_statistics, semantic_ids
@@ -147,7 +148,7 @@ def test_inputs_are_code_tokens_and_the_search_returns_catalogue_tuples(tmp_path
 
     encoded = method.tokenizer(method.prompts(users, histories), padding=True, return_tensors="pt")
     items, scores = constrained_beam_search(method.model, encoded.input_ids, encoded.attention_mask, method.trie,
-                                            beam_width=data.n_items, num_results=10)
+                                            beam_width=data.n_items, num_results=10, runtime=cpu_runtime())
     assert items.min() >= 0 and items.max() < data.n_items
     assert all(len(set(row)) == 10 for row in items.tolist())
     # Brute force: the teacher-forced log-probability of every catalogue tuple; with a beam as

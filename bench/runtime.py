@@ -1,28 +1,21 @@
-"""Device, precision and processes: the one module that places tensors and talks to the other processes.
+"""The run's runtime: the one object that places tensors and talks to the other processes.
 
-Every torch-based part of the engine (training loop, beam searches, IDGenRec's phases) and
-the evaluator ask the process's :class:`Runtime` for placement, autocast, the data-parallel
-wrapper, sharding and gathering; nothing else calls ``.to(device)`` or ``torch.distributed``.
-It is a thin layer over Hugging Face Accelerate (placement, autocast, fp16 loss scaling,
-DDP), so a run started by ``torchrun`` or ``accelerate launch`` (``WORLD_SIZE``/``RANK`` in
-the environment, as in a SLURM job) joins the same process group as ``bench run --processes N``.
+The runner builds it once from the method's :class:`bench.devices.DeviceConfig`
+(:func:`start_runtime`) and hands it to the method in the run context
+(``RunContext.runtime``); the training loop, the beam searches, the evaluator and the
+methods take it from there, as Hugging Face's examples hand an ``Accelerator`` around.
+Nothing reads a module-global "current" runtime. Every torch-based part asks it for
+placement, autocast, the data-parallel wrapper, sharding and gathering; nothing else calls
+``.to(device)`` or ``torch.distributed``. It is a thin layer over Hugging Face Accelerate
+(placement, autocast, fp16 loss scaling, DDP), so a run started by ``torchrun`` or
+``accelerate launch`` (``WORLD_SIZE``/``RANK`` in the environment, as in a SLURM job) joins
+the same process group as ``bench run --processes N``.
 
-Options (identical for every method that has them):
-- ``device``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``;
-  with several processes each takes ``cuda:LOCAL_RANK``, so ``cuda:N`` is refused there.
-- ``precision``: ``fp32``, ``bf16`` (autocast; on CPU it runs natively with AVX-512 BF16 or
-  AMX, emulated and slow otherwise), ``fp16`` (autocast with loss scaling, CUDA only), or
-  ``auto`` (bf16 where the hardware has it, else fp32; :func:`resolve_precision`). The runner
-  resolves ``auto`` once, so a record and its work folder name the precision that ran.
-
-One process may use several precisions (IDGenRec trains its ID generator and its
-recommender with separate configs): :func:`runtime_for` gives one :class:`Runtime` per
-(device, precision), and the fp32 and bf16 ones share one Accelerate state, because the
-precision is applied by :meth:`Runtime.autocast` around each call, never stored on a model
-(Accelerate's own bf16 mode wraps a prepared model's ``forward`` in autocast for good).
-:func:`get_runtime` also makes its runtime the run's; :func:`current_runtime` is the
-runtime of the innermost :meth:`Runtime.activated` block (the training loop activates its
-own), else the run's, so which precision a part runs in never depends on what ran before.
+Accelerate keeps its state in process-wide singletons, so :func:`runtime_for` builds one
+:class:`Runtime` per (device, precision) and hands the same one back when asked again; the
+fp32 and bf16 ones share one Accelerate state, because the precision is applied by
+:meth:`Runtime.autocast` around each call, never stored on a model (Accelerate's own bf16
+mode wraps a prepared model's ``forward`` in autocast for good).
 """
 
 from __future__ import annotations
@@ -34,136 +27,21 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from bench.devices import DeviceConfig, cpu_name, cuda_index, resolve_device_type, resolve_precision, \
+    validate_device_options
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
     import torch
 
-DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-_runtimes: "dict[tuple[str, str], Runtime]" = {}  # (device option, precision) -> its runtime
+_runtimes: "dict[tuple[str, str], Runtime]" = {}  # (device option, precision) -> its runtime, built once
 _accelerator_key: tuple[str, int | None, str] | None = None  # (device type, CUDA index, Accelerate precision)
-_run_runtime: "Runtime | None" = None  # the last one get_runtime returned
-_active: "list[Runtime]" = []  # open Runtime.activated() blocks, innermost last
-
-
-def launched_processes() -> int:
-    """Processes of this run as the launcher (torchrun, accelerate launch, SLURM) set them; 1 when none."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        raise BenchError(f"environment variable WORLD_SIZE must be an integer, got '{os.environ['WORLD_SIZE']}'") \
-            from None
-
-
-def launched_rank() -> int:
-    """This process's rank as the launcher set it (0 when not launched), readable before torch is imported."""
-    return int(os.environ.get("RANK", "0") or 0)
-
-
-def _cuda_index(device: str) -> int | None:
-    """N of ``cuda:N``, None for ``cuda``; BenchError for anything else that starts with ``cuda``."""
-    if device == "cuda":
-        return None
-    suffix = device[len("cuda:"):]
-    if not device.startswith("cuda:") or not suffix.isdigit():
-        raise BenchError(f"config key 'device' must be one of {', '.join(DEVICES)}; got '{device}'")
-    return int(suffix)
-
-
-def resolve_device_type(device: str) -> str:
-    """``cpu``, ``cuda`` or ``mps`` for a validated ``device`` option (``auto`` = CUDA when present)."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if device.startswith("cuda") else device
-
-
-def check_option_values(device: str, precision: str) -> None:
-    """The checks a config can make without torch and without the run's machine (a sweep
-    resolves configs on a login node that has no GPU): known values, fp16 never on CPU/MPS."""
-    if precision not in PRECISIONS:
-        raise BenchError(f"config key 'precision' must be one of {', '.join(PRECISIONS)}; got '{precision}'")
-    if device not in ("auto", "cpu", "mps"):
-        _cuda_index(device)
-    if precision == "fp16" and device in ("cpu", "mps"):
-        raise BenchError(f"config key 'precision' is 'fp16', which needs a CUDA device (loss scaling); this run's "
-                         f"device is {device}; use precision=bf16 or fp32")
-
-
-def resolve_precision(device: str, precision: str) -> str:
-    """``auto``: bf16 where the hardware computes it (a CUDA GPU with bfloat16, or a CPU with
-    AVX-512 BF16 or AMX), else fp32. On a CPU without them bf16 is emulated: a bf16 matrix
-    multiply of the engine's shapes took 20-40x the time of fp32 on an AVX2-only CPU
-    (benchmarks/README.md, precision). Any other value is returned as it is."""
-    if precision != "auto":
-        return precision
-    import torch
-
-    device_type = resolve_device_type(device)
-    if device_type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device_type == "cpu":
-        return "bf16" if cpu_bf16_native() else "fp32"
-    return "fp32"
-
-
-def validate_device_options(device: str, precision: str) -> None:
-    """BenchError naming the key when ``device``/``precision`` is unknown or not available on this machine."""
-    check_option_values(device, precision)
-    import torch
-
-    if device.startswith("cuda"):
-        index = _cuda_index(device)
-        if not torch.cuda.is_available():
-            raise BenchError(f"config key 'device' is '{device}' but torch finds no CUDA device on this machine "
-                             f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); "
-                             "use device=cpu or device=auto, and see `bench doctor`")
-        if index is not None and index >= torch.cuda.device_count():
-            raise BenchError(f"config key 'device' is '{device}' but this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
-        if index is not None and launched_processes() > 1:
-            raise BenchError(f"config key 'device' is '{device}' in a {launched_processes()}-process run; each "
-                             "process takes the GPU of its local rank, so use device=cuda (or choose the GPUs "
-                             "with CUDA_VISIBLE_DEVICES)")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise BenchError("config key 'device' is 'mps' but torch finds no Apple MPS device on this machine")
-    device_type = resolve_device_type(device)
-    if precision == "fp16" and device_type != "cuda":
-        raise BenchError(f"config key 'precision' is 'fp16', which needs a CUDA device (loss scaling); this run's "
-                         f"device is {device_type}; use precision=bf16 or fp32")
-    if precision == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise BenchError(f"config key 'precision' is 'bf16' but the GPU ({torch.cuda.get_device_name()}) does not "
-                         "support bfloat16; use precision=fp16 or fp32")
-
-
-def cpu_bf16_native() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX); else bf16 is emulated."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as stream:
-            for line in stream:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Runtime:
     """This process's device, precision and place among the processes of the run.
 
-    Build it with :func:`runtime_for` or :func:`get_runtime`. Training: ``prepare_training`` places (and, with
+    Build it with :func:`runtime_for` (the runner: :func:`start_runtime`). Training: ``prepare_training`` places (and, with
     several processes, wraps in DDP) the model, then each step runs under ``autocast()``
     and calls ``backward``/``clip_grad_norm_`` here (fp16's loss scaler lives here).
     Checkpoints hold ``unwrap(model).state_dict()``, so they load with any process count.
@@ -172,6 +50,11 @@ class Runtime:
     def __init__(self, device: str, precision: str, accelerator: Any) -> None:
         self.requested_device, self.precision = device, precision
         self._accelerator = accelerator
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # A saved method's context holds its runtime: loaded in another process, it is that
+        # process's runtime of the same device and precision.
+        return runtime_for, (self.requested_device, self.precision)
 
     # -- where and who ------------------------------------------------------------------
     @property
@@ -204,16 +87,6 @@ class Runtime:
 
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return self._accelerator.autocast()  # fp16: Accelerate's (with its loss scaler); fp32: nothing
-
-    @contextlib.contextmanager
-    def activated(self) -> Iterator["Runtime"]:
-        """Inside the block :func:`current_runtime` is this runtime (e.g. for the validation
-        beam search of a training loop that runs in this precision)."""
-        _active.append(self)
-        try:
-            yield self
-        finally:
-            _active.remove(self)
 
     def backward(self, loss: "torch.Tensor") -> None:
         """``loss.backward()``, through the loss scaler for fp16 (DDP averages gradients over processes)."""
@@ -356,7 +229,7 @@ def shard_indices(n: int, processes: int, index: int) -> np.ndarray:
 
 def _accelerator_mode(device: str, precision: str) -> tuple[str, int | None, str]:
     """What an Accelerate state is built for: fp32 and bf16 share one (bf16 is this module's autocast)."""
-    index = _cuda_index(device) if device.startswith("cuda") else None
+    index = cuda_index(device) if device.startswith("cuda") else None
     return resolve_device_type(device), index, "fp16" if precision == "fp16" else "no"
 
 
@@ -386,11 +259,10 @@ def _build_accelerator(device: str, key: tuple[str, int | None, str]) -> Any:
 
 def runtime_for(device: str = "auto", precision: str = "fp32") -> Runtime:
     """This process's runtime for ``device`` and ``precision``, built on first use (under a
-    launcher the first one joins the process group). It does not change the run's runtime.
-    fp32 and bf16 runtimes of one device live side by side; another device, or fp16 next
-    to fp32/bf16, rebuilds Accelerate's process-wide state, which only a single process may
+    launcher the first one joins the process group). fp32 and bf16 runtimes of one device live
+    side by side; another device, or fp16 next to fp32/bf16, rebuilds Accelerate's process-wide state, which only a single process may
     do (tests do; the runtimes built before are then dropped)."""
-    global _accelerator_key, _run_runtime
+    global _accelerator_key
     precision = resolve_precision(device, precision) if precision == "auto" else precision
     if (device, precision) in _runtimes:
         return _runtimes[(device, precision)]
@@ -411,31 +283,30 @@ def runtime_for(device: str = "auto", precision: str = "fp32") -> Runtime:
             AcceleratorState._reset_state(reset_partial_state=True)
             GradientState._reset_state()
             _runtimes.clear()
-            _run_runtime = None
         accelerator = _build_accelerator(device, key)
         _accelerator_key = key
     _runtimes[(device, precision)] = Runtime(device, precision, accelerator)
     return _runtimes[(device, precision)]
 
 
-def get_runtime(device: str = "auto", precision: str = "fp32") -> Runtime:
-    """The runtime of ``device`` and ``precision`` (:func:`runtime_for`), made the run's: the
-    one :func:`current_runtime` returns outside any :meth:`Runtime.activated` block. The
-    runner calls it with the run's options; a single process may switch between runs."""
-    global _run_runtime
-    _run_runtime = runtime_for(device, precision)
-    return _run_runtime
+def start_runtime(config: DeviceConfig | None) -> Runtime:
+    """The run's runtime from its method's device options (a method without them runs on the
+    CPU in fp32), with torch held to ``threads`` CPU threads when that option is set."""
+    if config is None:
+        return runtime_for("cpu", "fp32")
+    runtime = runtime_for(config.device, config.precision)
+    hold_threads(config.threads)
+    return runtime
 
 
-def distributed_runtime() -> Runtime | None:
-    """The runtime when the run has several processes (joining their group if nothing has
-    yet), None for a single process (then nothing imports torch: score-only methods stay light)."""
-    return current_runtime() if launched_processes() > 1 else None
+def hold_threads(threads: int) -> None:
+    """torch's intra-op CPU threads for this process (0 keeps torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
-def current_runtime() -> Runtime:
-    """The runtime of the innermost :meth:`Runtime.activated` block, else the run's (the
-    last :func:`get_runtime`), else the default one (auto, fp32)."""
-    if _active:
-        return _active[-1]
-    return _run_runtime if _run_runtime is not None else get_runtime()
+def cpu_runtime() -> Runtime:
+    """The runtime of a run context made without one (tests, tools): the CPU in fp32."""
+    return runtime_for("cpu", "fp32")
