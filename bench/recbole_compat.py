@@ -17,7 +17,6 @@ the last ones and reshuffles as in epoch 0. :class:`ExactResume` keeps the whole
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import random
@@ -29,7 +28,7 @@ import numpy as np
 
 from bench.logs import PlainFormatter, strip_colour
 from bench.run_guard import checkpoint_writing
-from bench.storage import atomic_write_bytes
+from bench.shared_artifacts import atomic_save
 
 if TYPE_CHECKING:
     import torch
@@ -138,9 +137,7 @@ def save_atomically(state: dict[str, Any], path: Path) -> None:
     """``torch.save`` that leaves either the whole new file or the old one, never a part."""
     import torch
 
-    buffer = io.BytesIO()
-    torch.save(state, buffer, pickle_protocol=4)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    atomic_save(Path(path), lambda stream: torch.save(state, stream, pickle_protocol=4))
 
 
 def random_states(loaders: Sequence[Any]) -> dict[str, Any]:

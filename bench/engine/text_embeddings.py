@@ -16,9 +16,7 @@ reuses them, and a change to any item's text makes a new file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.storage import atomic_write_bytes
+from bench.shared_artifacts import shared_artifact
 
 # The name under which the wheel's copy is asked for; its hub name means the same model.
 OFFLINE_ENCODER = "all-MiniLM-L6-v2"
@@ -119,29 +117,32 @@ def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, ca
                          batch_size: int = 64, device: str | None = None) -> np.ndarray:
     """Embeddings ``[len(texts), dim]`` (float32) of ``texts`` by the profile's encoder, cached.
 
-    ``context`` is the run's :class:`bench.method.RunContext` (its progress bar). In a run of
-    several processes the main one embeds and writes the cache first; the others then read it,
-    so the encoder is loaded and run once, not once per process."""
+    ``context`` is the run's :class:`bench.method.RunContext` (its progress bar and runtime). In
+    a run of several processes the main one embeds and writes the cache first; the others then
+    read it, so the encoder is loaded and run once, not once per process
+    (:func:`bench.shared_artifacts.shared_artifact`)."""
     name = resolve_encoder(profile, encoder)
     if batch_size < 1:
         raise BenchError(f"text embeddings: batch_size must be >= 1, got {batch_size}")
     path = cache_path(texts, profile, name, Path(cache_dir))
-    runtime = context.runtime
-    with runtime.main_process_first() if runtime.num_processes > 1 else contextlib.nullcontext():
-        return _cached_or_embedded(texts, profile, name, path, context, batch_size, device)
+    return shared_artifact(path, context.runtime, lambda: _embedded(texts, profile, name, context, batch_size, device),
+                           lambda embeddings, stream: np.save(stream, embeddings, allow_pickle=False),
+                           lambda found: _cached(found, len(texts))).value
 
 
-def _cached_or_embedded(texts: list[str], profile: str, name: str, path: Path, context: Any, batch_size: int,
-                        device: str | None) -> np.ndarray:
-    if path.exists():
-        try:
-            cached = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise BenchError(f"{path}: unreadable cached text embeddings ({error}); delete the file") from None
-        if cached.ndim == 2 and cached.shape[0] == len(texts):
-            return cached
-        raise BenchError(f"{path}: cached text embeddings have shape {cached.shape}, "
-                         f"expected {len(texts)} rows; delete the file")
+def _cached(path: Path, rows: int) -> np.ndarray:
+    try:
+        cached = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise BenchError(f"{path}: unreadable cached text embeddings ({error}); delete the file") from None
+    if cached.ndim == 2 and cached.shape[0] == rows:
+        return cached
+    raise BenchError(f"{path}: cached text embeddings have shape {cached.shape}, "
+                     f"expected {rows} rows; delete the file")
+
+
+def _embedded(texts: list[str], profile: str, name: str, context: Any, batch_size: int,
+              device: str | None) -> np.ndarray:
     model = load_encoder(profile, name, device, show_progress=getattr(context, "show_progress", True))
     batches = []
     with context.progress(total=len(texts), desc=f"embed item text ({name})", unit="item") as bar:
@@ -151,8 +152,4 @@ def _cached_or_embedded(texts: list[str], profile: str, name: str, path: Path, c
                                                    show_progress_bar=False), dtype=np.float32))
             bar.update(len(chunk))
     dimension = model.get_embedding_dimension()
-    embeddings = np.concatenate(batches) if batches else np.zeros((0, dimension or 0), dtype=np.float32)
-    buffer = io.BytesIO()
-    np.save(buffer, embeddings, allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
-    return embeddings
+    return np.concatenate(batches) if batches else np.zeros((0, dimension or 0), dtype=np.float32)

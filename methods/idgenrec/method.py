@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import time
 from pathlib import Path
@@ -53,7 +52,8 @@ from bench.engine.selection import SELECTION_METRIC, validation_scorer
 from bench.engine.training import train_seq2seq
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
-from bench.storage import atomic_write_bytes, atomic_write_text, locked
+from bench.shared_artifacts import atomic_save, key_digest
+from bench.storage import atomic_write_text, locked
 from methods.idgenrec.corpus import Corpus, dataset_corpus, fusion_corpus
 from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, check_generator_config, clean_id, \
     warm_start
@@ -124,10 +124,6 @@ def schedule(config: IDGenRecConfig) -> list[Phase]:
         if config.training != "id-only":
             kinds.append(("recommender", round_number))
     return [Phase(index, kind, round_number) for index, (kind, round_number) in enumerate(kinds)]
-
-
-def _digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class IDGenRec(Method):
@@ -225,7 +221,7 @@ class IDGenRec(Method):
         content = hashlib.sha256(("\n".join(corpus.item_texts) + "\0" + "\n".join(corpus.user_texts or [])).encode())
         for items in corpus.split.train + [np.full(1, -1)] + corpus.split.valid_items:
             content.update(np.asarray(items, dtype=np.int64).tobytes() + b"|")
-        key = _digest({"profile": self.context.profile, "seed": self.context.seed, "options": options,
+        key = key_digest({"profile": self.context.profile, "seed": self.context.seed, "options": options,
                        "content": content.hexdigest()})
         return cache_root() / "idgenrec-foundation" / key
 
@@ -244,7 +240,7 @@ class IDGenRec(Method):
         # fp32 stays out of the key so that starts made before precision existed are reused.
         if config.precision != "fp32":
             key_fields["precision"] = config.precision
-        key = _digest(key_fields)
+        key = key_digest(key_fields)
         directory = cache_root() / "idgenrec-start" / key
         with locked(directory):
             # One tokenizer for both wordings (with and without user IDs), so that every
@@ -299,12 +295,10 @@ class IDGenRec(Method):
             improved = best is not None and (state.get("selected_phase") is None or best > state["selected_value"])
             if improved:
                 state["selected_phase"], state["selected_value"] = phase.index, best
-            buffer = io.BytesIO()
-            torch.save({"recommender": self.recommender.state_dict(), "generator": self.generator.model.state_dict(),
-                        "state": state, "phases_done": phase.index + 1}, buffer)
-            if improved:
-                atomic_write_bytes(self.schedule_dir / BEST_SNAPSHOT_FILE, buffer.getvalue())
-            atomic_write_bytes(snapshot_file, buffer.getvalue())
+            snapshot = {"recommender": self.recommender.state_dict(), "generator": self.generator.model.state_dict(),
+                        "state": state, "phases_done": phase.index + 1}
+            for path in ((self.schedule_dir / BEST_SNAPSHOT_FILE, snapshot_file) if improved else (snapshot_file,)):
+                atomic_save(path, lambda stream: torch.save(snapshot, stream))
         state = self._selected(state)
         self.generator.model.eval()
         self.recommender.eval()

@@ -18,7 +18,6 @@ A run goes through these steps:
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence
@@ -30,7 +29,7 @@ from bench.engine.model import count_parameters
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 from bench.method import Method, TableColumn, TrainingData
-from bench.storage import atomic_write_bytes
+from bench.shared_artifacts import shared_artifact
 from methods.hstu.method import right_padded
 from methods.rpg.quantizer import QuantizerSettings
 
@@ -184,22 +183,20 @@ class RPG(Method):
 
     def _semantic_ids(self, data: TrainingData) -> tuple[np.ndarray, dict[str, Any]]:
         """The items' codes, computed once per run folder (a resumed run reuses them)."""
+        path = Path(self.context.work_dir) / CODES_FILE
+        return shared_artifact(path, self.context.runtime, lambda: self._computed_ids(data), _write_codes,
+                               _read_codes, every_process_computes=True).value
+
+    def _computed_ids(self, data: TrainingData) -> tuple[np.ndarray, dict[str, Any]]:
         from bench.data.prepare import cache_root
         from bench.engine.text_embeddings import item_text_embeddings, resolve_encoder
         from methods.rpg.quantizer import semantic_ids
 
-        path = Path(self.context.work_dir) / CODES_FILE
-        if path.is_file():
-            stored = np.load(path, allow_pickle=False)
-            return stored["codes"], json.loads(str(stored["report"]))
         embeddings = item_text_embeddings(list(data.dataset.item_text), self.context.profile, self.config.encoder,
                                           cache_root() / "text-embeddings", self.context)
         training_items = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in data.split.train]))
         codes, report = semantic_ids(embeddings, training_items, self.config.quantizer_settings(), self.context.seed)
         report["text_encoder"] = resolve_encoder(self.context.profile, self.config.encoder)
-        buffer = io.BytesIO()
-        np.savez(buffer, codes=codes, report=np.asarray(json.dumps(report)))
-        atomic_write_bytes(path, buffer.getvalue())
         return codes, report
 
     def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int,
@@ -236,3 +233,13 @@ class RPG(Method):
         found["training_curve"] = found["training"].pop("training_curve")  # the runner lifts it into the record
         found["selection"] = found["training"].pop("selection")  # where every engine method records it
         return found
+
+
+def _write_codes(found: tuple[np.ndarray, dict[str, Any]], stream) -> None:
+    codes, report = found
+    np.savez(stream, codes=codes, report=np.asarray(json.dumps(report)))
+
+
+def _read_codes(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    stored = np.load(path, allow_pickle=False)
+    return stored["codes"], json.loads(str(stored["report"]))

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from bench.data.dataset import Dataset
 from bench.data.prepare import cache_root
 from bench.data.split import Split
 from bench.method import RunContext, TrainingData
-from bench.storage import atomic_write_bytes, atomic_write_text
+from bench.shared_artifacts import atomic_save, shared_artifact
 
 EMBEDDINGS_FILE = "item-embeddings.npy"
 FACTS_FILE = "facts.json"
@@ -58,35 +58,37 @@ def _key(split: Split, sasrec_options: dict[str, Any], seed: int) -> str:
 
 def cf_item_embeddings(dataset: Dataset, split: Split, sasrec_options: dict[str, Any],
                        context: RunContext) -> tuple[np.ndarray, dict[str, Any]]:
-    """SASRec item embeddings ``[n_items, hidden_size]`` (float32) and facts for the record."""
+    """SASRec item embeddings ``[n_items, hidden_size]`` (float32) and facts for the record.
+
+    SETRec runs sharing a CF tokenizer (ablations started together) train it once; in a run of
+    several processes the main one trains it alone and the others read it. Its facts file is
+    written after the embeddings, so the facts' presence means the whole tokenizer is there."""
+    directory = cache_root() / "setrec-cf" / _key(split, sasrec_options, context.seed)
+    shared = shared_artifact(directory / FACTS_FILE, context.runtime,
+                             lambda: _trained(dataset, split, sasrec_options, context, directory),
+                             lambda facts, stream: stream.write(json.dumps(facts, default=str).encode("utf-8")),
+                             lambda path: json.loads(path.read_text()))
+    return np.load(directory / EMBEDDINGS_FILE), {**shared.value, "reused": shared.reused}
+
+
+def _trained(dataset: Dataset, split: Split, sasrec_options: dict[str, Any], context: RunContext,
+             directory: Path) -> dict[str, Any]:
+    """Train the SASRec, save its item embeddings; its facts for the record."""
     from bench import config as config_module
-    # The shared-cache folder lock: SETRec runs sharing a CF tokenizer (ablations started
-    # together) train it once.
     from bench.runtime import hold_threads
-    from bench.storage import locked
     from methods.recbole_baselines import SASRec
 
-    directory = cache_root() / "setrec-cf" / _key(split, sasrec_options, context.seed)
-    with locked(directory):
-        embeddings_file, facts_file = directory / EMBEDDINGS_FILE, directory / FACTS_FILE
-        if embeddings_file.is_file() and facts_file.is_file():
-            facts = json.loads(facts_file.read_text())
-            return np.load(embeddings_file), {**facts, "reused": True}
-        resolved = config_module.resolve("sasrec", SASRec.config_class, SASRec.profiles, "cpu", {}, sasrec_options)
-        # The SASRec trains on the run's device, with its own precision (RecBole's autocast
-        # switch) and threads, as a RecBole run of its own would.
-        hold_threads(resolved.method.threads)
-        sasrec = SASRec(resolved.method, dataclasses.replace(context, work_dir=directory / "sasrec"))
-        sasrec.trains_alone = True  # in a multi-process run: this process, under the lock; the others reuse it
-        sasrec.context.work_dir.mkdir(parents=True, exist_ok=True)
-        inner = training_only_split(split)
-        sasrec.fit(TrainingData(dataset=dataset, split=inner))
-        weights = sasrec.model.item_embedding.weight.detach().cpu().numpy()
-        embeddings = np.ascontiguousarray(weights[sasrec.item_to_internal], dtype=np.float32)
-        facts = {"options": dataclasses.asdict(resolved.method), "key": directory.name,
-                 "users": inner.n_users, **{k: v for k, v in sasrec.metadata().items() if k != "recbole_version"}}
-        buffer = io.BytesIO()
-        np.save(buffer, embeddings, allow_pickle=False)
-        atomic_write_bytes(embeddings_file, buffer.getvalue())
-        atomic_write_text(facts_file, json.dumps(facts, default=str))
-        return embeddings, {**facts, "reused": False}
+    resolved = config_module.resolve("sasrec", SASRec.config_class, SASRec.profiles, "cpu", {}, sasrec_options)
+    # The SASRec trains on the run's device, with its own precision (RecBole's autocast
+    # switch) and threads, as a RecBole run of its own would.
+    hold_threads(resolved.method.threads)
+    sasrec = SASRec(resolved.method, dataclasses.replace(context, work_dir=directory / "sasrec"))
+    sasrec.trains_alone = True  # in a multi-process run: the main process, while the others wait
+    sasrec.context.work_dir.mkdir(parents=True, exist_ok=True)
+    inner = training_only_split(split)
+    sasrec.fit(TrainingData(dataset=dataset, split=inner))
+    weights = sasrec.model.item_embedding.weight.detach().cpu().numpy()
+    embeddings = np.ascontiguousarray(weights[sasrec.item_to_internal], dtype=np.float32)
+    atomic_save(directory / EMBEDDINGS_FILE, lambda stream: np.save(stream, embeddings, allow_pickle=False))
+    return {"options": dataclasses.asdict(resolved.method), "key": directory.name,
+            "users": inner.n_users, **{k: v for k, v in sasrec.metadata().items() if k != "recbole_version"}}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
@@ -28,7 +27,7 @@ from bench.engine.model import T5EngineConfig, build_small_model
 from bench.engine.recommender import GenerativeRecommender
 from bench.errors import BenchError
 from bench.method import TableColumn, TrainingData
-from bench.storage import atomic_write_bytes
+from bench.shared_artifacts import shared_artifact
 from methods.tiger.letter import LetterSettings
 from methods.tiger.rqvae import RQVAESettings, SemanticIds, semantic_ids
 
@@ -184,21 +183,23 @@ class TIGER(GenerativeRecommender):
 
     def _semantic_ids(self, data: TrainingData) -> SemanticIds:
         """The items' codes, computed once per run folder (a resumed run reuses them)."""
-        from bench.data.prepare import cache_root
-        from bench.engine.text_embeddings import item_text_embeddings, resolve_encoder
+        from bench.engine.text_embeddings import resolve_encoder
 
         config: TIGERConfig = self.config
         path = Path(self.context.work_dir) / CODES_FILE
         self.text_encoder = None if config.semantic_ids == "random" else resolve_encoder(self.context.profile,
                                                                                          config.encoder)
-        if path.is_file():
-            stored = np.load(path, allow_pickle=False)
-            report = json.loads(str(stored["report"]))
-            # Codes stored before the switch existed are TIGER's own.
-            if report.get("tokenizer", "rqvae") != config.tokenizer:
-                raise BenchError(f"{path}: holds codes of tokenizer={report.get('tokenizer', 'rqvae')}, this run "
-                                 f"trains tokenizer={config.tokenizer}; remove the file to train them anew")
-            return SemanticIds(codes=stored["codes"], report=report)
+        # Every process trains the same RQ-VAE, but GPU kernels need not give bit-identical codes:
+        # the others then read the main one's, so an item has one ID in all of them.
+        return shared_artifact(path, self.context.runtime, lambda: self._computed_ids(data), _write_codes,
+                               lambda stored: _read_codes(stored, config.tokenizer),
+                               every_process_computes=True).value
+
+    def _computed_ids(self, data: TrainingData) -> SemanticIds:
+        from bench.data.prepare import cache_root
+        from bench.engine.text_embeddings import item_text_embeddings
+
+        config: TIGERConfig = self.config
         embeddings = None
         if config.semantic_ids != "random":
             embeddings = item_text_embeddings(list(data.dataset.item_text), self.context.profile, config.encoder,
@@ -211,16 +212,6 @@ class TIGER(GenerativeRecommender):
             result.report["letter_cf_tokenizer"] = cf_facts
         if embeddings is not None:
             result.report["text_embedding_dim"] = int(embeddings.shape[1])
-        runtime = self.context.runtime
-        if runtime.num_processes > 1:
-            # Each process trained the same RQ-VAE, but GPU kernels need not give bit-identical
-            # codes: every process takes the main one's, so an item has one ID in all of them.
-            result = runtime.broadcast(result)
-            if not runtime.is_main_process:
-                return result
-        buffer = io.BytesIO()
-        np.savez(buffer, codes=result.codes, report=np.asarray(json.dumps(result.report)))
-        atomic_write_bytes(path, buffer.getvalue())
         return result
 
     def _letter_cf_embeddings(self, data: TrainingData) -> tuple[np.ndarray, dict[str, Any]]:
@@ -274,3 +265,17 @@ class TIGER(GenerativeRecommender):
         found["text_encoder"] = self.text_encoder
         found.update(self.semantic.report)
         return found
+
+
+def _write_codes(result: SemanticIds, stream) -> None:
+    np.savez(stream, codes=result.codes, report=np.asarray(json.dumps(result.report)))
+
+
+def _read_codes(path: Path, tokenizer: str) -> SemanticIds:
+    stored = np.load(path, allow_pickle=False)
+    report = json.loads(str(stored["report"]))
+    # Codes stored before the switch existed are TIGER's own.
+    if report.get("tokenizer", "rqvae") != tokenizer:
+        raise BenchError(f"{path}: holds codes of tokenizer={report.get('tokenizer', 'rqvae')}, this run "
+                         f"trains tokenizer={tokenizer}; remove the file to train them anew")
+    return SemanticIds(codes=stored["codes"], report=report)

@@ -21,11 +21,8 @@ interactions (tests/methods/test_unisrec.py checks it).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import io
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +34,7 @@ from bench.data.fusion import FoundationConfig
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
+from bench.shared_artifacts import key_digest
 
 if TYPE_CHECKING:
     from bench.data.fusion import Fusion
@@ -108,10 +106,6 @@ class UniSRecConfig(TrainingConfig, FoundationConfig):
                 raise BenchError(f"config key '{name}' must be positive, got {getattr(self, name)}")
         if self.seq_seq_weight < 0:
             raise BenchError(f"config key 'seq_seq_weight' must be 0 or more, got {self.seq_seq_weight}")
-
-
-def _digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class UniSRec(Method):
@@ -207,41 +201,37 @@ class UniSRec(Method):
         import torch
 
         from bench.data.prepare import cache_root
-        from bench.storage import atomic_write_bytes, locked
         from bench.data.fusion import build_fusion
+        from bench.shared_artifacts import shared_artifact
         from methods.unisrec.tasks import word_dropped
 
         config, context = self.config, self.context
         # Of the evaluated dataset only its name, folder and split protocol are read here.
         corpus = build_fusion(config, data.dataset, context.seed, data.split.protocol)
         texts = list(corpus.dataset.item_text)
-        key = _digest({"profile": context.profile, "seed": context.seed, "options": self._network_options(),
-                       "encoder": self.facts["text_encoder"], "text_dim": text_dim,
-                       "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-                       "sequences": corpus.digest()})
+        key = key_digest({"profile": context.profile, "seed": context.seed, "options": self._network_options(),
+                          "encoder": self.facts["text_encoder"], "text_dim": text_dim,
+                          "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+                          "sequences": corpus.digest()})
         directory = cache_root() / "unisrec-pretrain" / key
         model = self._new_model(text_dim)
-        runtime = self.runtime
-        # Runs sharing the pre-training train it once: the main process holds the folder's lock
-        # and tells the others whether the model is there; if not, every process of this run
-        # pre-trains it together (data-parallel) and the main one writes it.
-        with locked(directory) if runtime.is_main_process else contextlib.nullcontext():
-            finished = directory / PRETRAINED_FILE
-            if runtime.broadcast(finished.is_file() if runtime.is_main_process else None):
-                saved = torch.load(finished, map_location="cpu", weights_only=False)
-                model.load_state_dict(saved["model"])
-                facts = {**saved["facts"], "reused": True}
-            else:
-                # The plain and the word-dropped texts in one call: the encoder is loaded once.
-                both = self._embed(texts + word_dropped(texts, config.word_drop_ratio, context.seed), "source items")
-                model.use_catalogue(both[:len(texts)], both[len(texts):])
-                facts = self._pretrain(model, corpus, directory)
-                if runtime.is_main_process:
-                    buffer = io.BytesIO()
-                    torch.save({"model": model.state_dict(), "facts": facts}, buffer)
-                    atomic_write_bytes(finished, buffer.getvalue())
-                runtime.barrier()
-                facts = {**facts, "reused": False}
+
+        def pretrained() -> dict[str, Any]:
+            # The plain and the word-dropped texts in one call: the encoder is loaded once.
+            both = self._embed(texts + word_dropped(texts, config.word_drop_ratio, context.seed), "source items")
+            model.use_catalogue(both[:len(texts)], both[len(texts):])
+            facts = self._pretrain(model, corpus, directory)
+            return {"model": model.state_dict(), "facts": facts}
+
+        # Runs sharing the pre-training train it once; every process of this run pre-trains it
+        # together (data-parallel) and the main one writes it.
+        shared = shared_artifact(directory / PRETRAINED_FILE, self.runtime, pretrained,
+                                 lambda saved, stream: torch.save(saved, stream),
+                                 lambda path: torch.load(path, map_location="cpu", weights_only=False),
+                                 every_process_computes=True)
+        if shared.reused:
+            model.load_state_dict(shared.value["model"])
+        facts = {**shared.value["facts"], "reused": shared.reused}
         self.facts["pretraining"] = {**facts, "folder": str(directory)}
         self.facts["trained_on"].update(corpus.sources)
         return model
