@@ -13,9 +13,12 @@ import logging
 import os
 import sys
 import uuid
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.method import Method
 
 
 def check_process_count(requested: int) -> None:
@@ -28,10 +31,10 @@ def check_process_count(requested: int) -> None:
                          "processes (WORLD_SIZE); drop --processes when starting through torchrun or accelerate")
 
 
-def check_method_processes(method_class: type, method_name: str, processes: int) -> None:
+def check_method_processes(method_class: type[Method], method_name: str, processes: int) -> None:
     """Refuse several processes for a method that runs in one only, before any is started
     (the runner refuses the same in each process, for runs started by another launcher)."""
-    if processes > 1 and not getattr(method_class, "supports_processes", True):
+    if processes > 1 and not method_class.supports_processes:
         raise BenchError(f"method '{method_name}' runs in one process only; run it without --processes "
                          f"(this run has {processes}; see docs/gpu.md)")
 

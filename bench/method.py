@@ -82,6 +82,9 @@ class Method(abc.ABC):
     output: ClassVar[Literal["scores", "ranking"]] = "scores"
     # A ranking method whose rank() honours ``candidates`` (see rank()).
     supports_candidates: ClassVar[bool] = False
+    # False for a method that runs in one process only: the launcher and the runner then refuse
+    # ``--processes`` > 1 before it starts (docs/gpu.md).
+    supports_processes: ClassVar[bool] = True
     # The table columns this method fills beyond those bench/reference/tables.toml lists.
     table_columns: ClassVar[tuple[TableColumn, ...]] = ()
 

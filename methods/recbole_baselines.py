@@ -211,11 +211,10 @@ class RecBoleSequential(Method):
     # RecBole's 300 epochs are days of CPU time on Amazon Toys (one CE epoch of SASRec is
     # minutes on one core); bound a run by wall clock with max_train_minutes where it matters.
     profiles = {"cpu": {"epochs": 30, "stopping_step": 5}}
-    # RecBole's DDP reports wrong metrics (RecBole#1872); one process trains on one device.
+    # RecBole's DDP reports wrong metrics (RecBole#1872); one process trains on one device. The
+    # runner refuses a RecBole run of several processes; inside one (SETRec's CF tokenizer, a
+    # shared artifact) the main process trains it alone while the others wait.
     supports_processes = False
-    # True for a model one process trains by itself inside a multi-process run (SETRec's CF
-    # tokenizer, trained under a cache lock and reused by the other processes).
-    trains_alone = False
 
     def fit(self, data: TrainingData) -> None:
         from recbole.utils import init_seed
@@ -223,9 +222,6 @@ class RecBoleSequential(Method):
         from bench import recbole_compat
 
         self.runtime = self.context.runtime
-        if self.runtime.num_processes > 1 and not self.trains_alone:
-            raise BenchError(f"{self.recbole_model} runs in one process (RecBole's DDP is off); this run has "
-                             f"{self.runtime.num_processes}: run it without --processes")
         work_dir = Path(self.context.work_dir)
         written = write_atomic_files(data.dataset, data.split, work_dir / "recbole" / RECBOLE_DATASET,
                                      self.uses_categories)

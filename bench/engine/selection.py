@@ -12,7 +12,7 @@ evaluation (``tests/engine/test_selection.py`` checks it).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
@@ -38,34 +38,41 @@ def sample_validation_users(candidates: np.ndarray, sample: int, seed: int) -> n
 
 
 class Validate(Protocol):
-    """What the training loop calls for model selection: validation metrics of a model, and
-    how they were measured (metric, users), which every engine method's record carries as
-    ``selection``. :class:`Validator` is the one the engine's methods use."""
+    """What the training loop calls for model selection. Before each validation the loop hands
+    over the model being trained (unwrapped, in eval mode) with ``install``; the call then gives
+    its validation metrics, and ``describe`` how they were measured (metric, users), which every
+    engine method's record carries as ``selection``. :class:`Validator` is the one the engine's
+    methods use."""
 
-    def __call__(self, model: Any) -> dict[str, float]: ...
+    def install(self, model: Any) -> None: ...
+
+    def __call__(self) -> dict[str, float]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
 
 class Validator:
-    """``validate(model)``: validation metrics of ``method`` on the chosen users. The method
-    ranks with its own attributes, so it must hold ``model`` (the model being trained) when
-    the loop calls this: with ``holds`` set, the call first stores ``model`` as that attribute."""
+    """``validate()``: validation metrics of ``method`` on the chosen users. The method ranks
+    with its own attributes; ``install(model)`` calls the ``install`` hook given here (one that
+    makes the method rank with ``model``), or nothing for a method that already ranks with the
+    very model object being trained."""
 
     def __init__(self, method: "Method", split: "Split", users: np.ndarray, evaluation: EvalConfig,
-                 context: "RunContext", holds: str | None = None) -> None:
+                 context: "RunContext", install: Callable[[Any], None] | None = None) -> None:
         if SELECTION_METRIC not in {f"NDCG@{k}" for k in evaluation.cutoffs}:
             evaluation = dataclasses.replace(evaluation, cutoffs=tuple(sorted({*evaluation.cutoffs, 10})))
         self.method, self.split, self.users, self.evaluation = method, split, users, evaluation
-        self.holds = holds
+        self._install = install
         # No nested progress bar per validation inside the training bars.
         self.context = dataclasses.replace(context, show_progress=False)
 
-    def __call__(self, model: Any) -> dict[str, float]:
+    def install(self, model: Any) -> None:
+        if self._install is not None:
+            self._install(model)
+
+    def __call__(self) -> dict[str, float]:
         from bench.evaluation.protocol import evaluate
 
-        if self.holds is not None:
-            setattr(self.method, self.holds, model)
         result = evaluate(self.method, self.split, "valid", self.evaluation, self.context, users=self.users)
         return {name: float(value) for name, value in result.means().items()}
 
@@ -77,12 +84,12 @@ class Validator:
 
 
 def validation_scorer(method: "Method", split: "Split", validation_users: int, context: "RunContext",
-                      evaluation: EvalConfig | None = None, holds: str | None = None) -> Validator:
-    """The ``validate`` callable of :func:`bench.engine.training.train_model` for ``method``:
-    its validation metrics on all users (``validation_users`` = 0) or a seeded sample. With
-    ``holds``, each call first stores the model being trained as ``method.<holds>``."""
+                      evaluation: EvalConfig | None = None, install: Callable[[Any], None] | None = None) -> Validator:
+    """The ``validate`` of :func:`bench.engine.training.train_model` for ``method``: its
+    validation metrics on all users (``validation_users`` = 0) or a seeded sample. ``install``
+    makes the method rank with the model the loop hands over (see :class:`Validator`)."""
     users = sample_validation_users(split.phase_users("valid"), validation_users, context.seed)
-    return Validator(method, split, users, evaluation or EvalConfig(), context, holds)
+    return Validator(method, split, users, evaluation or EvalConfig(), context, install)
 
 
 @dataclasses.dataclass

@@ -245,8 +245,8 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
                 checkpoint_interval_seconds: float = 0.0, cheap_dropout_masks: bool = True) -> TrainingReport:
     """Train ``model`` on ``task`` for at most ``config.epochs`` epochs, resuming from
     ``checkpoint_dir`` if a previous run left a checkpoint there, with model selection when
-    ``validate`` is given and ``config.eval_every`` > 0. ``validate`` is called on every
-    process with the plain (unwrapped) model in eval mode, under ``torch.no_grad``.
+    ``validate`` is given and ``config.eval_every`` > 0. On every process, ``validate.install``
+    gets the plain (unwrapped) model in eval mode, then ``validate()`` runs under ``torch.no_grad``.
 
     A checkpoint is written after every epoch, or, with ``checkpoint_interval_seconds``,
     after the first epoch that ends at least that long after the previous checkpoint (and
@@ -398,7 +398,8 @@ def _validate(validate: Validate, model: Any, plain: Any) -> dict[str, float]:
     # Validation must not move the training's random stream: with or without it, and
     # resumed or not, the epochs draw the same dropout masks.
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        metrics = validate(plain)
+        validate.install(plain)
+        metrics = validate()
     model.train()
     return metrics
 

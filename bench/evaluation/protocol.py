@@ -197,7 +197,7 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
     scores_output = method.output == "scores"
     with_groups = reports_groups(split, warm_targets)
     grouped = in_group and with_groups \
-        and (scores_output or getattr(method, "supports_candidates", False))
+        and (scores_output or method.supports_candidates)
     group_ranks = np.empty(len(flat_targets), dtype=np.int64)
     group_seconds = 0.0
     clock = time.perf_counter()

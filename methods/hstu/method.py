@@ -151,11 +151,16 @@ class HSTU(Method):
         task = SequenceTask(data.split.train, self.timestamps, config.max_history)
         if not task.users:
             raise BenchError("hstu: no training examples (every user's training part has fewer than 2 items)")
-        validate = validation_scorer(self, data.split, config.validation_users, context, holds="network")
+        validate = validation_scorer(self, data.split, config.validation_users, context,
+                                     install=self._use_network)
         self.training_report = train_model(self.network, task, config, context.work_dir / "checkpoints", context,
                                            validate=validate, description="hstu")
         self.network = self.runtime.place(self.network)
         self.network.eval()
+
+    def _use_network(self, network: "HSTUModel") -> None:
+        """Validation during training ranks with the network being trained."""
+        self.network = network
 
     def _history_timestamps(self, users: np.ndarray, histories: list[np.ndarray]) -> list[np.ndarray] | None:
         """Timestamps of the histories: each is a prefix of its user's sequence under leave-one-out."""

@@ -100,7 +100,7 @@ def choose_on_validation(method: Method, split: Split, grid: list[dict[str, Any]
     for parameters in grid:
         started = time.perf_counter()
         apply(parameters)
-        tried.append({**parameters, "validation": {name: round(value, 6) for name, value in validate(None).items()},
+        tried.append({**parameters, "validation": {name: round(value, 6) for name, value in validate().items()},
                       "seconds": round(time.perf_counter() - started, 2)})
         LOG.info("validation %d/%d %s", len(tried), len(grid), tried[-1])
     best = max(range(len(tried)), key=lambda index: (tried[index]["validation"][SELECTION_METRIC], -index))

@@ -167,7 +167,8 @@ class RPG(Method):
         task = WindowTask(data.split.train, config.max_history)
         if not task.windows:
             raise BenchError("rpg: no training examples (every user's training part has fewer than 2 items)")
-        validate = validation_scorer(self, data.split, config.validation_users, context, holds="network")
+        validate = validation_scorer(self, data.split, config.validation_users, context,
+                                     install=self._use_network)
         self.decoding = "exhaustive"  # validation ranks the whole catalogue, as the authors' does
         self.training_report = train_model(self.network, task, config, context.work_dir / "checkpoints", context,
                                            validate=validate, description="rpg")
@@ -180,6 +181,10 @@ class RPG(Method):
                 codes = self.runtime.to_device(torch.from_numpy(self.codes))
                 self.graph = decoding_graph(self.network.token_embeddings().float(), codes, config.n_edges)
         self.graph_seconds = round(time.perf_counter() - clock, 2)
+
+    def _use_network(self, network: "RPGModel") -> None:
+        """Validation during training ranks with the network being trained."""
+        self.network = network
 
     def _semantic_ids(self, data: TrainingData) -> tuple[np.ndarray, dict[str, Any]]:
         """The items' codes, computed once per run folder (a resumed run reuses them)."""

@@ -83,7 +83,6 @@ def _trained(dataset: Dataset, split: Split, sasrec_options: dict[str, Any], con
     # switch) and threads, as a RecBole run of its own would.
     hold_threads(resolved.method.threads)
     sasrec = SASRec(resolved.method, dataclasses.replace(context, work_dir=directory / "sasrec"))
-    sasrec.trains_alone = True  # in a multi-process run: the main process, while the others wait
     sasrec.context.work_dir.mkdir(parents=True, exist_ok=True)
     inner = training_only_split(split)
     sasrec.fit(TrainingData(dataset=dataset, split=inner))

@@ -259,10 +259,13 @@ class SETRec(Method):
         return train_model(self.network, task, self.config, self.context.work_dir / "checkpoints", self.context,
                            validate=BetaGridValidator(self, split), description="setrec")
 
-    def _validate_during_training(self, model: Any, users: np.ndarray) -> dict[str, float]:
+    def _use_network(self, network: "SETRecModel") -> None:
+        """Validation during training ranks with the network being trained."""
+        self.network = network
+
+    def _validate_during_training(self, users: np.ndarray) -> dict[str, float]:
         """Model selection: validation metrics at the best beta of the grid, on the loop's
         sample of validation users."""
-        self.network = model
         self._freeze_item_tokens()
         values = self.validation_grid(self.data.split, users)
         beta = select_beta(values, self.config.beta_metric)
@@ -360,7 +363,7 @@ class BetaGridValidator(Validator):
 
     def __init__(self, method: SETRec, split: Split) -> None:
         users = sample_validation_users(split.phase_users("valid"), method.config.validation_users, method.context.seed)
-        super().__init__(method, split, users, EvalConfig(), method.context)
+        super().__init__(method, split, users, EvalConfig(), method.context, install=method._use_network)
 
-    def __call__(self, model: Any) -> dict[str, float]:
-        return self.method._validate_during_training(model, self.users)
+    def __call__(self) -> dict[str, float]:
+        return self.method._validate_during_training(self.users)

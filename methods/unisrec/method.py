@@ -38,6 +38,7 @@ from bench.shared_artifacts import key_digest
 
 if TYPE_CHECKING:
     from bench.data.fusion import Fusion
+    from bench.engine.selection import Validator
     from methods.unisrec.model import UniSRecModel
 
 MODES = ("inductive", "zero-shot")
@@ -263,21 +264,12 @@ class UniSRec(Method):
         self.facts["fine_tuning"] = report.record()
         self.facts["trained_on"][data.dataset.name] = {"users": data.split.n_users, "items": data.dataset.n_items}
 
-    def _validator(self, model: "UniSRecModel", split: Any):
-        """validate(model) -> metrics on the split's validation phase (a seeded sample of
-        ``validation_users``), scoring the model's current catalogue with its current weights."""
+    def _validator(self, model: "UniSRecModel", split: Any) -> "Validator":
+        """Metrics on the split's validation phase (a seeded sample of ``validation_users``),
+        scoring the model's current catalogue with the weights the loop installs."""
         from bench.engine.selection import validation_scorer
         from methods.unisrec.tasks import CatalogueScorer
 
         scorer = CatalogueScorer(model, self.config.max_seq_length, self.runtime, self.context)
-        measure = validation_scorer(scorer, split, self.config.validation_users, self.context)
-
-        def validate(current: Any) -> dict[str, float]:
-            # The loop hands over the plain model; the weights changed since the last call.
-            scorer.model = current
-            scorer.refresh()
-            return measure(current)
-
-        validate.describe = measure.describe  # type: ignore[attr-defined]
-        return validate
+        return validation_scorer(scorer, split, self.config.validation_users, self.context, install=scorer.install)
 

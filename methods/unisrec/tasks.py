@@ -112,6 +112,7 @@ class CatalogueScorer:
     scorer during training (``output = "scores"``, the evaluator ranks)."""
 
     output = "scores"
+    supports_candidates = False
 
     def __init__(self, model: "UniSRecModel", max_seq_length: int, runtime: Any, context: RunContext) -> None:
         self.model = model
@@ -123,6 +124,12 @@ class CatalogueScorer:
     def refresh(self) -> None:
         """Forget the catalogue vectors (the weights or the catalogue changed)."""
         self._catalogue = None
+
+    def install(self, model: "UniSRecModel") -> None:
+        """Score with ``model`` (the plain model the training loop hands over), whose weights
+        changed since the last call."""
+        self.model = model
+        self.refresh()
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         import torch
