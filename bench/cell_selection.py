@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
 from bench import config as config_module
 from bench.errors import BenchError
+from bench.identity import identity_digest
 from bench.registry import methods
 from bench.statistics import seed_groups
 
@@ -60,7 +60,7 @@ def identity(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def config_digest(record: Mapping[str, Any]) -> str:
     """12 hex digits of the record's configuration (:func:`identity`)."""
-    return hashlib.sha256(json.dumps(identity(record), sort_keys=True).encode()).hexdigest()[:12]
+    return identity_digest(identity(record))[:12]
 
 
 def configuration_key(record: Mapping[str, Any]) -> str:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 from bench.errors import BenchError
 
@@ -89,13 +90,72 @@ class RunOptions:
 RUN_OPTION_KEYS = tuple(f.name for f in dataclasses.fields(RunOptions))
 
 
-def option(default: Any, help_text: str, added_later: bool = False) -> Any:
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values an option accepts (each value, for a tuple option), and how an error says so."""
+
+    accepts: Callable[[Any], bool]
+    description: str
+
+
+AT_LEAST_ONE = Range(lambda value: value >= 1, "at least 1")
+NON_NEGATIVE = Range(lambda value: value >= 0, "0 or more")
+POSITIVE = Range(lambda value: value > 0, "positive")
+UNIT_INTERVAL = Range(lambda value: 0 <= value <= 1, "in [0, 1]")
+BELOW_ONE = Range(lambda value: 0 <= value < 1, "in [0, 1)")
+
+
+def option(default: Any, help_text: str, added_later: bool = False, range: Range | None = None) -> Any:
     """A config field with its default and its help text (the one place that text lives).
     ``added_later``: the option came after runs had been made, and its default does what those
     runs did, so a run at the default still finds such a run's work folder
-    (:func:`asdict_before_added_options`)."""
-    metadata = {"help": help_text, **({"added_later": True} if added_later else {})}
+    (:func:`asdict_before_added_options`). ``range``: the values it accepts, checked when the
+    options are made (:class:`Options`); a ``Literal`` annotation names the accepted words."""
+    metadata = {"help": help_text, **({"added_later": True} if added_later else {}),
+                **({"range": range} if range is not None else {})}
     return dataclasses.field(default=default, metadata=metadata)
+
+
+class Options:
+    """Base of an options dataclass: made with a value out of a field's ``range`` or a word not
+    in its ``Literal``, it raises a BenchError naming the field. A subclass that gives a field
+    another default keeps the range declared above it. A subclass's ``__post_init__`` calls
+    ``super().__post_init__()`` first, then checks what ties several fields together."""
+
+    # How an error names one of these options.
+    option_word: ClassVar[str] = "config key"
+
+    def __post_init__(self) -> None:
+        literals, ranges = _declared_values(type(self))
+        for name, value in vars(self).items():
+            check_option(f"{self.option_word} '{name}'", value, literals.get(name), ranges.get(name))
+
+
+@functools.cache
+def _declared_values(options_class: type) -> tuple[dict[str, tuple[Any, ...]], dict[str, Range]]:
+    """Per field: the words of its ``Literal``, and its range (the nearest class's that declares one)."""
+    hints = typing.get_type_hints(options_class)
+    literals = {name: typing.get_args(hint) for name, hint in hints.items() if typing.get_origin(hint) is Literal}
+    ranges: dict[str, Range] = {}
+    for declaring in reversed(options_class.__mro__):
+        for name, field in vars(declaring).get("__dataclass_fields__", {}).items():
+            if field.metadata.get("range") is not None:
+                ranges[name] = field.metadata["range"]
+    return literals, ranges
+
+
+def check_option(named: str, value: Any, allowed: tuple[Any, ...] | None, valid: Range | None) -> None:
+    """``value`` is one of ``allowed`` (a ``Literal``'s words) and in ``valid``; else a BenchError
+    that begins with ``named`` (``config key 'epochs'``)."""
+    if allowed is not None and value not in allowed:
+        raise BenchError(f"{named} must be one of {', '.join(map(str, allowed))}; got '{value}'")
+    if valid is None or value is None:
+        return
+    if isinstance(value, tuple):
+        if not all(valid.accepts(item) for item in value):
+            raise BenchError(f"{named}: every value must be {valid.description}, got {value}")
+    elif not valid.accepts(value):
+        raise BenchError(f"{named} must be {valid.description}, got {value}")
 
 
 def asdict_before_added_options(config: Any) -> dict[str, Any]:
@@ -104,13 +164,6 @@ def asdict_before_added_options(config: Any) -> dict[str, Any]:
     values = dataclasses.asdict(config)
     return {f.name: values[f.name] for f in dataclasses.fields(config)
             if not (f.metadata.get("added_later") and getattr(config, f.name) == f.default)}
-
-
-def require_at_least_one(config: Any, names: tuple[str, ...]) -> None:
-    """Config fields that count something (sizes, epochs, items) must be 1 or more."""
-    for name in names:
-        if getattr(config, name) < 1:
-            raise BenchError(f"config key '{name}' must be at least 1, got {getattr(config, name)}")
 
 
 def field_help(config_class: type) -> dict[str, str]:

@@ -21,7 +21,7 @@ import os
 import platform
 from typing import Any
 
-from bench.config import option
+from bench.config import NON_NEGATIVE, Options, option
 from bench.errors import BenchError
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -31,11 +31,11 @@ THREADS_HELP = "torch CPU threads for training and decoding (0 keeps torch's def
 
 def threads_option(default: int) -> Any:
     """The ``threads`` option at a method family's own default (RecBole's runs use two)."""
-    return option(default, THREADS_HELP)
+    return option(default, THREADS_HELP, range=NON_NEGATIVE)
 
 
 @dataclasses.dataclass(frozen=True)
-class DeviceConfig:
+class DeviceConfig(Options):
     """Where and how a run computes: a mixin of every torch-based method's config."""
 
     device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; with several "
@@ -46,8 +46,7 @@ class DeviceConfig:
     threads: int = threads_option(0)
 
     def __post_init__(self) -> None:
-        if self.threads < 0:
-            raise BenchError(f"config key 'threads' must be 0 or more, got {self.threads}")
+        super().__post_init__()
         check_option_values(self.device, self.precision)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import platform
 import random
@@ -28,6 +27,7 @@ from bench.data.split import Split, make_split
 from bench.devices import DeviceConfig, launched_processes, resolve_precision
 from bench.evaluation.protocol import PhaseResult, evaluate
 from bench.evaluation.stored_ranks import ranks_block
+from bench.identity import run_identity
 from bench.logs import RUN_LOG_FILE, RunLog
 from bench.method import Method, RunContext, TrainingData
 from bench.registry import methods
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 # In a work folder: the record its last finished run wrote (a run that waited for it reads it).
 LAST_RECORD = "last-record.json"
+# A work folder is named by the first 12 hex digits of the run identity.
+WORK_DIR_DIGEST = 12
 RECORDED_PACKAGES = ("genrec-bench", "torch", "transformers", "sentencepiece", "recbole", "numpy", "scipy", "pandas")
 
 
@@ -100,9 +102,7 @@ def resolve_run_config(request: RunRequest) -> tuple[type[Method], config_module
 
 
 def _work_dir(request: RunRequest, config: dict[str, Any], data_digest: str) -> Path:
-    key = json.dumps({"method": request.method, "dataset": request.dataset, "data": data_digest,
-                      "config": config, "seed": request.seed}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    digest = run_identity(request.method, request.dataset, data_digest, config, request.seed)[:WORK_DIR_DIGEST]
     return cache_root() / "work" / f"{request.method}-{request.dataset}-{digest}"
 
 

@@ -4,7 +4,7 @@ made from) and by the other processes of a run.
 One helper owns the whole pattern, so every cached artifact (text embeddings, TIGER's and
 RPG's semantic IDs, SETRec's CF tokenizer, UniSRec's pre-training) is made the same way:
 
-- **the key**: :func:`key_digest`, 16 hex digits of SHA-256 over canonical JSON;
+- **the key**: :func:`bench.identity.identity_digest`, 16 hex digits of SHA-256 over canonical JSON;
 - **the lock**: runs that share the artifact's folder make it one at a time (``storage.locked``),
   and a run that waited reads what the first one made;
 - **main process first**: in a run of several processes the main one makes the artifact and
@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, Callable, Generic, TypeVar
 
 from bench.storage import atomic_write_bytes, locked
 
@@ -31,12 +29,6 @@ if TYPE_CHECKING:
     from bench.runtime import Runtime
 
 T = TypeVar("T")
-
-
-def key_digest(payload: Any) -> str:
-    """The artifact's key: 16 hex digits of SHA-256 over ``payload`` as JSON with sorted keys
-    (a value JSON cannot hold counts by its ``str``)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def atomic_save(path: Path, write: Callable[[BinaryIO], None]) -> None:

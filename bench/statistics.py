@@ -12,7 +12,6 @@ so the test stays a paired test over users.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -21,6 +20,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from bench.errors import BenchError
+from bench.identity import record_identity
 from bench.results import per_user
 
 ALPHA = 0.05
@@ -75,8 +75,7 @@ def check_pairable(a: dict[str, Any], b: dict[str, Any]) -> None:
 
 def seed_group_key(record: dict[str, Any]) -> str:
     """What runs of one seed group share: everything that identifies a run but its seed."""
-    return json.dumps({"method": record["method"], "dataset": record["dataset"],
-                       "data": record["split"]["digest"], "config": record["config"]}, sort_keys=True)
+    return record_identity(record, with_seed=False)
 
 
 def seed_groups(records: Sequence[dict[str, Any]],

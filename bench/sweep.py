@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import itertools
 import json
 import re
@@ -22,8 +21,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from bench.config import option
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Options, option
 from bench.errors import BenchError
+from bench.identity import record_identity, run_identity
 
 SWEEP_KEYS = ("name", "methods", "datasets", "data_dirs", "seeds", "profile", "set", "group", "slurm")
 GROUP_KEYS = ("name", "methods", "datasets", "seeds", "profile", "set")
@@ -34,33 +34,26 @@ THREAD_KEYS = ("threads",)
 
 
 @dataclasses.dataclass(frozen=True)
-class SlurmOptions:
+class SlurmOptions(Options):
     """Resources of one SLURM job (one run); the ``[slurm]`` table of a sweep file or flags."""
 
+    option_word = "slurm option"
+
     partition: str | None = option(None, "SLURM partition (default: the cluster's default)")
-    time_minutes: int = option(24 * 60, "wall-time limit of each job, in minutes")
-    gpus_per_job: int = option(0, "GPUs per job (one run per job)")
-    cpus_per_job: int = option(2, "CPU cores per job; also the run's thread budget")
-    mem_gb: float = option(16.0, "memory per job, GiB")
-    max_parallel: int = option(0, "most jobs of the array running at once (0: submitit's default)")
+    time_minutes: int = option(24 * 60, "wall-time limit of each job, in minutes", range=AT_LEAST_ONE)
+    gpus_per_job: int = option(0, "GPUs per job (one run per job)", range=NON_NEGATIVE)
+    cpus_per_job: int = option(2, "CPU cores per job; also the run's thread budget", range=AT_LEAST_ONE)
+    mem_gb: float = option(16.0, "memory per job, GiB", range=POSITIVE)
+    max_parallel: int = option(0, "most jobs of the array running at once (0: submitit's default)", range=NON_NEGATIVE)
     setup: tuple[str, ...] = option((), "shell lines run before each job (module load, conda activate, ...)")
     account: str | None = option(None, "SLURM account to charge")
     requeue: bool = option(True, "sbatch --requeue: a preempted job goes back to the queue and resumes from its "
                                  "last checkpoint")
     signal_delay_s: int = option(90, "seconds before the time limit at which SLURM sends the warning signal: the "
-                                     "run stops at its next safe point and the job is requeued")
+                                     "run stops at its next safe point and the job is requeued", range=NON_NEGATIVE)
     max_timeouts: int = option(3, "times a job that reaches its time limit is requeued to resume (preemptions are "
-                                  "not counted)")
+                                  "not counted)", range=NON_NEGATIVE)
 
-    def __post_init__(self) -> None:
-        for name in ("time_minutes", "cpus_per_job"):
-            if getattr(self, name) < 1:
-                raise BenchError(f"slurm option '{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("gpus_per_job", "max_parallel", "signal_delay_s", "max_timeouts"):
-            if getattr(self, name) < 0:
-                raise BenchError(f"slurm option '{name}' must be 0 or more, got {getattr(self, name)}")
-        if self.mem_gb <= 0:
-            raise BenchError(f"slurm option 'mem_gb' must be positive, got {self.mem_gb}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,19 +300,6 @@ def _set_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(_set_text(item) for item in value)
     return str(value)
-
-
-def run_identity(method: str, dataset: str, data_digest: str, config: Mapping[str, Any], seed: int) -> str:
-    """The digest of what makes two runs the same run (a record's or a planned run's)."""
-    # A JSON round trip makes tuples lists, as they are in a stored record.
-    key = json.dumps({"method": method, "dataset": dataset, "data": data_digest,
-                      "config": json.loads(json.dumps(config)), "seed": seed}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def record_identity(record: Mapping[str, Any]) -> str:
-    return run_identity(record["method"], record["dataset"], record["split"]["digest"], record["config"],
-                        record["seed"])
 
 
 @dataclasses.dataclass

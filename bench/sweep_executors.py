@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
 from bench.errors import BenchError
-from bench.sweep import RunOutcome, RunTask, SlurmOptions, SweepPlan, record_identity, thread_note
+from bench.identity import record_identity
+from bench.sweep import RunOutcome, RunTask, SlurmOptions, SweepPlan, thread_note
 from bench.sweep_requeue import RequeueableRun
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -8,9 +8,9 @@ import dataclasses
 import time
 from typing import Any
 
+from bench.config import AT_LEAST_ONE, Range, option
 from bench.engine.model import T5EngineConfig
 from bench.engine.recommender import GenerativeRecommender
-from bench.errors import BenchError
 from bench.method import TrainingData
 from methods.p5_indexing import CollaborativeIndex, collaborative_ids
 
@@ -18,17 +18,10 @@ from methods.p5_indexing import CollaborativeIndex, collaborative_ids
 @dataclasses.dataclass(frozen=True)
 class P5CollaborativeConfig(T5EngineConfig):
     # Defaults: the authors' released CID run (--cluster_size 500 --cluster_number 20).
-    cluster_size: int = dataclasses.field(
-        default=500, metadata={"help": "a cluster with more items than this is clustered again (k in Sec. 4.2)"})
-    n_clusters: int = dataclasses.field(
-        default=20, metadata={"help": "clusters made at each split (N in Sec. 4.2)"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.cluster_size < 1:
-            raise BenchError(f"config key 'cluster_size' must be at least 1, got {self.cluster_size}")
-        if self.n_clusters < 2:
-            raise BenchError(f"config key 'n_clusters' must be at least 2, got {self.n_clusters}")
+    cluster_size: int = option(500, "a cluster with more items than this is clustered again (k in Sec. 4.2)",
+                               range=AT_LEAST_ONE)
+    n_clusters: int = option(20, "clusters made at each split (N in Sec. 4.2)",
+                             range=Range(lambda value: value >= 2, "at least 2"))
 
 
 class P5CollaborativeIndexing(GenerativeRecommender):

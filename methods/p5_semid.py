@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+from bench.config import AT_LEAST_ONE, option
 from bench.engine.model import T5EngineConfig
 from bench.engine.recommender import GenerativeRecommender
 from bench.errors import BenchError
@@ -16,14 +17,9 @@ from methods.p5_indexing import SemanticIndex, semantic_ids
 @dataclasses.dataclass(frozen=True)
 class P5SemanticConfig(T5EngineConfig):
     # Optional[...] rather than "int | None": the config reader coerces typing.Union only.
-    max_categories: Optional[int] = dataclasses.field(
-        default=None, metadata={"help": "keep only the first this many category names of an item's path "
-                                        "(shorter IDs); None keeps them all, as the paper does"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.max_categories is not None and self.max_categories < 1:
-            raise BenchError(f"config key 'max_categories' must be at least 1 or None, got {self.max_categories}")
+    max_categories: Optional[int] = option(None, "keep only the first this many category names of an item's path "
+                                                 "(shorter IDs); None keeps them all, as the paper does",
+                                           range=AT_LEAST_ONE)
 
 
 class P5SemanticIndexing(GenerativeRecommender):

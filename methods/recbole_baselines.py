@@ -20,15 +20,17 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from bench.config import asdict_before_added_options, option
+from bench.config import (AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Range,
+                          asdict_before_added_options, option)
 from bench.data.dataset import Dataset
 from bench.data.split import Split
 from bench.devices import DeviceConfig, threads_option
 from bench.errors import BenchError
+from bench.identity import identity_digest
 from bench.method import Method, TrainingData
 from bench.storage import atomic_write_text
 
@@ -43,23 +45,10 @@ TRAINING_STATE_FILE = "training-state.pth"
 PRETRAINING_STATE_FILE = "pretraining-state.pth"
 
 
-# The allowed range of every numeric option (a test, its words), checked once when a config
-# is built, so a bad value is a one-line error naming the key, not a traceback from RecBole.
-Range = tuple[Callable[[float], bool], str]
-AT_LEAST_ONE: Range = (lambda value: value >= 1, "at least 1")
-NON_NEGATIVE: Range = (lambda value: value >= 0, "0 or more")
-DROPOUT: Range = (lambda value: 0 <= value < 1, "in [0, 1)")
-OPTION_RANGES: dict[str, Range] = {
-    **dict.fromkeys(("epochs", "train_batch_size", "max_seq_length", "stopping_step", "eval_step",
-                     "eval_batch_size", "embedding_size", "hidden_size", "num_layers", "nv", "nh", "n_layers",
-                     "n_heads", "inner_size", "pretrain_epochs"), AT_LEAST_ONE),
-    **dict.fromkeys(("weight_decay", "reg_weight", "max_train_minutes"), NON_NEGATIVE),
-    **dict.fromkeys(("dropout_prob", "hidden_dropout_prob", "attn_dropout_prob"), DROPOUT),
-    "learning_rate": (lambda value: value > 0, "positive"),
-    "ft_ratio": (lambda value: 0 <= value <= 1, "in [0, 1]"),
-    # No masked item means no cloze target (BERT4Rec) and no masked-item task (S3Rec).
-    "mask_ratio": (lambda value: 0 < value < 1, "in (0, 1)"),
-}
+# No masked item means no cloze target (BERT4Rec) and no masked-item task (S3Rec). Every
+# numeric option declares its range, so a bad value is a one-line error naming the key, not a
+# traceback from RecBole.
+MASK_RATIO = Range(lambda value: 0 < value < 1, "in (0, 1)")
 
 
 class _TimeBudgetReached(Exception):
@@ -73,34 +62,23 @@ class RecBoleConfig(DeviceConfig):
     used) and its autocast switch (enable_amp, with its loss scaler for fp16); scores are
     computed in fp32."""
 
-    epochs: int = option(300, "maximum training epochs (RecBole's default)")
-    train_batch_size: int = option(2048, "training samples per batch")
-    learning_rate: float = option(0.001, "Adam learning rate")
-    weight_decay: float = option(0.0, "Adam weight decay")
-    max_seq_length: int = option(20, "most recent history items the model reads (MAX_ITEM_LIST_LENGTH)")
+    epochs: int = option(300, "maximum training epochs (RecBole's default)", range=AT_LEAST_ONE)
+    train_batch_size: int = option(2048, "training samples per batch", range=AT_LEAST_ONE)
+    learning_rate: float = option(0.001, "Adam learning rate", range=POSITIVE)
+    weight_decay: float = option(0.0, "Adam weight decay", range=NON_NEGATIVE)
+    max_seq_length: int = option(20, "most recent history items the model reads (MAX_ITEM_LIST_LENGTH)",
+                                 range=AT_LEAST_ONE)
     loss_type: Literal["CE", "BPR"] = option(
         "CE", "CE: softmax over all items; BPR: one uniform negative per target "
               "(RecBole's sequential models offer no BCE)")
-    stopping_step: int = option(10, "early stopping: validations without a better NDCG@10 before stopping")
-    eval_step: int = option(1, "epochs between validations")
-    eval_batch_size: int = option(1024, "users per validation batch")
+    stopping_step: int = option(10, "early stopping: validations without a better NDCG@10 before stopping",
+                                range=AT_LEAST_ONE)
+    eval_step: int = option(1, "epochs between validations", range=AT_LEAST_ONE)
+    eval_batch_size: int = option(1024, "users per validation batch", range=AT_LEAST_ONE)
     threads: int = threads_option(2)  # the default every RecBole run was made with
     max_train_minutes: float = option(
         0.0, "stop training when one more validation interval would end past this many minutes of "
-             "training, counted across resumes (0: no limit); the best checkpoint so far is kept")
-
-    def __post_init__(self) -> None:
-        DeviceConfig.__post_init__(self)
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name in OPTION_RANGES:
-                accepts, allowed = OPTION_RANGES[field.name]
-                if not accepts(value):
-                    raise BenchError(f"config key '{field.name}' must be {allowed}, got {value}")
-        if hasattr(self, "n_heads") and self.hidden_size % self.n_heads:
-            # RecBole's multi-head attention splits the hidden state evenly over the heads.
-            raise BenchError(f"config key 'hidden_size' must be a multiple of 'n_heads' ({self.n_heads}), "
-                             f"got {self.hidden_size}")
+             "training, counted across resumes (0: no limit); the best checkpoint so far is kept", range=NON_NEGATIVE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,54 +86,61 @@ class FPMCConfig(RecBoleConfig):
     # RecBole's FPMC is pairwise (InputType.PAIRWISE) and raises for any loss but BPR.
     loss_type: Literal["BPR"] = option("BPR", "BPR with one uniform negative per target: the only loss "
                                               "RecBole's FPMC accepts (as in the paper's S-BPR)")
-    embedding_size: int = option(64, "size of the user-item and the last item-next item factors")
+    embedding_size: int = option(64, "size of the user-item and the last item-next item factors", range=AT_LEAST_ONE)
 
 
 @dataclasses.dataclass(frozen=True)
 class GRU4RecConfig(RecBoleConfig):
-    embedding_size: int = option(64, "item embedding size")
-    hidden_size: int = option(128, "GRU hidden state size")
-    num_layers: int = option(1, "GRU layers")
-    dropout_prob: float = option(0.3, "dropout on the item embeddings")
+    embedding_size: int = option(64, "item embedding size", range=AT_LEAST_ONE)
+    hidden_size: int = option(128, "GRU hidden state size", range=AT_LEAST_ONE)
+    num_layers: int = option(1, "GRU layers", range=AT_LEAST_ONE)
+    dropout_prob: float = option(0.3, "dropout on the item embeddings", range=BELOW_ONE)
 
 
 @dataclasses.dataclass(frozen=True)
 class CaserConfig(RecBoleConfig):
-    embedding_size: int = option(64, "user and item embedding size")
-    dropout_prob: float = option(0.4, "dropout before the output layer")
-    reg_weight: float = option(1e-4, "L2 weight on the convolution filters")
-    nv: int = option(4, "vertical convolution filters")
-    nh: int = option(8, "horizontal convolution filters per height")
+    embedding_size: int = option(64, "user and item embedding size", range=AT_LEAST_ONE)
+    dropout_prob: float = option(0.4, "dropout before the output layer", range=BELOW_ONE)
+    reg_weight: float = option(1e-4, "L2 weight on the convolution filters", range=NON_NEGATIVE)
+    nv: int = option(4, "vertical convolution filters", range=AT_LEAST_ONE)
+    nh: int = option(8, "horizontal convolution filters per height", range=AT_LEAST_ONE)
 
 
 @dataclasses.dataclass(frozen=True)
 class HGNConfig(RecBoleConfig):
-    embedding_size: int = option(64, "user and item embedding size")
+    embedding_size: int = option(64, "user and item embedding size", range=AT_LEAST_ONE)
     pooling_type: Literal["average", "max"] = option("average", "pooling of the gated item embeddings")
 
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig(RecBoleConfig):
-    n_layers: int = option(2, "transformer layers")
-    n_heads: int = option(2, "attention heads")
-    hidden_size: int = option(64, "hidden (and item embedding) size")
-    inner_size: int = option(256, "feed-forward size")
-    hidden_dropout_prob: float = option(0.5, "dropout on hidden states")
-    attn_dropout_prob: float = option(0.5, "dropout on attention weights")
+    n_layers: int = option(2, "transformer layers", range=AT_LEAST_ONE)
+    n_heads: int = option(2, "attention heads", range=AT_LEAST_ONE)
+    hidden_size: int = option(64, "hidden (and item embedding) size", range=AT_LEAST_ONE)
+    inner_size: int = option(256, "feed-forward size", range=AT_LEAST_ONE)
+    hidden_dropout_prob: float = option(0.5, "dropout on hidden states", range=BELOW_ONE)
+    attn_dropout_prob: float = option(0.5, "dropout on attention weights", range=BELOW_ONE)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hidden_size % self.n_heads:
+            # RecBole's multi-head attention splits the hidden state evenly over the heads.
+            raise BenchError(f"config key 'hidden_size' must be a multiple of 'n_heads' ({self.n_heads}), "
+                             f"got {self.hidden_size}")
 
 
 @dataclasses.dataclass(frozen=True)
 class BERT4RecConfig(TransformerConfig):
-    hidden_dropout_prob: float = option(0.2, "dropout on hidden states")
-    attn_dropout_prob: float = option(0.2, "dropout on attention weights")
-    mask_ratio: float = option(0.2, "share of items replaced by the mask token (cloze task)")
-    ft_ratio: float = option(0.5, "share of samples that mask only the last item")
+    hidden_dropout_prob: float = option(0.2, "dropout on hidden states", range=BELOW_ONE)
+    attn_dropout_prob: float = option(0.2, "dropout on attention weights", range=BELOW_ONE)
+    mask_ratio: float = option(0.2, "share of items replaced by the mask token (cloze task)", range=MASK_RATIO)
+    ft_ratio: float = option(0.5, "share of samples that mask only the last item", range=UNIT_INTERVAL)
 
 
 @dataclasses.dataclass(frozen=True)
 class S3RecConfig(TransformerConfig):
-    pretrain_epochs: int = option(500, "self-supervised pre-training epochs before fine-tuning")
-    mask_ratio: float = option(0.2, "share of items masked in pre-training")
+    pretrain_epochs: int = option(500, "self-supervised pre-training epochs before fine-tuning", range=AT_LEAST_ONE)
+    mask_ratio: float = option(0.2, "share of items masked in pre-training", range=MASK_RATIO)
 
 
 def write_atomic_files(dataset: Dataset, split: Split, directory: Path, with_categories: bool) -> dict[str, Any]:
@@ -287,9 +272,9 @@ class RecBoleSequential(Method):
         return work_dir / "checkpoints"
 
     def _fingerprint(self, data_digest: str, config: dict[str, Any]) -> str:
-        key = json.dumps({"model": self.recbole_model, "config": config,
-                          "data": data_digest, "seed": self.context.seed}, sort_keys=True)
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        # Keyed by RecBole's model name (not the method's), as the finished trainings stored so far are.
+        return identity_digest({"model": self.recbole_model, "config": config, "data": data_digest,
+                                "seed": self.context.seed})
 
     def _prepare_data(self, recbole_config) -> None:
         from recbole.data import create_dataset, data_preparation

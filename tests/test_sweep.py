@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.sweep import (RunTask, SweepPlan, load_sweep, plan_sweep, record_identity, select_points, summary_lines,
-                         work_folder_state)
+from bench.identity import record_identity
+from bench.sweep import RunTask, SweepPlan, load_sweep, plan_sweep, select_points, summary_lines, work_folder_state
 from bench.sweep_executors import LocalExecutor, Progress, SubmititExecutor, run_sweep
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -29,21 +29,22 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import option
+from bench.config import AT_LEAST_ONE, Options, option
 from bench.data.dataset import Dataset
 from bench.data.split import Split, make_split
 from bench.errors import BenchError
 
 
 @dataclasses.dataclass(frozen=True)
-class FoundationConfig:
+class FoundationConfig(Options):
     """The sources of a zero-shot foundation: options shared by every method trained on one."""
 
     foundation_datasets: tuple[str, ...] = option((), "zero-shot (IDGenRec Sec. 3.5): train on these datasets only "
                                                       "and evaluate on the run's dataset without training on it")
     foundation_data_dirs: tuple[str, ...] = option((), "data folders of foundation_datasets, one each (empty: "
                                                        "the download cache)")
-    foundation_users: int = option(30000, "users sampled from each foundation dataset that has more")
+    foundation_users: int = option(30000, "users sampled from each foundation dataset that has more",
+                                   range=AT_LEAST_ONE)
 
 
 @dataclasses.dataclass(frozen=True)

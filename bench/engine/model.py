@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from bench.config import option, require_at_least_one
+from bench.config import AT_LEAST_ONE, option
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 
@@ -25,23 +25,19 @@ class T5EngineConfig(TrainingConfig):
     """The training loop's options (:class:`~bench.engine.training.TrainingConfig`) and the T5's."""
 
     backbone: str = option("t5-small", "paper profile: pre-trained T5 checkpoint (hub name or local folder)")
-    d_model: int = option(128, "cpu profile: hidden size of the T5 trained from scratch")
-    d_ff: int = option(512, "cpu profile: feed-forward size")
-    num_layers: int = option(2, "cpu profile: encoder layers (the decoder has as many)")
-    num_heads: int = option(4, "cpu profile: attention heads")
-    d_kv: int = option(32, "cpu profile: size of each attention head")
+    d_model: int = option(128, "cpu profile: hidden size of the T5 trained from scratch", range=AT_LEAST_ONE)
+    d_ff: int = option(512, "cpu profile: feed-forward size", range=AT_LEAST_ONE)
+    num_layers: int = option(2, "cpu profile: encoder layers (the decoder has as many)", range=AT_LEAST_ONE)
+    num_heads: int = option(4, "cpu profile: attention heads", range=AT_LEAST_ONE)
+    d_kv: int = option(32, "cpu profile: size of each attention head", range=AT_LEAST_ONE)
     vocab_size: int = option(8000, "cpu profile: target size of the SentencePiece vocabulary trained on the "
-                                       "dataset's text (smaller if the text does not support it)")
-    max_history: int = option(20, "most recent history items written into a prompt")
+                                       "dataset's text (smaller if the text does not support it)", range=AT_LEAST_ONE)
+    max_history: int = option(20, "most recent history items written into a prompt", range=AT_LEAST_ONE)
     with_user_id: bool = option(False, "write the user's ID into the prompt (P5 does; IDGenRec reports both)")
     last_position_only: bool = option(False, "train on the last training position of each user only, instead of "
                                              "every position t >= 1 (P5/IDGenRec data augmentation)")
-    beam_width: int = option(20, "beams of the constrained beam search (at least the ranking length k)")
-
-    def __post_init__(self) -> None:
-        TrainingConfig.__post_init__(self)
-        require_at_least_one(self, ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size",
-                                    "max_history", "beam_width"))
+    beam_width: int = option(20, "beams of the constrained beam search (at least the ranking length k)",
+                             range=AT_LEAST_ONE)
 
 
 def count_parameters(model: Any) -> int:

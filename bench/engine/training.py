@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
 
 import numpy as np
 
-from bench.config import option, require_at_least_one
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, option
 from bench.devices import DeviceConfig
 from bench.engine.batching import ExamplesForEpoch, Seq2SeqTask, epoch_batches
 from bench.engine.selection import Selection, Validate
@@ -68,42 +68,30 @@ class TrainingConfig(DeviceConfig):
     device options (``device``, ``precision``, ``threads``) are the run's: the runner builds
     the runtime the loop trains with from them (``RunContext.runtime``)."""
 
-    learning_rate: float = option(1e-3, "peak AdamW learning rate")
-    warmup_ratio: float = option(0.05, "share of optimizer steps with linear warm-up; linear decay after it")
+    learning_rate: float = option(1e-3, "peak AdamW learning rate", range=POSITIVE)
+    warmup_ratio: float = option(0.05, "share of optimizer steps with linear warm-up; linear decay after it",
+                                 range=UNIT_INTERVAL)
     lr_schedule: Literal["linear", "constant", "inverse_sqrt"] = option(
         "linear", "after the warm-up: linear (decay to 0 at the last epoch of the cap, so the cap shapes the "
                   "schedule), constant, or inverse_sqrt (lr * sqrt(warm-up steps / step), TIGER §4.1); the last "
                   "two do not depend on the epoch cap, so a long cap with patience trains the same model as a "
                   "short one up to where the short one stops", added_later=True)
     warmup_steps: int = option(0, "optimizer steps of linear warm-up; 0: warmup_ratio of all steps",
-                               added_later=True)
-    weight_decay: float = option(0.01, "AdamW weight decay (not applied to layer norms and biases)")
-    epochs: int = option(10, "passes over the training examples (at most: see patience)")
-    batch_size: int = option(32, "training examples per optimizer micro-step, over all processes together")
-    gradient_accumulation: int = option(1, "micro-steps (batches) per optimizer step")
-    max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)")
+                               added_later=True, range=NON_NEGATIVE)
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to layer norms and biases)", range=NON_NEGATIVE)
+    epochs: int = option(10, "passes over the training examples (at most: see patience)", range=AT_LEAST_ONE)
+    batch_size: int = option(32, "training examples per optimizer micro-step, over all processes together",
+                             range=AT_LEAST_ONE)
+    gradient_accumulation: int = option(1, "micro-steps (batches) per optimizer step", range=AT_LEAST_ONE)
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 switches clipping off)", range=NON_NEGATIVE)
     length_bucketing: bool = option(True, "cut batches from examples of similar length (less padding); the "
                                           "batches' order is still random per (seed, epoch)")
     eval_every: int = option(1, "epochs between rankings of the validation targets for model selection (0: no "
-                                "selection, the last epoch's weights are tested)")
+                                "selection, the last epoch's weights are tested)", range=NON_NEGATIVE)
     patience: int = option(5, "validation rankings without a better NDCG@10 before training stops (0: never "
-                              "stop early; the best epoch's weights are still the ones tested)")
+                              "stop early; the best epoch's weights are still the ones tested)", range=NON_NEGATIVE)
     validation_users: int = option(0, "users whose validation target is ranked for model selection, sampled "
-                                      "with the seed (0: all users)")
-
-    def __post_init__(self) -> None:
-        DeviceConfig.__post_init__(self)
-        require_at_least_one(self, ("epochs", "batch_size", "gradient_accumulation"))
-        for name in ("eval_every", "patience", "validation_users", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise BenchError(f"config key 'warmup_ratio' must lie in [0, 1], got {self.warmup_ratio}")
-        if self.learning_rate <= 0:
-            raise BenchError(f"config key 'learning_rate' must be positive, got {self.learning_rate}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            name = "weight_decay" if self.weight_decay < 0 else "max_grad_norm"
-            raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
+                                      "with the seed (0: all users)", range=NON_NEGATIVE)
 
 
 class TrainingTask(Protocol):

@@ -8,42 +8,17 @@ points at an image not yet written.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.report.sections import CurveSection, TableSection, record_link, slug
 from bench.storage import atomic_write_bytes, atomic_write_text
 
 PLOTS = "plots"
-RECORDS = "records"
 # The paper's order; tables registered later (SETRec's, plugins') follow by name.
 TABLE_ORDER = ("standard", "ablation", "zero-shot")
-
-
-@dataclasses.dataclass
-class TableSection:
-    name: str  # registry name (standard, ablation, ...)
-    title: str
-    headers: list[str]
-    rows: list[tuple[str, str, list, str]]  # (dataset label, metric, cells, improvement)
-    charts: dict[str, list[tuple[str, str]]]  # dataset label -> [(metric, image path)]
-
-
-@dataclasses.dataclass
-class CurveSection:
-    record: dict[str, Any]
-    image: str
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-
-
-def record_link(record: dict[str, Any]) -> str:
-    return f"{RECORDS}/{record['dataset']}/{record['method']}/{Path(record['_path']).name}"
 
 
 def training_curve(record: dict[str, Any]) -> tuple[list | None, int | None]:

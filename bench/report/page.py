@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.report.build import CurveSection, TableSection, record_link, slug
+from bench.report.sections import CurveSection, TableSection, record_link, slug
 from bench.tables import WALL_CLOCK_MARK, digits_for
 
 STYLE = """

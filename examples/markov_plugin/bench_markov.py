@@ -11,13 +11,13 @@ import dataclasses
 
 import numpy as np
 
+from bench.config import NON_NEGATIVE, Options, option
 from bench.method import Method, TableColumn, TrainingData
 
 
 @dataclasses.dataclass(frozen=True)
-class MarkovConfig:
-    popularity_weight: float = dataclasses.field(
-        default=1e-6, metadata={"help": "weight of training popularity added to break ties"})
+class MarkovConfig(Options):
+    popularity_weight: float = option(1e-6, "weight of training popularity added to break ties", range=NON_NEGATIVE)
 
 
 class FirstOrderMarkov(Method):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from bench.config import option, require_at_least_one
+from bench.config import AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, option
 from bench.engine.model import count_parameters
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
@@ -30,35 +30,24 @@ class HSTUConfig(TrainingConfig):
     """Defaults are the authors' Amazon Books configuration (configs/amzn-books/
     hstu-sampled-softmax-n512-final.gin of meta-recsys/generative-recommenders)."""
 
-    max_history: int = option(50, "most recent items a sequence keeps (N, also the attention's divisor)")
-    hidden_size: int = option(64, "item embedding and block width d")
-    num_layers: int = option(4, "HSTU blocks")
-    num_heads: int = option(4, "attention heads")
-    attention_dim: int = option(16, "query/key size per head (d_qk)")
-    linear_dim: int = option(16, "value/gate size per head (d_v)")
-    dropout: float = option(0.5, "dropout of the input embeddings and of each block's gated output")
+    max_history: int = option(50, "most recent items a sequence keeps (N, also the attention's divisor)",
+                              range=AT_LEAST_ONE)
+    hidden_size: int = option(64, "item embedding and block width d", range=AT_LEAST_ONE)
+    num_layers: int = option(4, "HSTU blocks", range=AT_LEAST_ONE)
+    num_heads: int = option(4, "attention heads", range=AT_LEAST_ONE)
+    attention_dim: int = option(16, "query/key size per head (d_qk)", range=AT_LEAST_ONE)
+    linear_dim: int = option(16, "value/gate size per head (d_v)", range=AT_LEAST_ONE)
+    dropout: float = option(0.5, "dropout of the input embeddings and of each block's gated output", range=BELOW_ONE)
     negatives: int = option(512, "uniformly sampled negatives per position of the sampled softmax (0: full "
-                                 "softmax over every item)")
-    temperature: float = option(0.05, "softmax temperature of the cosine logits")
+                                 "softmax over every item)", range=NON_NEGATIVE)
+    temperature: float = option(0.05, "softmax temperature of the cosine logits", range=POSITIVE)
     time_buckets: int = option(128, "log buckets of the time-gap bias, used where the dataset has timestamps "
-                                    "(0: position bias only)")
+                                    "(0: position bias only)", range=NON_NEGATIVE)
     learning_rate: float = option(1e-3, "peak AdamW learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_ratio: float = option(0.0, "share of optimizer steps with linear warm-up")
     epochs: int = option(201, "passes over the users' training sequences, at most (patience stops earlier)")
     batch_size: int = option(128, "training sequences per optimizer step")
-
-    def __post_init__(self) -> None:
-        TrainingConfig.__post_init__(self)
-        require_at_least_one(self, ("max_history", "hidden_size", "num_layers", "num_heads", "attention_dim",
-                                    "linear_dim"))
-        if not 0.0 <= self.dropout < 1.0:
-            raise BenchError(f"config key 'dropout' must lie in [0, 1), got {self.dropout}")
-        if self.negatives < 0 or self.time_buckets < 0:
-            name = "negatives" if self.negatives < 0 else "time_buckets"
-            raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise BenchError(f"config key 'temperature' must be positive, got {self.temperature}")
 
 
 def right_padded(rows: Sequence[np.ndarray], width: int, dtype: Any = np.int64) -> np.ndarray:

@@ -38,7 +38,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from bench.config import option, require_at_least_one
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, Options, option
 from bench.errors import BenchError
 from methods.idgenrec.diverse_ids import Progress, UniqueIds, generate_unique_ids
 
@@ -68,46 +68,42 @@ them their what which who whom whose why how where when here there also per via
 
 
 @dataclasses.dataclass(frozen=True)
-class IDGeneratorConfig:
-    """The ID generator's options. A method config that inherits this together with
-    another dataclass should call :func:`check_generator_config` in its ``__post_init__``."""
+class IDGeneratorConfig(Options):
+    """The ID generator's options (a method config inherits them)."""
 
     generator_checkpoint: str = option(PAPER_GENERATOR, "paper profile: pre-trained ID generator (hub name or "
                                                         "local folder)")
-    generator_d_model: int = option(128, "cpu profile: hidden size of the ID generator trained from scratch")
-    generator_d_ff: int = option(512, "cpu profile: feed-forward size of the ID generator")
-    generator_num_layers: int = option(2, "cpu profile: encoder layers of the ID generator (decoder: as many)")
-    generator_num_heads: int = option(4, "cpu profile: attention heads of the ID generator")
-    generator_warm_start_epochs: int = option(10, "cpu profile: epochs of the warm-start copy task (0: untrained)")
+    generator_d_model: int = option(128, "cpu profile: hidden size of the ID generator trained from scratch",
+                                    range=AT_LEAST_ONE)
+    generator_d_ff: int = option(512, "cpu profile: feed-forward size of the ID generator", range=AT_LEAST_ONE)
+    generator_num_layers: int = option(2, "cpu profile: encoder layers of the ID generator (decoder: as many)",
+                                       range=AT_LEAST_ONE)
+    generator_num_heads: int = option(4, "cpu profile: attention heads of the ID generator", range=AT_LEAST_ONE)
+    generator_warm_start_epochs: int = option(10, "cpu profile: epochs of the warm-start copy task (0: untrained)",
+                                              range=NON_NEGATIVE)
     generator_warm_start_min_steps: int = option(600, "cpu profile: at least this many warm-start optimizer "
-                                                       "steps (a small catalogue gets more epochs)")
+                                                       "steps (a small catalogue gets more epochs)", range=NON_NEGATIVE)
     generator_warm_start_words: int = option(6, "cpu profile: content words of the title the warm start "
-                                                "teaches the generator to write")
-    generator_warm_start_batch_size: int = option(32, "cpu profile: items per warm-start batch")
+                                                "teaches the generator to write", range=AT_LEAST_ONE)
+    generator_warm_start_batch_size: int = option(32, "cpu profile: items per warm-start batch", range=AT_LEAST_ONE)
     generator_learning_rate: float = option(2e-3, "cpu profile: peak learning rate of the warm start")
-    generator_max_text_tokens: int = option(256, "tokens of item text the ID generator reads (the rest is cut)")
-    id_num_groups: int = option(10, "k: diverse beam search groups, one candidate ID each (Alg. 1)")
-    id_max_diversity_penalty: int = option(10, "largest diversity penalty lambda tried per length range (Alg. 1)")
+    generator_max_text_tokens: int = option(256, "tokens of item text the ID generator reads (the rest is cut)",
+                                            range=AT_LEAST_ONE)
+    id_num_groups: int = option(10, "k: diverse beam search groups, one candidate ID each (Alg. 1)", range=AT_LEAST_ONE)
+    id_max_diversity_penalty: int = option(10, "largest diversity penalty lambda tried per length range (Alg. 1)",
+                                           range=AT_LEAST_ONE)
     id_length_range: tuple[int, ...] = option((1, 10), "min and max ID length in tokens, first try (Alg. 1)")
     id_longer_length_range: tuple[int, ...] = option((10, 20), "min and max ID length in tokens once lambda is "
                                                                "exhausted (Alg. 1)")
-    id_batch_size: int = option(64, "items decoded together during diverse ID generation")
+    id_batch_size: int = option(64, "items decoded together during diverse ID generation", range=AT_LEAST_ONE)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_generator_config(self)
 
 
 def check_generator_config(config: IDGeneratorConfig) -> None:
-    require_at_least_one(config, ("generator_d_model", "generator_d_ff", "generator_num_layers",
-                                  "generator_num_heads", "generator_warm_start_words",
-                                  "generator_warm_start_batch_size", "generator_max_text_tokens",
-                                  "id_num_groups", "id_max_diversity_penalty", "id_batch_size"))
-    if config.generator_warm_start_min_steps < 0:
-        raise BenchError(f"config key 'generator_warm_start_min_steps' must be >= 0, "
-                         f"got {config.generator_warm_start_min_steps}")
-    if config.generator_warm_start_epochs < 0:
-        raise BenchError(f"config key 'generator_warm_start_epochs' must be >= 0, "
-                         f"got {config.generator_warm_start_epochs}")
+    """What ties the generator's options together (each one's range is declared on its field)."""
     if config.generator_d_model % config.generator_num_heads:
         raise BenchError(f"config key 'generator_d_model' ({config.generator_d_model}) must be a multiple of "
                          f"'generator_num_heads' ({config.generator_num_heads})")

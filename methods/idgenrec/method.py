@@ -35,11 +35,11 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from bench.config import option, require_at_least_one
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, option
 from bench.data.fusion import FoundationConfig, build_fusion
 from bench.data.prepare import cache_root
 from bench.engine.model import T5EngineConfig, build_model, count_parameters
@@ -52,19 +52,17 @@ from bench.engine.selection import SELECTION_METRIC, validation_scorer
 from bench.engine.training import train_seq2seq
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
-from bench.shared_artifacts import atomic_save, key_digest
+from bench.identity import identity_digest
+from bench.shared_artifacts import atomic_save
 from bench.storage import atomic_write_text, locked
 from methods.idgenrec.corpus import Corpus, dataset_corpus, fusion_corpus
-from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, check_generator_config, clean_id, \
-    warm_start
+from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, clean_id, warm_start
 from methods.idgenrec.soft_ids import SoftBatch, frozen, soft_id_loss
 from methods.idgenrec.user_ids import user_id_texts
 
 if TYPE_CHECKING:
     from bench.engine.trie import ItemTrie
 
-TRAINING_STRATEGIES = ("alternate", "id-only", "rec-only")
-ID_MODES = ("item", "user", "user+item")
 SNAPSHOT_FILE = "snapshot.pt"
 BEST_SNAPSHOT_FILE = "best-snapshot.pt"
 IDS_FILE = "ids.tsv"
@@ -76,29 +74,19 @@ class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig, FoundationConfig):
     and IDGenRec's own. ``epochs`` is the recommender's epochs per round; ``learning_rate`` its
     learning rate."""
 
-    training: str = option("alternate", "training strategy (Table 5): alternate | id-only | rec-only")
-    ids: str = option("user+item", "IDs written into prompts (Table 6): item | user | user+item")
-    rounds: int = option(3, "rounds of (ID generator phase, recommender phase)")
+    training: Literal["alternate", "id-only", "rec-only"] = option(
+        "alternate", "training strategy (Table 5): alternate | id-only | rec-only")
+    ids: Literal["item", "user", "user+item"] = option("user+item", "IDs written into prompts (Table 6): item | user | "
+                                                                    "user+item")
+    rounds: int = option(3, "rounds of (ID generator phase, recommender phase)", range=AT_LEAST_ONE)
     generator_first: bool = option(True, "each round starts with the ID generator phase, the first round too "
                                          "(paper); off: the first round trains the recommender only")
-    generator_epochs: int = option(1, "ID generator epochs per round (through the frozen recommender)")
+    generator_epochs: int = option(1, "ID generator epochs per round (through the frozen recommender)",
+                                   range=AT_LEAST_ONE)
     generator_phase_learning_rate: float = option(1e-8, "AdamW learning rate of the ID generator phase")
     generator_phase_examples: int = option(0, "training examples per generator epoch, drawn afresh each "
-                                              "round (0: all of them)")
-    user_id_max_items: int = option(20, "most recent visible items whose text makes a user's ID")
-
-    def __post_init__(self) -> None:
-        T5EngineConfig.__post_init__(self)
-        check_generator_config(self)
-        if self.training not in TRAINING_STRATEGIES:
-            raise BenchError(f"config key 'training' must be one of {', '.join(TRAINING_STRATEGIES)}, "
-                             f"got '{self.training}'")
-        if self.ids not in ID_MODES:
-            raise BenchError(f"config key 'ids' must be one of {', '.join(ID_MODES)}, got '{self.ids}'")
-        require_at_least_one(self, ("rounds", "generator_epochs", "user_id_max_items", "foundation_users"))
-        if self.generator_phase_examples < 0:
-            raise BenchError("config key 'generator_phase_examples' must be 0 (all) or more, "
-                             f"got {self.generator_phase_examples}")
+                                              "round (0: all of them)", range=NON_NEGATIVE)
+    user_id_max_items: int = option(20, "most recent visible items whose text makes a user's ID", range=AT_LEAST_ONE)
 
     @property
     def with_items(self) -> bool:
@@ -221,7 +209,7 @@ class IDGenRec(Method):
         content = hashlib.sha256(("\n".join(corpus.item_texts) + "\0" + "\n".join(corpus.user_texts or [])).encode())
         for items in corpus.split.train + [np.full(1, -1)] + corpus.split.valid_items:
             content.update(np.asarray(items, dtype=np.int64).tobytes() + b"|")
-        key = key_digest({"profile": self.context.profile, "seed": self.context.seed, "options": options,
+        key = identity_digest({"profile": self.context.profile, "seed": self.context.seed, "options": options,
                        "content": content.hexdigest()})
         return cache_root() / "idgenrec-foundation" / key
 
@@ -240,7 +228,7 @@ class IDGenRec(Method):
         # fp32 stays out of the key so that starts made before precision existed are reused.
         if config.precision != "fp32":
             key_fields["precision"] = config.precision
-        key = key_digest(key_fields)
+        key = identity_digest(key_fields)
         directory = cache_root() / "idgenrec-start" / key
         with locked(directory):
             # One tokenizer for both wordings (with and without user IDs), so that every

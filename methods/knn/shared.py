@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sparse
 
-from bench.config import option
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, UNIT_INTERVAL, Options, option
 from bench.data.split import Split
 from bench.engine.selection import SELECTION_METRIC, validation_scorer
 from bench.errors import BenchError
@@ -109,27 +109,18 @@ def choose_on_validation(method: Method, split: Split, grid: list[dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class NeighbourhoodConfig:
+class NeighbourhoodConfig(Options):
     """The options both neighbourhood baselines have: candidate values, chosen on validation."""
 
-    neighbours: tuple[int, ...] = option((20, 50, 100, 200), "candidate neighbourhood sizes, chosen on validation")
+    neighbours: tuple[int, ...] = option((20, 50, 100, 200), "candidate neighbourhood sizes, chosen on validation",
+                                         range=AT_LEAST_ONE)
     decay: tuple[float, ...] = option(
         (1.0, 0.8, 0.5, 0.2, 0.1),
         "candidate recency decays: a history item d positions before the last weighs decay**d (1: all alike), "
-        "chosen on validation")
+        "chosen on validation", range=UNIT_INTERVAL)
     validation_users: int = option(
         0, "users whose validation target chooses the parameters (0: all with one, else a sample drawn with "
-           "the run's seed)")
-
-    def __post_init__(self) -> None:
-        for value in self.neighbours:
-            if value < 1:
-                raise BenchError(f"config key 'neighbours': every value must be at least 1, got {value}")
-        for value in self.decay:
-            if not 0.0 <= value <= 1.0:
-                raise BenchError(f"config key 'decay': every value must be in [0, 1], got {value}")
-        if self.validation_users < 0:
-            raise BenchError(f"config key 'validation_users' must be 0 (all) or more, got {self.validation_users}")
+           "the run's seed)", range=NON_NEGATIVE)
 
     def grid(self) -> list[dict[str, Any]]:
         return parameter_grid({"neighbours": self.neighbours, "decay": self.decay})

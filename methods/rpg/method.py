@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence
 
 import numpy as np
 
-from bench.config import option, require_at_least_one
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, option
 from bench.engine.model import count_parameters
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
@@ -48,24 +48,24 @@ class RPGConfig(TrainingConfig):
 
     encoder: Optional[str] = option(None, "sentence encoder of the item text; none = the profile's: sentence-t5-base "
                                           "(paper) or all-MiniLM-L6-v2 from its wheel (cpu)")
-    pca_dim: int = option(128, "whitened PCA size of the text embeddings before OPQ")
-    n_digits: int = option(32, "semantic ID length m: OPQ codebooks, one token per digit")
-    codebook_size: int = option(256, "codes per digit K")
-    opq_iterations: int = option(20, "alternations of k-means and the rotation update")
-    kmeans_iterations: int = option(20, "k-means steps per OPQ alternation")
-    max_history: int = option(50, "most recent items the sequence model reads")
-    hidden_size: int = option(448, "GPT-2 width")
-    num_layers: int = option(2, "GPT-2 layers")
-    num_heads: int = option(4, "GPT-2 attention heads")
-    inner_size: int = option(1024, "GPT-2 feed-forward size")
+    pca_dim: int = option(128, "whitened PCA size of the text embeddings before OPQ", range=AT_LEAST_ONE)
+    n_digits: int = option(32, "semantic ID length m: OPQ codebooks, one token per digit", range=AT_LEAST_ONE)
+    codebook_size: int = option(256, "codes per digit K", range=AT_LEAST_ONE)
+    opq_iterations: int = option(20, "alternations of k-means and the rotation update", range=NON_NEGATIVE)
+    kmeans_iterations: int = option(20, "k-means steps per OPQ alternation", range=AT_LEAST_ONE)
+    max_history: int = option(50, "most recent items the sequence model reads", range=AT_LEAST_ONE)
+    hidden_size: int = option(448, "GPT-2 width", range=AT_LEAST_ONE)
+    num_layers: int = option(2, "GPT-2 layers", range=AT_LEAST_ONE)
+    num_heads: int = option(4, "GPT-2 attention heads", range=AT_LEAST_ONE)
+    inner_size: int = option(1024, "GPT-2 feed-forward size", range=AT_LEAST_ONE)
     embedding_dropout: float = option(0.5, "dropout of the input embeddings")
     attention_dropout: float = option(0.5, "dropout of the attention weights")
-    temperature: float = option(0.07, "temperature of the token logits")
+    temperature: float = option(0.07, "temperature of the token logits", range=POSITIVE)
     decoding: Literal["graph", "exhaustive"] = option(
         "graph", "graph: the paper's graph-constrained decoding; exhaustive: score every item")
-    num_beams: int = option(50, "beam of the graph propagation (at least the ranking length)")
-    n_edges: int = option(50, "neighbours per item in the decoding graph")
-    propagation_steps: int = option(3, "rounds of graph propagation")
+    num_beams: int = option(50, "beam of the graph propagation (at least the ranking length)", range=AT_LEAST_ONE)
+    n_edges: int = option(50, "neighbours per item in the decoding graph", range=AT_LEAST_ONE)
+    propagation_steps: int = option(3, "rounds of graph propagation", range=NON_NEGATIVE)
     learning_rate: float = option(3e-4, "peak AdamW learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
     epochs: int = option(150, "passes over the training windows, at most (patience stops earlier)")
@@ -73,14 +73,7 @@ class RPGConfig(TrainingConfig):
     patience: int = option(20, "validation rankings without a better NDCG@10 before training stops")
 
     def __post_init__(self) -> None:
-        TrainingConfig.__post_init__(self)
-        require_at_least_one(self, ("pca_dim", "n_digits", "codebook_size", "max_history", "hidden_size", "num_layers",
-                                    "num_heads", "inner_size", "num_beams", "n_edges", "kmeans_iterations"))
-        if self.temperature <= 0:
-            raise BenchError(f"config key 'temperature' must be positive, got {self.temperature}")
-        if self.propagation_steps < 0 or self.opq_iterations < 0:
-            name = "propagation_steps" if self.propagation_steps < 0 else "opq_iterations"
-            raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
+        super().__post_init__()
         if self.pca_dim % self.n_digits:
             raise BenchError(f"config key 'pca_dim' ({self.pca_dim}) must be a multiple of n_digits ({self.n_digits}): "
                              "each digit quantises an equal slice")

@@ -67,7 +67,7 @@ def train_opq(points: np.ndarray, settings: QuantizerSettings, seed: int) -> tup
     """Rotation ``[D, D]`` and codebooks ``[m, K, D/m]`` learned on ``points`` ``[n, D]``."""
     import torch
 
-    from methods.tiger.rqvae import kmeans
+    from methods.tiger.kmeans import kmeans
 
     generator = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(points, dtype=torch.float32)

