@@ -16,27 +16,22 @@ columns in the harness's item order.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.config import (AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Range,
-                          asdict_before_added_options, option)
-from bench.data.dataset import Dataset
-from bench.data.split import Split
-from bench.devices import DeviceConfig, threads_option
+from bench.config import asdict_before_added_options
 from bench.errors import BenchError
 from bench.identity import identity_digest
 from bench.method import Method, TrainingData
 from bench.storage import atomic_write_text
+from methods.recbole_atomic import CATEGORY_FIELD, RECBOLE_DATASET, write_atomic_files
+from methods.recbole_configs import (BERT4RecConfig, CaserConfig, FPMCConfig, GRU4RecConfig, HGNConfig, RecBoleConfig,
+                                     S3RecConfig, TransformerConfig)
 
-RECBOLE_DATASET = "bench"
-CATEGORY_FIELD = "categories"
-NO_CATEGORY = "none"
 # Early stopping watches RecBole's own full-ranking NDCG@10 over the validation users.
 VALID_METRIC = "NDCG@10"
 # The state of the last finished epoch, for an exact resume (bench.recbole_compat.ExactResume).
@@ -45,146 +40,8 @@ TRAINING_STATE_FILE = "training-state.pth"
 PRETRAINING_STATE_FILE = "pretraining-state.pth"
 
 
-# No masked item means no cloze target (BERT4Rec) and no masked-item task (S3Rec). Every
-# numeric option declares its range, so a bad value is a one-line error naming the key, not a
-# traceback from RecBole.
-MASK_RATIO = Range(lambda value: 0 < value < 1, "in (0, 1)")
-
-
 class _TimeBudgetReached(Exception):
     """Raised from RecBole's per-validation callback, which runs after the best checkpoint is saved."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RecBoleConfig(DeviceConfig):
-    """Training options shared by every RecBole baseline; defaults are RecBole's. The device
-    options are given to RecBole as its use_gpu/gpu_id (one process: RecBole's own DDP is not
-    used) and its autocast switch (enable_amp, with its loss scaler for fp16); scores are
-    computed in fp32."""
-
-    epochs: int = option(300, "maximum training epochs (RecBole's default)", range=AT_LEAST_ONE)
-    train_batch_size: int = option(2048, "training samples per batch", range=AT_LEAST_ONE)
-    learning_rate: float = option(0.001, "Adam learning rate", range=POSITIVE)
-    weight_decay: float = option(0.0, "Adam weight decay", range=NON_NEGATIVE)
-    max_seq_length: int = option(20, "most recent history items the model reads (MAX_ITEM_LIST_LENGTH)",
-                                 range=AT_LEAST_ONE)
-    loss_type: Literal["CE", "BPR"] = option(
-        "CE", "CE: softmax over all items; BPR: one uniform negative per target "
-              "(RecBole's sequential models offer no BCE)")
-    stopping_step: int = option(10, "early stopping: validations without a better NDCG@10 before stopping",
-                                range=AT_LEAST_ONE)
-    eval_step: int = option(1, "epochs between validations", range=AT_LEAST_ONE)
-    eval_batch_size: int = option(1024, "users per validation batch", range=AT_LEAST_ONE)
-    threads: int = threads_option(2)  # the default every RecBole run was made with
-    max_train_minutes: float = option(
-        0.0, "stop training when one more validation interval would end past this many minutes of "
-             "training, counted across resumes (0: no limit); the best checkpoint so far is kept", range=NON_NEGATIVE)
-
-
-@dataclasses.dataclass(frozen=True)
-class FPMCConfig(RecBoleConfig):
-    # RecBole's FPMC is pairwise (InputType.PAIRWISE) and raises for any loss but BPR.
-    loss_type: Literal["BPR"] = option("BPR", "BPR with one uniform negative per target: the only loss "
-                                              "RecBole's FPMC accepts (as in the paper's S-BPR)")
-    embedding_size: int = option(64, "size of the user-item and the last item-next item factors", range=AT_LEAST_ONE)
-
-
-@dataclasses.dataclass(frozen=True)
-class GRU4RecConfig(RecBoleConfig):
-    embedding_size: int = option(64, "item embedding size", range=AT_LEAST_ONE)
-    hidden_size: int = option(128, "GRU hidden state size", range=AT_LEAST_ONE)
-    num_layers: int = option(1, "GRU layers", range=AT_LEAST_ONE)
-    dropout_prob: float = option(0.3, "dropout on the item embeddings", range=BELOW_ONE)
-
-
-@dataclasses.dataclass(frozen=True)
-class CaserConfig(RecBoleConfig):
-    embedding_size: int = option(64, "user and item embedding size", range=AT_LEAST_ONE)
-    dropout_prob: float = option(0.4, "dropout before the output layer", range=BELOW_ONE)
-    reg_weight: float = option(1e-4, "L2 weight on the convolution filters", range=NON_NEGATIVE)
-    nv: int = option(4, "vertical convolution filters", range=AT_LEAST_ONE)
-    nh: int = option(8, "horizontal convolution filters per height", range=AT_LEAST_ONE)
-
-
-@dataclasses.dataclass(frozen=True)
-class HGNConfig(RecBoleConfig):
-    embedding_size: int = option(64, "user and item embedding size", range=AT_LEAST_ONE)
-    pooling_type: Literal["average", "max"] = option("average", "pooling of the gated item embeddings")
-
-
-@dataclasses.dataclass(frozen=True)
-class TransformerConfig(RecBoleConfig):
-    n_layers: int = option(2, "transformer layers", range=AT_LEAST_ONE)
-    n_heads: int = option(2, "attention heads", range=AT_LEAST_ONE)
-    hidden_size: int = option(64, "hidden (and item embedding) size", range=AT_LEAST_ONE)
-    inner_size: int = option(256, "feed-forward size", range=AT_LEAST_ONE)
-    hidden_dropout_prob: float = option(0.5, "dropout on hidden states", range=BELOW_ONE)
-    attn_dropout_prob: float = option(0.5, "dropout on attention weights", range=BELOW_ONE)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.hidden_size % self.n_heads:
-            # RecBole's multi-head attention splits the hidden state evenly over the heads.
-            raise BenchError(f"config key 'hidden_size' must be a multiple of 'n_heads' ({self.n_heads}), "
-                             f"got {self.hidden_size}")
-
-
-@dataclasses.dataclass(frozen=True)
-class BERT4RecConfig(TransformerConfig):
-    hidden_dropout_prob: float = option(0.2, "dropout on hidden states", range=BELOW_ONE)
-    attn_dropout_prob: float = option(0.2, "dropout on attention weights", range=BELOW_ONE)
-    mask_ratio: float = option(0.2, "share of items replaced by the mask token (cloze task)", range=MASK_RATIO)
-    ft_ratio: float = option(0.5, "share of samples that mask only the last item", range=UNIT_INTERVAL)
-
-
-@dataclasses.dataclass(frozen=True)
-class S3RecConfig(TransformerConfig):
-    pretrain_epochs: int = option(500, "self-supervised pre-training epochs before fine-tuning", range=AT_LEAST_ONE)
-    mask_ratio: float = option(0.2, "share of items masked in pre-training", range=MASK_RATIO)
-
-
-def write_atomic_files(dataset: Dataset, split: Split, directory: Path, with_categories: bool) -> dict[str, Any]:
-    """Write ``bench.inter`` (training part plus validation item) and ``bench.item``.
-
-    The item file lists every harness item, so items never seen in training still get a
-    RecBole id (and a score column). Returns counts and a digest of what was written.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    validation_users = 0
-    for user, (history, valid_items) in enumerate(zip(split.train, split.target_lists("valid"))):
-        # RecBole's leave-one-out splitter validates on each user's last written item. Under
-        # leave-one-out that is the validation item; under the temporal and published-split
-        # protocols it is the first item of the user's validation window (early stopping then
-        # watches the next item after training; the harness's evaluation uses every target).
-        # A user with no validation target has the last training transition held out by
-        # RecBole instead: no later window is ever written.
-        valid_item = valid_items[:1]
-        # A lone training item plus the validation item would make the validation item
-        # RecBole's only sample, which its leave-one-out splitter assigns to training.
-        written = np.append(history, valid_item) if len(history) >= 2 else history
-        validation_users += len(history) >= 2 and len(valid_item) == 1
-        lines.extend(f"{user}\t{item}\t{position}" for position, item in enumerate(written.tolist()))
-    inter_text = "\n".join(lines) + "\n"
-    if with_categories:
-        names = sorted({name for attributes in dataset.item_attributes for name in attributes})
-        # Attribute names may hold spaces, RecBole's token separator: write indices instead.
-        token = {name: f"c{index}" for index, name in enumerate(names)}
-        # An empty field reaches RecBole as NaN, which its reader fails to fill under
-        # pandas 3 (copy-on-write); an item without attributes gets one "none" category.
-        item_lines = [f"item_id:token\t{CATEGORY_FIELD}:token_seq"] + [
-            f"{item}\t{' '.join(token[name] for name in attributes) or NO_CATEGORY}"
-            for item, attributes in enumerate(dataset.item_attributes)]
-        items_without_categories = sum(1 for attributes in dataset.item_attributes if not attributes)
-    else:
-        item_lines = ["item_id:token"] + [str(item) for item in range(dataset.n_items)]
-        items_without_categories = 0
-    item_text = "\n".join(item_lines) + "\n"
-    atomic_write_text(directory / f"{RECBOLE_DATASET}.inter", inter_text)
-    atomic_write_text(directory / f"{RECBOLE_DATASET}.item", item_text)
-    digest = hashlib.sha256(inter_text.encode() + item_text.encode()).hexdigest()[:16]
-    return {"validation_users": int(validation_users), "interactions_written": len(lines) - 1,
-            "items_without_categories": items_without_categories, "digest": digest}
 
 
 class RecBoleSequential(Method):

@@ -12,15 +12,15 @@ A task says what the examples are and what the loss is:
 The loop is AdamW with linear warm-up then linear decay, gradient accumulation and
 clipping. Device, precision and processes come from the run context's runtime (:mod:`bench.runtime`): with
 N processes each global batch is split over them, so the global batch and the learning-rate
-schedule are those of one process. Every ``eval_every`` epochs ``validate(model)`` scores
-the model; the best weights (validation NDCG@10) are kept beside the last epoch's
+schedule are those of one process. Every ``eval_every`` epochs ``validate`` scores the model
+it is handed (``validate.install``); the best weights (validation NDCG@10) are kept beside the last epoch's
 checkpoint, training stops after ``patience`` scores without improvement, and the best
 weights are loaded before returning (:mod:`bench.engine.selection`).
 
 A checkpoint is written at the end of every epoch (model, optimizer, scheduler, RNG
-states, epoch, selection state) into a fresh folder that is renamed into place only once
-complete, so a run killed at any moment resumes from its last complete epoch and ends with
-exactly the weights, curve and stopping point of a run that was never killed.
+states, epoch, selection state; :mod:`bench.engine.checkpoints`), so a run killed at any
+moment resumes from its last complete epoch and ends with exactly the weights, curve and
+stopping point of a run that was never killed.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import os
-import random
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
@@ -41,6 +38,8 @@ import numpy as np
 from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, option
 from bench.devices import DeviceConfig
 from bench.engine.batching import ExamplesForEpoch, Seq2SeqTask, epoch_batches
+from bench.engine.checkpoints import (BEST_PREFIX, STATE_FILE, WEIGHTS_FILE, latest_checkpoint, load_checkpoint,
+                                      restore_rng_states, rng_states, save_checkpoint, write_checkpoint_folder)
 from bench.engine.selection import Selection, Validate
 from bench.errors import BenchError
 from bench.method import RunContext
@@ -55,10 +54,6 @@ if TYPE_CHECKING:
     from bench.runtime import Runtime
 
 LOG = logging.getLogger(__name__)
-CHECKPOINT_PREFIX = "epoch-"
-BEST_PREFIX = "best-epoch-"
-STATE_FILE = "state.pt"
-WEIGHTS_FILE = "weights.pt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,78 +146,6 @@ def _scheduler(optimizer: Any, config: TrainingConfig, total_steps: int) -> Any:
     return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
 
-def _rng_states() -> dict[str, Any]:
-    import torch
-
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def _restore_rng_states(states: dict[str, Any]) -> None:
-    import torch
-
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
-
-
-def _numbered(checkpoint_dir: Path, prefix: str) -> dict[int, Path]:
-    """Complete folders ``<prefix><epoch>`` (a folder only gets its final name once complete)."""
-    if not checkpoint_dir.is_dir():
-        return {}
-    return {int(path.name[len(prefix):]): path for path in checkpoint_dir.glob(f"{prefix}*")
-            if path.is_dir() and path.name[len(prefix):].isdigit()}
-
-
-def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The last complete epoch checkpoint."""
-    complete = {epoch: path for epoch, path in _numbered(Path(checkpoint_dir), CHECKPOINT_PREFIX).items()
-                if (path / STATE_FILE).is_file()}
-    return complete[max(complete)] if complete else None
-
-
-def _write_folder(checkpoint_dir: Path, name: str, file_name: str, payload: dict[str, Any]) -> None:
-    """``payload`` into ``checkpoint_dir/name/file_name``, renamed into place once complete."""
-    import torch
-
-    final = checkpoint_dir / name
-    temporary = checkpoint_dir / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    try:
-        with open(temporary / file_name, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-    except BaseException:  # a full disk, a stop: no half-written folder stays behind
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(temporary, final)
-
-
-def _save_checkpoint(checkpoint_dir: Path, epoch: int, state: dict[str, Any]) -> None:
-    _write_folder(checkpoint_dir, f"{CHECKPOINT_PREFIX}{epoch:04d}", STATE_FILE, state)
-    # Only the newest checkpoint and the best weights it names are needed to resume; older
-    # ones would fill the disk (t5-small with its Adam moments is ~0.7 GB per epoch).
-    keep = {f"{CHECKPOINT_PREFIX}{epoch:04d}"}
-    if state["selection"]["best_epoch"] is not None:
-        keep.add(f"{BEST_PREFIX}{state['selection']['best_epoch']:04d}")
-    for path in checkpoint_dir.iterdir():
-        if path.name not in keep and path.name.startswith((CHECKPOINT_PREFIX, BEST_PREFIX, ".tmp-")):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        # Our own file; it holds RNG states (numpy arrays, tuples), hence not weights_only.
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as error:
-        raise BenchError(f"{path}: cannot read checkpoint ({error}); delete the folder {path.parent.parent} to "
-                         "train from scratch") from None
-
-
 def _validation_due(config: TrainingConfig, epoch: int) -> bool:
     """After every ``eval_every``-th epoch, and after the last one (so its weights compete)."""
     return config.eval_every > 0 and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
@@ -266,7 +189,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     selection = Selection(patience=config.patience)
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
-        state = _load(checkpoint / STATE_FILE)
+        state = load_checkpoint(checkpoint / STATE_FILE)
         # A finished training is reused by any process count: only its weights are read (the
         # evaluation is exact across processes). An unfinished one must resume as it started.
         finished = state["epoch"] >= config.epochs or state["selection"].get("stopped_by") is not None
@@ -285,7 +208,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         scheduler.load_state_dict(state["scheduler"])
         # Each process restores its own random stream (its dropout masks differ from the others').
         if not finished:
-            _restore_rng_states(state.get("rng_per_process", [state["rng"]])[runtime.process_index])
+            restore_rng_states(state.get("rng_per_process", [state["rng"]])[runtime.process_index])
         start_epoch, train_seconds, epoch_loss = state["epoch"], state["train_seconds"], state["epoch_loss"]
         validation_seconds, scaler_state = state["validation_seconds"], state["scaler"]
         cpu_seconds = state.get("cpu_seconds", 0.0)  # checkpoints written before it was counted: 0
@@ -328,7 +251,8 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
                     "train_seconds": round(train_seconds, 2), "validation_seconds": round(seconds, 2),
                     "cpu_seconds": round(cpu_seconds, 2)})
                 if improved and runtime.is_main_process:
-                    _write_folder(checkpoint_dir, f"{BEST_PREFIX}{epoch:04d}", WEIGHTS_FILE, plain.state_dict())
+                    write_checkpoint_folder(checkpoint_dir, f"{BEST_PREFIX}{epoch:04d}", WEIGHTS_FILE,
+                                            plain.state_dict())
                 shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
                 said += f"; validation {shown} ({seconds:.0f} s), " + \
                     ("best so far" if improved else f"best epoch {selection.best_epoch}")
@@ -348,11 +272,11 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
                 continue
             last_checkpoint = time.perf_counter()
             with checkpoint_writing(epoch, config.epochs):  # a stop signal waits for a whole checkpoint
-                rng_per_process = runtime.gather_objects(_rng_states())  # every process takes part
+                rng_per_process = runtime.gather_objects(rng_states())  # every process takes part
                 if runtime.is_main_process:
-                    _save_checkpoint(checkpoint_dir, epoch, {
+                    save_checkpoint(checkpoint_dir, epoch, {
                         "model": plain.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": _rng_states(),
+                        "scheduler": scheduler.state_dict(), "scaler": runtime.scaler_state(), "rng": rng_states(),
                         "epoch": epoch, "train_seconds": train_seconds, "validation_seconds": validation_seconds,
                         "epoch_loss": epoch_loss, "examples_per_epoch": n_examples, "total_steps": total_steps,
                         "cpu_seconds": cpu_seconds,
@@ -361,7 +285,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     runtime.barrier()
     if validate is not None and selection.best_epoch is not None:
         best = checkpoint_dir / f"{BEST_PREFIX}{selection.best_epoch:04d}" / WEIGHTS_FILE
-        plain.load_state_dict(_load(best))
+        plain.load_state_dict(load_checkpoint(best))
     plain.eval()
     return TrainingReport(
         epochs=epoch, max_epochs=config.epochs, examples_per_epoch=n_examples,

@@ -64,7 +64,7 @@ def test_temporal_needs_timestamps(tiny):
 
 def test_no_training_example_or_id_comes_from_a_later_window(tmp_path):
     from methods.pop import Popularity, PopularityConfig
-    from methods.recbole_baselines import write_atomic_files
+    from methods.recbole_atomic import write_atomic_files
 
     dataset, split = make_split(prepare_dataset("demo"), "temporal")
     start = split.facts["valid_window_starts_at"]

@@ -19,7 +19,8 @@ from bench.engine.model import T5EngineConfig, build_model
 from bench.engine.prompts import TEMPLATES_WITHOUT_USER
 from bench.engine.selection import Selection, sample_validation_users
 from bench.engine.tokenizer import train_cpu_tokenizer
-from bench.engine.training import BEST_PREFIX, train_seq2seq
+from bench.engine.checkpoints import BEST_PREFIX
+from bench.engine.training import train_seq2seq
 from bench.evaluation.protocol import evaluate
 from bench.method import RunContext, TrainingData
 from bench.registry import methods

@@ -13,7 +13,8 @@ from bench.engine.model import T5EngineConfig, build_model
 from bench.engine.prompts import TEMPLATES_WITHOUT_USER
 from bench.engine.tokenizer import train_cpu_tokenizer
 from bench.engine.batching import SequentialExamples
-from bench.engine.training import latest_checkpoint, train_seq2seq
+from bench.engine.checkpoints import latest_checkpoint
+from bench.engine.training import train_seq2seq
 from bench.errors import BenchError
 from bench.method import RunContext
 

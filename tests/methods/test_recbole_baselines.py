@@ -19,7 +19,7 @@ from bench import recbole_compat
 from bench.data.dataset import Dataset, build_dataset
 from bench.data.split import Split, leave_one_out
 from bench.method import RunContext, TrainingData
-from methods import recbole_baselines
+from methods import recbole_atomic, recbole_baselines
 
 MODELS = {"gru4rec": recbole_baselines.GRU4Rec, "caser": recbole_baselines.Caser, "hgn": recbole_baselines.HGN,
           "sasrec": recbole_baselines.SASRec, "bert4rec": recbole_baselines.BERT4Rec,
@@ -140,7 +140,7 @@ def test_recbole_trains_on_exactly_the_training_part(name, fitted):
 
 
 def test_atomic_files_hold_no_test_item(tmp_path):
-    facts = recbole_baselines.write_atomic_files(DATASET, SPLIT, tmp_path, with_categories=True)
+    facts = recbole_atomic.write_atomic_files(DATASET, SPLIT, tmp_path, with_categories=True)
     inter = pd.read_csv(tmp_path / "bench.inter", sep="\t", dtype=str)
     for user, rows in inter.groupby("user_id:token", sort=False):
         history = SPLIT.train[int(user)]
@@ -150,7 +150,7 @@ def test_atomic_files_hold_no_test_item(tmp_path):
     assert facts["validation_users"] == SPLIT.n_users - 1 and facts["items_without_categories"] == 1
     items = pd.read_csv(tmp_path / "bench.item", sep="\t", dtype=str)
     assert items["item_id:token"].astype(int).tolist() == list(range(DATASET.n_items))
-    assert items.loc[FRESH_ITEM, "categories:token_seq"] == recbole_baselines.NO_CATEGORY
+    assert items.loc[FRESH_ITEM, "categories:token_seq"] == recbole_atomic.NO_CATEGORY
 
 
 def test_score_reads_the_most_recent_items_through_the_id_mapping(fitted):
