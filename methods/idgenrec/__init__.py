@@ -8,4 +8,9 @@ recommender reads histories of such IDs and writes the next one.
   warm-started on the item text for ``cpu``).
 - ``diverse_ids``: Algorithm 1, diverse beam search with a rising diversity penalty.
 - ``user_ids``: optional textual user IDs from the items a phase may see.
+- ``config``: the options and the schedule of phases; ``start``: the start several runs share
+  (tokenizer, warm-started generator, initial IDs); ``prompting``: prompts written with the
+  current IDs; ``generator_phase``: the generator trained through the frozen recommender;
+  ``snapshots``: the schedule's resumable snapshots and the IDs table; ``method``: the plugin,
+  fit (start, schedule, selection) and rank.
 """

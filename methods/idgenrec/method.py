@@ -30,88 +30,32 @@ so a second target (Table 7's Yelp row after Toys) reuses the trained, selected 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import json
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.config import AT_LEAST_ONE, NON_NEGATIVE, option
-from bench.data.fusion import FoundationConfig, build_fusion
-from bench.data.prepare import cache_root
-from bench.engine.model import T5EngineConfig, build_model, count_parameters
-from bench.engine.prompt_encoding import USER_SLOT, PromptEncoder, pad_token_lists
-from bench.engine.prompts import TEST_TEMPLATE, sample_template_indices, template_words
+from bench.data.fusion import build_fusion
+from bench.engine.model import build_model, count_parameters
+from bench.engine.prompt_encoding import PromptEncoder, pad_token_lists
+from bench.engine.prompts import TEST_TEMPLATE
 from bench.engine.recommender import check_unique_identifiers
-from bench.engine.tokenizer import build_tokenizer
-from bench.engine.batching import SequentialExamples
 from bench.engine.selection import SELECTION_METRIC, validation_scorer
 from bench.engine.training import train_seq2seq
-from bench.errors import BenchError
 from bench.method import Method, TrainingData
-from bench.identity import identity_digest
-from bench.shared_artifacts import atomic_save
-from bench.storage import atomic_write_text, locked
+from bench.storage import locked
+from methods.idgenrec.config import IDGenRecConfig, Phase, schedule
 from methods.idgenrec.corpus import Corpus, dataset_corpus, fusion_corpus
-from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator, clean_id, warm_start
-from methods.idgenrec.soft_ids import SoftBatch, frozen, soft_id_loss
+from methods.idgenrec.generator_phase import generator_phase
+from methods.idgenrec.prompting import PromptWriter
+from methods.idgenrec.snapshots import BEST_SNAPSHOT_FILE, SNAPSHOT_FILE, read_snapshot, save_snapshot, write_ids_table
+from methods.idgenrec.start import foundation_folder, shared_start
 from methods.idgenrec.user_ids import user_id_texts
 
 if TYPE_CHECKING:
     from bench.engine.trie import ItemTrie
 
-SNAPSHOT_FILE = "snapshot.pt"
-BEST_SNAPSHOT_FILE = "best-snapshot.pt"
 IDS_FILE = "ids.tsv"
-
-
-@dataclasses.dataclass(frozen=True)
-class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig, FoundationConfig):
-    """Recommender (engine) options, ID generator options, the zero-shot foundation's sources,
-    and IDGenRec's own. ``epochs`` is the recommender's epochs per round; ``learning_rate`` its
-    learning rate."""
-
-    training: Literal["alternate", "id-only", "rec-only"] = option(
-        "alternate", "training strategy (Table 5): alternate | id-only | rec-only")
-    ids: Literal["item", "user", "user+item"] = option("user+item", "IDs written into prompts (Table 6): item | user | "
-                                                                    "user+item")
-    rounds: int = option(3, "rounds of (ID generator phase, recommender phase)", range=AT_LEAST_ONE)
-    generator_first: bool = option(True, "each round starts with the ID generator phase, the first round too "
-                                         "(paper); off: the first round trains the recommender only")
-    generator_epochs: int = option(1, "ID generator epochs per round (through the frozen recommender)",
-                                   range=AT_LEAST_ONE)
-    generator_phase_learning_rate: float = option(1e-8, "AdamW learning rate of the ID generator phase")
-    generator_phase_examples: int = option(0, "training examples per generator epoch, drawn afresh each "
-                                              "round (0: all of them)", range=NON_NEGATIVE)
-    user_id_max_items: int = option(20, "most recent visible items whose text makes a user's ID", range=AT_LEAST_ONE)
-
-    @property
-    def with_items(self) -> bool:
-        return "item" in self.ids
-
-    @property
-    def with_users(self) -> bool:
-        return "user" in self.ids
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-    index: int
-    kind: str  # "generator" or "recommender"
-    round: int
-
-
-def schedule(config: IDGenRecConfig) -> list[Phase]:
-    kinds: list[tuple[str, int]] = []
-    for round_number in range(1, config.rounds + 1):
-        if config.training != "rec-only" and (round_number > 1 or config.generator_first):
-            kinds.append(("generator", round_number))
-        if config.training != "id-only":
-            kinds.append(("recommender", round_number))
-    return [Phase(index, kind, round_number) for index, (kind, round_number) in enumerate(kinds)]
 
 
 class IDGenRec(Method):
@@ -157,12 +101,12 @@ class IDGenRec(Method):
         # evaluated dataset's after fit; the same split unless zero-shot.
         self.ranked_split = corpus.split
         started = time.perf_counter()
-        tokenizer, generator, initial = self._start(corpus)
+        start = shared_start(config, context, corpus, self._progress)
         self.start_seconds = round(time.perf_counter() - started, 2)
+        tokenizer, generator, initial, self.start_dir = start.tokenizer, start.generator, start.initial, start.directory
         self.tokenizer, self.generator = tokenizer, generator
-        self.encoder = PromptEncoder(tokenizer, config.with_users)
-        recommender = build_model(config, context.profile, tokenizer, context.seed)
-        self.recommender = recommender
+        self.prompts = PromptWriter(tokenizer, PromptEncoder(tokenizer, config.with_users), config, context.seed)
+        self.recommender = build_model(config, context.profile, tokenizer, context.seed)
         # Model selection on the validation targets of what the run trains on: the evaluated
         # dataset's, or (zero-shot) the foundation sources', ranked among the foundation's
         # catalogue; nothing of the evaluated dataset is read before its evaluation.
@@ -173,7 +117,7 @@ class IDGenRec(Method):
         # A zero-shot foundation depends on the sources and the config, not on the evaluated
         # dataset: its schedule runs in a shared folder, so a second target (Toys, then Yelp)
         # loads the finished, selected foundation instead of training it again.
-        self.schedule_dir = self._foundation_dir(corpus) if zero_shot else context.work_dir
+        self.schedule_dir = foundation_folder(config, context, corpus) if zero_shot else context.work_dir
         with locked(self.schedule_dir) if zero_shot else contextlib.nullcontext():
             state = self._run_schedule(corpus, state)
         self.log = state["log"]
@@ -199,70 +143,22 @@ class IDGenRec(Method):
         if config.with_users and not zero_shot:
             self.user_ids["valid"] = state["user_ids"]  # the training prompts' IDs
         self._build_trie(data.dataset.item_ids)
-        self._write_ids(data)
-
-    def _foundation_dir(self, corpus: Corpus) -> Path:
-        """``$GENREC_BENCH_CACHE/idgenrec-foundation/<key>``: the key holds what the foundation
-        is trained from (profile, seed, every option but ``threads``, the fused sources' item
-        texts, training sequences, validation items and user texts), never the evaluated dataset."""
-        options = {name: value for name, value in dataclasses.asdict(self.config).items() if name != "threads"}
-        content = hashlib.sha256(("\n".join(corpus.item_texts) + "\0" + "\n".join(corpus.user_texts or [])).encode())
-        for items in corpus.split.train + [np.full(1, -1)] + corpus.split.valid_items:
-            content.update(np.asarray(items, dtype=np.int64).tobytes() + b"|")
-        key = identity_digest({"profile": self.context.profile, "seed": self.context.seed, "options": options,
-                       "content": content.hexdigest()})
-        return cache_root() / "idgenrec-foundation" / key
+        # All item IDs of the run (initial and final) for ``bench ids show``.
+        initial_ids = self.initial_item_ids if not config.foundation_datasets else [""] * data.n_items
+        self.ids_file = write_ids_table(self.context.work_dir / IDS_FILE, data.dataset, initial_ids, self.item_ids)
 
     def _progress(self, label: str):
         return lambda iterable, **kwargs: self.context.progress(iterable, **{**kwargs, "desc": f"{label}: "
                                                                              f"{kwargs.get('desc', '')}"})
 
-    def _start(self, corpus: Corpus):
-        """Tokenizer, warm-started generator and initial item IDs, from the shared start folder."""
-        config, context = self.config, self.context
-        generator_options = {field.name: getattr(config, field.name) for field in dataclasses.fields(IDGeneratorConfig)}
-        key_fields = {"profile": context.profile, "seed": context.seed, "backbone": config.backbone,
-                      "vocab_size": config.vocab_size, "generator": generator_options,
-                      "items": hashlib.sha256("\n".join(corpus.item_texts).encode()).hexdigest()}
-        # The warm start trains under the run's precision, so a bf16 start is not an fp32 one.
-        # fp32 stays out of the key so that starts made before precision existed are reused.
-        if config.precision != "fp32":
-            key_fields["precision"] = config.precision
-        key = identity_digest(key_fields)
-        directory = cache_root() / "idgenrec-start" / key
-        with locked(directory):
-            # One tokenizer for both wordings (with and without user IDs), so that every
-            # ablation of a dataset shares the start.
-            lowered = [clean_id(text) for text in corpus.item_texts]
-            tokenizer_corpus = corpus.item_texts + lowered + template_words(True) + template_words(False)
-            tokenizer = build_tokenizer(context.profile, config.backbone, tokenizer_corpus, directory / "tokenizer",
-                                        config.vocab_size, context.seed)
-            generator = build_id_generator(config, context.profile, tokenizer, context.seed, context.runtime)
-            if context.profile == "cpu":
-                warm_start(generator, corpus.item_texts, dataclasses.replace(context, work_dir=directory))
-            initial_file = directory / "initial-ids.json"
-            if initial_file.is_file():
-                initial = json.loads(initial_file.read_text())
-            else:
-                unique = generator.unique_ids(corpus.item_texts, self._progress("initial item IDs"))
-                initial = {"ids": unique.ids, "stats": unique.stats.to_dict()}
-                atomic_write_text(initial_file, json.dumps(initial))
-        self.start_dir = directory
-        return tokenizer, generator, initial
-
     # ------------------------------------------------------------ schedule
 
     def _run_schedule(self, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
         """Run the phases after the last one a snapshot records (resume at a phase boundary)."""
-        import torch
-
         snapshot_file = self.schedule_dir / SNAPSHOT_FILE
         done = 0
         if snapshot_file.is_file():
-            try:
-                saved = torch.load(snapshot_file, map_location="cpu", weights_only=False)
-            except (OSError, RuntimeError, EOFError) as error:
-                raise BenchError(f"{snapshot_file}: cannot read ({error}); delete it to train from scratch") from None
+            saved = read_snapshot(snapshot_file)
             self.recommender.load_state_dict(saved["recommender"])
             self.generator.model.load_state_dict(saved["generator"])
             state, done = saved["state"], saved["phases_done"]
@@ -285,8 +181,8 @@ class IDGenRec(Method):
                 state["selected_phase"], state["selected_value"] = phase.index, best
             snapshot = {"recommender": self.recommender.state_dict(), "generator": self.generator.model.state_dict(),
                         "state": state, "phases_done": phase.index + 1}
-            for path in ((self.schedule_dir / BEST_SNAPSHOT_FILE, snapshot_file) if improved else (snapshot_file,)):
-                atomic_save(path, lambda stream: torch.save(snapshot, stream))
+            save_snapshot(snapshot, (self.schedule_dir / BEST_SNAPSHOT_FILE, snapshot_file) if improved
+                          else (snapshot_file,))
         state = self._selected(state)
         self.generator.model.eval()
         self.recommender.eval()
@@ -296,13 +192,11 @@ class IDGenRec(Method):
         """Test with the recommender phase of best validation NDCG@10 (each phase already
         ended on its best epoch): its recommender, its generator and its IDs, which belong
         together. The log keeps every phase."""
-        import torch
-
         selected = state.get("selected_phase")
         last = max((entry["phase"] for entry in state["log"] if entry["kind"] == "recommender"), default=None)
         if selected is None or selected == last:
             return state
-        saved = torch.load(self.schedule_dir / BEST_SNAPSHOT_FILE, map_location="cpu", weights_only=False)
+        saved = read_snapshot(self.schedule_dir / BEST_SNAPSHOT_FILE)
         self.recommender.load_state_dict(saved["recommender"])
         self.generator.model.load_state_dict(saved["generator"])
         return {**saved["state"], "log": state["log"], "selected_phase": selected,
@@ -315,38 +209,11 @@ class IDGenRec(Method):
         self.user_ids = {"valid": state["user_ids"]} if self.config.with_users else {}
         self._build_trie(self.corpus.item_names)
 
-    def _token_lists(self, ids: list[str]) -> list[list[int]]:
-        return [list(tokens) for tokens in self.tokenizer(ids, add_special_tokens=False).input_ids]
-
-    def _positions(self, corpus: Corpus) -> SequentialExamples:
-        # Only its (user, position) pairs are used: which example predicts which item.
-        return SequentialExamples(corpus.train_sequences, [""] * len(corpus.item_texts), self.config.max_history,
-                                  self.context.seed, last_position_only=self.config.last_position_only)
-
-    def _prompt(self, template: int, history: np.ndarray, item_tokens, user_tokens) -> Any:
-        config = self.config
-        written = [item_tokens[item] for item in history.tolist()] if config.with_items else []
-        return self.encoder.encode(template, written, config.max_history if config.with_items else 0, user_tokens)
-
     def _recommender_phase(self, phase: Phase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+        """Train the recommender on prompts written with the current IDs (the engine's loop,
+        model-selected on validation); the phase's log entry."""
         config, context = self.config, self.context
-        item_tokens = self._token_lists(state["item_ids"])
-        user_tokens = self._token_lists(state["user_ids"]) if config.with_users else None
-        positions = self._positions(corpus)
-        eos = self.tokenizer.eos_token_id
-
-        def examples(epoch: int) -> list[tuple[list[int], list[int]]]:
-            rng = np.random.default_rng([context.seed, phase.index, epoch, 0])
-            templates = sample_template_indices(len(positions), rng)
-            made = []
-            for user, position, template in zip(positions.users.tolist(), positions.positions.tolist(),
-                                                templates.tolist()):
-                sequence = corpus.train_sequences[user]
-                history = sequence[max(0, position - config.max_history):position]
-                prompt = self._prompt(template, history, item_tokens, user_tokens[user] if user_tokens else None)
-                made.append((prompt.input_ids, item_tokens[sequence[position]] + [eos]))
-            return made
-
+        examples = self.prompts.recommender_examples(corpus, state, phase.index)
         if self.validate is not None:
             self._use_ids(state)
         report = train_seq2seq(self.recommender, self.tokenizer, examples, config,
@@ -363,80 +230,8 @@ class IDGenRec(Method):
 
     def _generator_phase(self, phase: Phase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
         """Train the generator through the frozen recommender, then regenerate all IDs."""
-        import torch
-
-        config, context = self.config, self.context
-        generator, recommender = self.generator, self.recommender
-        item_tokens = self._token_lists(state["item_ids"])
-        user_tokens = self._token_lists(state["user_ids"]) if config.with_users else None
-        positions = self._positions(corpus)
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        torch.manual_seed(context.seed + 1000 + phase.index)
-        optimizer = torch.optim.AdamW(generator.model.parameters(), lr=config.generator_phase_learning_rate,
-                                      weight_decay=0.0)
-        losses = []
-        generator.model.train()
-        with frozen(recommender):
-            for epoch in range(config.generator_epochs):
-                rng = np.random.default_rng([context.seed, phase.index, epoch, 1])
-                order = rng.permutation(len(positions))
-                if config.generator_phase_examples:
-                    order = order[:config.generator_phase_examples]
-                templates = sample_template_indices(len(order), rng)
-                starts = range(0, len(order), config.batch_size)
-                bar = context.progress(starts, desc=f"round {phase.round}/{config.rounds} ID generator "
-                                                    f"epoch {epoch + 1}/{config.generator_epochs}", unit="batch")
-                for start in bar:
-                    batch = self._soft_batch(corpus, positions, order[start:start + config.batch_size],
-                                             templates[start:start + config.batch_size], item_tokens, user_tokens,
-                                             state, eos)
-                    loss = soft_id_loss(generator, recommender, batch, pad)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(generator.model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    losses.append(float(loss.detach()))
-        generator.model.eval()
-        previous = state["item_ids"]
-        unique = generator.unique_ids(corpus.item_texts, self._progress(f"round {phase.round} item IDs"))
-        state["item_ids"], state["item_stats"] = unique.ids, unique.stats.to_dict()
-        entry = {"examples": int(len(order) * config.generator_epochs),
-                 "mean_loss": round(float(np.mean(losses)), 6) if losses else None,
-                 "item_ids_changed": int(sum(a != b for a, b in zip(previous, unique.ids))),
-                 "item_id_stats": unique.stats.to_dict()}
-        if config.with_users:
-            users = generator.unique_ids(corpus.user_texts, self._progress(f"round {phase.round} user IDs"))
-            entry["user_ids_changed"] = int(sum(a != b for a, b in zip(state["user_ids"], users.ids)))
-            state["user_ids"], state["user_stats"] = users.ids, users.stats.to_dict()
-        return entry
-
-    def _soft_batch(self, corpus: Corpus, positions: SequentialExamples, examples: np.ndarray,
-                    templates: np.ndarray, item_tokens, user_tokens, state: dict[str, Any], eos: int) -> SoftBatch:
-        config = self.config
-        prompts, span_entities, targets = [], [], []
-        entity_text: dict[Any, str] = {}
-        entity_tokens: dict[Any, list[int]] = {}
-        for example, template in zip(examples.tolist(), templates.tolist()):
-            user, position = int(positions.users[example]), int(positions.positions[example])
-            sequence = corpus.train_sequences[user]
-            history = sequence[max(0, position - config.max_history):position]
-            prompt = self._prompt(template, history, item_tokens, user_tokens[user] if user_tokens else None)
-            written = history[-config.max_history:].tolist() if config.with_items else []
-            entities = []
-            for span in prompt.spans:
-                if span.slot == USER_SLOT:
-                    entity = ("user", user)
-                    entity_text[entity], entity_tokens[entity] = corpus.user_texts[user], user_tokens[user]
-                else:
-                    item = written[span.slot]
-                    entity = ("item", item)
-                    entity_text[entity], entity_tokens[entity] = corpus.item_texts[item], item_tokens[item]
-                entities.append(entity)
-            prompts.append(prompt)
-            span_entities.append(entities)
-            targets.append(item_tokens[sequence[position]] + [eos])
-        return SoftBatch(prompts, span_entities, entity_text, entity_tokens, targets)
+        return generator_phase(self.generator, self.recommender, self.prompts, phase, corpus, state, self.config,
+                               self.context, self._progress)
 
     # ---------------------------------------------------------- evaluation
 
@@ -445,7 +240,7 @@ class IDGenRec(Method):
 
         owner = "method idgenrec"
         check_unique_identifiers(self.item_ids, item_names, owner)
-        tokens = [tokens + [self.tokenizer.eos_token_id] for tokens in self._token_lists(self.item_ids)]
+        tokens = [tokens + [self.tokenizer.eos_token_id] for tokens in self.prompts.token_lists(self.item_ids)]
         check_unique_identifiers([tuple(t) for t in tokens], item_names, owner, what="the token sequence")
         self.item_tokens = [t[:-1] for t in tokens]
         self._user_token_cache: dict[str, list[list[int]]] = {}
@@ -458,7 +253,7 @@ class IDGenRec(Method):
             texts = user_id_texts(self.data.split, self.data.dataset, phase, config.user_id_max_items)
             self.user_ids[phase] = self.generator.unique_ids(texts, self._progress(f"user IDs, {phase}")).ids
         if phase not in self._user_token_cache:
-            self._user_token_cache[phase] = self._token_lists(self.user_ids[phase])
+            self._user_token_cache[phase] = self.prompts.token_lists(self.user_ids[phase])
         return self._user_token_cache[phase]
 
     def _phase_of(self, user: int, history: np.ndarray) -> str:
@@ -473,23 +268,13 @@ class IDGenRec(Method):
         prompts = []
         for user, history in zip(np.asarray(users).tolist(), histories):
             user_tokens = self._user_tokens(self._phase_of(user, history))[user] if config.with_users else None
-            prompts.append(self._prompt(TEST_TEMPLATE, np.asarray(history)[-config.max_history:], self.item_tokens,
-                                        user_tokens).input_ids)
+            prompts.append(self.prompts.prompt(TEST_TEMPLATE, np.asarray(history)[-config.max_history:],
+                                               self.item_tokens, user_tokens).input_ids)
         input_ids, attention_mask = pad_token_lists(prompts, self.tokenizer.pad_token_id)
         return rank_items(self.recommender, input_ids, attention_mask, self.trie, k, config.beam_width, candidates,
                           runtime=self.context.runtime)
 
     # -------------------------------------------------------------- record
-
-    def _write_ids(self, data: TrainingData) -> None:
-        """All item IDs of the run (initial and final) for ``bench ids show``."""
-        initial = self.initial_item_ids if not self.config.foundation_datasets else [""] * data.n_items
-        lines = ["item\tinitial_id\tfinal_id\ttext"]
-        for item, (name, text) in enumerate(zip(data.dataset.item_ids, data.dataset.item_text)):
-            cells = [name, initial[item], self.item_ids[item], " ".join(text.split())]
-            lines.append("\t".join(cell.replace("\t", " ") for cell in cells))
-        self.ids_file = self.context.work_dir / IDS_FILE
-        atomic_write_text(self.ids_file, "\n".join(lines) + "\n")
 
     def metadata(self) -> dict[str, Any]:
         config = self.config

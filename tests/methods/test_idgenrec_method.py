@@ -19,7 +19,8 @@ from bench.errors import BenchError
 from bench.method import RunContext, TrainingData
 from bench.runtime import cpu_runtime, start_runtime
 from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator
-from methods.idgenrec.method import IDGenRec, IDGenRecConfig, schedule
+from methods.idgenrec.config import IDGenRecConfig, schedule
+from methods.idgenrec.method import IDGenRec
 from methods.idgenrec.soft_ids import SoftBatch, soft_id_loss
 from tests.conftest import tiny_dataset
 
@@ -199,7 +200,7 @@ def test_id_switch_decides_what_prompts_carry(tmp_path, ids) -> None:
     method = fit(tmp_path, ids, dataset, ids=ids, rounds=1)
     history = leave_one_out(dataset).histories("test")[0]
     user_tokens = method._user_tokens("test")[0] if "user" in ids else None
-    prompt = method._prompt(0, history, method.item_tokens, user_tokens)
+    prompt = method.prompts.prompt(0, history, method.item_tokens, user_tokens)
     slots = [span.slot for span in prompt.spans]
     assert (USER_SLOT in slots) == ("user" in ids)
     assert any(slot >= 0 for slot in slots) == ("item" in ids)
@@ -250,7 +251,7 @@ def test_device_and_precision_options_reach_every_phase(tmp_path, monkeypatch) -
         return original(self)
 
     monkeypatch.setattr(Runtime, "autocast", recording_autocast)
-    monkeypatch.setattr("methods.idgenrec.method.cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr("methods.idgenrec.start.cache_root", lambda: tmp_path / "cache")
     bf16 = fit(tmp_path, "bf16", device="cpu", precision="bf16", epochs=1, rounds=2)
     assert seen and set(seen) == {("cpu", "bf16")}
     # The warm start was trained in bf16: an fp32 run must not reuse it.
