@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Iterable, Literal, Mapping
 import numpy as np
 
 from bench.data.dataset import Dataset
-from bench.data.split import Split
+from bench.data.split import Phase, Split
 from bench.progress import progress_bar
 from bench.runtime import Runtime, cpu_runtime
 
@@ -105,6 +105,11 @@ class Method(abc.ABC):
         """Item indices ``[len(users), >= k]``, best first, distinct per row; with ``candidates``
         (a bool mask over items, only passed when ``supports_candidates``), only those items."""
         raise NotImplementedError(f"{type(self).__name__} declares output='ranking' but has no rank()")
+
+    def prepare_phase(self, phase: Phase) -> None:
+        """Called by the evaluator before it ranks the users of ``phase`` (``valid`` or ``test``):
+        for a method whose input depends on what a phase may see (IDGenRec's user IDs). The
+        histories it is then handed are that phase's."""
 
     def metadata(self) -> dict[str, Any]:
         """Facts the run discovered (model size, vocabulary, timings) for the record."""

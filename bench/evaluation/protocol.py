@@ -184,6 +184,7 @@ def evaluate(method: Method, split: Split, phase: Phase, config: EvalConfig, con
     evaluated = phase_users(split, phase, users)
     if len(evaluated) == 0:
         raise BenchError(f"no user has a {phase} target under the {split.protocol} protocol")
+    method.prepare_phase(phase)
     histories = split.histories(phase)
     target_lists = split.target_lists(phase)
     counts = np.asarray([len(target_lists[u]) for u in evaluated.tolist()], dtype=np.int64)

@@ -42,17 +42,17 @@ class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig, FoundationConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class Phase:
+class TrainingPhase:
     index: int
     kind: str  # "generator" or "recommender"
     round: int
 
 
-def schedule(config: IDGenRecConfig) -> list[Phase]:
+def schedule(config: IDGenRecConfig) -> list[TrainingPhase]:
     kinds: list[tuple[str, int]] = []
     for round_number in range(1, config.rounds + 1):
         if config.training != "rec-only" and (round_number > 1 or config.generator_first):
             kinds.append(("generator", round_number))
         if config.training != "id-only":
             kinds.append(("recommender", round_number))
-    return [Phase(index, kind, round_number) for index, (kind, round_number) in enumerate(kinds)]
+    return [TrainingPhase(index, kind, round_number) for index, (kind, round_number) in enumerate(kinds)]

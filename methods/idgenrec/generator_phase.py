@@ -11,7 +11,7 @@ from bench.engine.batching import SequentialExamples
 from bench.engine.prompt_encoding import USER_SLOT
 from bench.engine.prompts import sample_template_indices
 from bench.method import RunContext
-from methods.idgenrec.config import IDGenRecConfig, Phase
+from methods.idgenrec.config import IDGenRecConfig, TrainingPhase
 from methods.idgenrec.corpus import Corpus
 from methods.idgenrec.prompting import PromptWriter
 from methods.idgenrec.soft_ids import SoftBatch, frozen, soft_id_loss
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def generator_phase(generator: "IDGenerator", recommender: "T5ForConditionalGeneration", prompts: PromptWriter,
-                    phase: Phase, corpus: Corpus, state: dict[str, Any], config: IDGenRecConfig,
+                    phase: TrainingPhase, corpus: Corpus, state: dict[str, Any], config: IDGenRecConfig,
                     context: RunContext, progress: Callable[[str], Any]) -> dict[str, Any]:
     """A generator phase: train the generator through the frozen recommender (soft IDs), then
     regenerate the IDs of all items (and users) into ``state``; the phase's log entry."""

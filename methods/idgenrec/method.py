@@ -44,7 +44,8 @@ from bench.engine.selection import SELECTION_METRIC, validation_scorer
 from bench.engine.training import train_seq2seq
 from bench.method import Method, TrainingData
 from bench.storage import locked
-from methods.idgenrec.config import IDGenRecConfig, Phase, schedule
+from bench.data.split import Phase
+from methods.idgenrec.config import IDGenRecConfig, TrainingPhase, schedule
 from methods.idgenrec.corpus import Corpus, dataset_corpus, fusion_corpus
 from methods.idgenrec.generator_phase import generator_phase
 from methods.idgenrec.prompting import PromptWriter
@@ -97,9 +98,6 @@ class IDGenRec(Method):
         else:
             corpus = dataset_corpus(data.dataset, data.split, config.with_users, config.user_id_max_items)
         self.corpus = corpus
-        # The split that rank() serves: the corpus' during training (validation), the
-        # evaluated dataset's after fit; the same split unless zero-shot.
-        self.ranked_split = corpus.split
         started = time.perf_counter()
         start = shared_start(config, context, corpus, self._progress)
         self.start_seconds = round(time.perf_counter() - started, 2)
@@ -131,7 +129,6 @@ class IDGenRec(Method):
 
         # IDs of the evaluated dataset: the trained ones, or (zero-shot) new ones written
         # by the selected generator for a catalogue it never saw.
-        self.ranked_split = data.split
         if zero_shot:
             unique = generator.unique_ids(list(data.dataset.item_text), self._progress("item IDs, evaluated"))
             self.item_ids, self.eval_item_stats = unique.ids, unique.stats.to_dict()
@@ -143,6 +140,7 @@ class IDGenRec(Method):
         if config.with_users and not zero_shot:
             self.user_ids["valid"] = state["user_ids"]  # the training prompts' IDs
         self._build_trie(data.dataset.item_ids)
+        self.ranked_phase: Phase = "test"  # until the evaluator names the phase it ranks
         # All item IDs of the run (initial and final) for ``bench ids show``.
         initial_ids = self.initial_item_ids if not config.foundation_datasets else [""] * data.n_items
         self.ids_file = write_ids_table(self.context.work_dir / IDS_FILE, data.dataset, initial_ids, self.item_ids)
@@ -209,7 +207,7 @@ class IDGenRec(Method):
         self.user_ids = {"valid": state["user_ids"]} if self.config.with_users else {}
         self._build_trie(self.corpus.item_names)
 
-    def _recommender_phase(self, phase: Phase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+    def _recommender_phase(self, phase: TrainingPhase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
         """Train the recommender on prompts written with the current IDs (the engine's loop,
         model-selected on validation); the phase's log entry."""
         config, context = self.config, self.context
@@ -228,7 +226,7 @@ class IDGenRec(Method):
         state["selection"] = report.selection
         return found
 
-    def _generator_phase(self, phase: Phase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+    def _generator_phase(self, phase: TrainingPhase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
         """Train the generator through the frozen recommender, then regenerate all IDs."""
         return generator_phase(self.generator, self.recommender, self.prompts, phase, corpus, state, self.config,
                                self.context, self._progress)
@@ -256,9 +254,9 @@ class IDGenRec(Method):
             self._user_token_cache[phase] = self.prompts.token_lists(self.user_ids[phase])
         return self._user_token_cache[phase]
 
-    def _phase_of(self, user: int, history: np.ndarray) -> str:
-        """The evaluator hands over histories only; the validation one is the training part."""
-        return "valid" if len(history) == len(self.ranked_split.train[user]) else "test"
+    def prepare_phase(self, phase: Phase) -> None:
+        # The user IDs of a phase are made from what that phase may see.
+        self.ranked_phase = phase
 
     def rank(self, users: np.ndarray, histories: list[np.ndarray], k: int,
              candidates: np.ndarray | None = None) -> np.ndarray:
@@ -267,7 +265,7 @@ class IDGenRec(Method):
         config = self.config
         prompts = []
         for user, history in zip(np.asarray(users).tolist(), histories):
-            user_tokens = self._user_tokens(self._phase_of(user, history))[user] if config.with_users else None
+            user_tokens = self._user_tokens(self.ranked_phase)[user] if config.with_users else None
             prompts.append(self.prompts.prompt(TEST_TEMPLATE, np.asarray(history)[-config.max_history:],
                                                self.item_tokens, user_tokens).input_ids)
         input_ids, attention_mask = pad_token_lists(prompts, self.tokenizer.pad_token_id)

@@ -125,6 +125,9 @@ class CatalogueScorer:
         """Forget the catalogue vectors (the weights or the catalogue changed)."""
         self._catalogue = None
 
+    def prepare_phase(self, phase: str) -> None:
+        """Every phase is scored alike (the evaluator's hook, :meth:`bench.method.Method.prepare_phase`)."""
+
     def install(self, model: "UniSRecModel") -> None:
         """Score with ``model`` (the plain model the training loop hands over), whose weights
         changed since the last call."""

@@ -18,8 +18,8 @@ from bench.engine.tokenizer import train_cpu_tokenizer
 from bench.errors import BenchError
 from bench.method import RunContext, TrainingData
 from bench.runtime import cpu_runtime, start_runtime
-from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator
 from methods.idgenrec.config import IDGenRecConfig, schedule
+from methods.idgenrec.generator import IDGeneratorConfig, build_id_generator
 from methods.idgenrec.method import IDGenRec
 from methods.idgenrec.soft_ids import SoftBatch, soft_id_loss
 from tests.conftest import tiny_dataset
@@ -217,6 +217,21 @@ def test_test_phase_user_ids_differ_from_training_ones_only_by_what_is_visible(t
     assert set(method.user_ids) == {"valid", "test"}
     assert len(method.user_ids["test"]) == 24 and len(set(method.user_ids["test"])) == 24
     assert len(method.user_ids["valid"]) == 24 and len(set(method.user_ids["valid"])) == 24
+
+
+def test_the_evaluator_names_the_phase_whose_user_ids_are_ranked(tmp_path) -> None:
+    """Each phase's user IDs are made from what it may see; which phase is ranked is said by the
+    evaluator, not guessed from how long a history is."""
+    from bench.config import EvalConfig
+    from bench.evaluation.protocol import evaluate
+
+    dataset = tiny_dataset(n_users=24, n_items=20)
+    split = leave_one_out(dataset)
+    method = fit(tmp_path, "phases", dataset, ids="user+item", rounds=1)
+    evaluate(method, split, "valid", EvalConfig(), method.context)
+    assert method.ranked_phase == "valid" and set(method.user_ids) == {"valid"}
+    evaluate(method, split, "test", EvalConfig(), method.context)
+    assert method.ranked_phase == "test" and set(method.user_ids) == {"valid", "test"}
 
 
 def test_zero_shot_trains_on_other_datasets_and_evaluates_unseen_items(tmp_path) -> None:
