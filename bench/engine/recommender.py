@@ -54,8 +54,9 @@ class GenerativeRecommender(Method):
     # Precision auto: bf16 autocast where the CPU computes it (1.2-1.5x faster training with
     # AVX-512 BF16, with the loss of fp32 after an epoch), fp32 where bf16 would be emulated
     # (matrix multiplies 10.5x slower on average, 2.6-42.8x per shape, on an AVX2-only CPU;
-    # benchmarks/README.md). Model selection on 2,000 sampled validation users: on Toys (19,412 users) a validation costs about a tenth
-    # of an epoch instead of one; smaller datasets use all their users.
+    # benchmarks/README.md). Model selection on 2,000 sampled validation users: on Toys (19,412
+    # users) a validation costs about a tenth of an epoch instead of one; smaller datasets use all
+    # their users.
     profiles = {"cpu": {"epochs": 4, "threads": 1, "precision": "auto", "validation_users": 2000}}
 
     @abc.abstractmethod
