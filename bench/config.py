@@ -130,6 +130,13 @@ class Options:
         for name, value in vars(self).items():
             check_option(f"{self.option_word} '{name}'", value, literals.get(name), ranges.get(name))
 
+    def require_multiple(self, name: str, of: str, why: str = "") -> None:
+        """Field ``name`` is a multiple of field ``of`` (a width split evenly over heads or
+        digits); else a BenchError naming both, with ``why`` after it."""
+        value, divisor = getattr(self, name), getattr(self, of)
+        if value % divisor:
+            raise BenchError(f"{self.option_word} '{name}' must be a multiple of '{of}' ({divisor}), got {value}{why}")
+
 
 @functools.cache
 def _declared_values(options_class: type) -> tuple[dict[str, tuple[Any, ...]], dict[str, Range]]:

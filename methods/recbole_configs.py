@@ -9,7 +9,6 @@ from typing import Literal
 
 from bench.config import AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Range, option
 from bench.devices import DeviceConfig, threads_option
-from bench.errors import BenchError
 
 # No masked item means no cloze target (BERT4Rec) and no masked-item task (S3Rec).
 MASK_RATIO = Range(lambda value: 0 < value < 1, "in (0, 1)")
@@ -83,10 +82,8 @@ class TransformerConfig(RecBoleConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.hidden_size % self.n_heads:
-            # RecBole's multi-head attention splits the hidden state evenly over the heads.
-            raise BenchError(f"config key 'hidden_size' must be a multiple of 'n_heads' ({self.n_heads}), "
-                             f"got {self.hidden_size}")
+        # RecBole's multi-head attention splits the hidden state evenly over the heads.
+        self.require_multiple("hidden_size", "n_heads")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -104,9 +104,7 @@ class IDGeneratorConfig(Options):
 
 def check_generator_config(config: IDGeneratorConfig) -> None:
     """What ties the generator's options together (each one's range is declared on its field)."""
-    if config.generator_d_model % config.generator_num_heads:
-        raise BenchError(f"config key 'generator_d_model' ({config.generator_d_model}) must be a multiple of "
-                         f"'generator_num_heads' ({config.generator_num_heads})")
+    config.require_multiple("generator_d_model", "generator_num_heads")
     for name in ("id_length_range", "id_longer_length_range"):
         value = tuple(getattr(config, name))
         if len(value) != 2 or not 1 <= value[0] <= value[1]:

@@ -74,9 +74,7 @@ class RPGConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.pca_dim % self.n_digits:
-            raise BenchError(f"config key 'pca_dim' ({self.pca_dim}) must be a multiple of n_digits ({self.n_digits}): "
-                             "each digit quantises an equal slice")
+        self.require_multiple("pca_dim", "n_digits", why=": each digit quantises an equal slice")
 
     def quantizer_settings(self) -> QuantizerSettings:
         return QuantizerSettings(n_digits=self.n_digits, codebook_size=self.codebook_size, pca_dim=self.pca_dim,

@@ -93,9 +93,7 @@ class UniSRecConfig(TrainingConfig, FoundationConfig):
         if self.mode == "zero-shot" and not self.foundation_datasets:
             raise BenchError("config key 'mode' is 'zero-shot' but 'foundation_datasets' is empty: "
                              "a zero-shot model needs source datasets to pre-train on")
-        if self.hidden_size % self.n_heads:
-            raise BenchError(f"config key 'hidden_size' ({self.hidden_size}) must be a multiple of 'n_heads' "
-                             f"({self.n_heads})")
+        self.require_multiple("hidden_size", "n_heads")
 
 
 class UniSRec(Method):

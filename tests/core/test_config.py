@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import pytest
 
@@ -97,3 +98,21 @@ def test_run_options_are_recorded_apart_from_the_config_that_keys_the_work_folde
     assert marked.to_dict() == plain.to_dict()  # same training, same work folder
     with pytest.raises(BenchError, match="tracker.*must be one of"):
         resolve("m", ToyConfig, {}, "cpu", {}, {"tracker": "neptune"})
+
+
+@pytest.mark.parametrize("config_class, values, message", [
+    ("methods.recbole_configs:TransformerConfig", {"hidden_size": 64, "n_heads": 3},
+     "config key 'hidden_size' must be a multiple of 'n_heads' (3), got 64"),
+    ("methods.unisrec.method:UniSRecConfig", {"hidden_size": 300, "n_heads": 7},
+     "config key 'hidden_size' must be a multiple of 'n_heads' (7), got 300"),
+    ("methods.rpg.method:RPGConfig", {"pca_dim": 128, "n_digits": 3},
+     "config key 'pca_dim' must be a multiple of 'n_digits' (3), got 128: each digit quantises an equal slice"),
+    ("methods.idgenrec.generator:IDGeneratorConfig", {"generator_d_model": 30, "generator_num_heads": 4},
+     "config key 'generator_d_model' must be a multiple of 'generator_num_heads' (4), got 30"),
+])
+def test_a_width_not_split_evenly_is_refused_naming_both_keys(config_class, values, message):
+    import importlib
+
+    module, name = config_class.split(":")
+    with pytest.raises(BenchError, match=re.escape(message)):
+        getattr(importlib.import_module(module), name)(**values)
