@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any, Mapping
 
 from bench.cell_selection import added_later_defaults
+from bench.config import check_option
 from bench.errors import BenchError
 from bench.reality_check import FAMILIES
 from bench.registry import Registry, methods
@@ -73,9 +74,8 @@ def _column(entry: Mapping[str, Any], where_from: str) -> Column:
         what = f"unknown key '{sorted(unknown)[0]}'" if unknown else "a column needs 'label' and 'method'"
         raise BenchError(f"{where_from}: {what}")
     family = entry.get("family")
-    if family is not None and family not in FAMILIES:
-        raise BenchError(f"{where_from}, column '{entry['label']}': family must be one of {', '.join(FAMILIES)}, "
-                         f"got '{family}'")
+    if family is not None:
+        check_option(f"{where_from}, column '{entry['label']}': family", family, FAMILIES, None)
     return Column(entry["label"], entry["method"], dict(entry.get("where", {})), entry.get("paper_label"),
                   entry.get("paper_table"), family)
 
