@@ -81,9 +81,7 @@ def paper_checkpoints() -> list[str]:
     names: list[str] = []
     registry = methods()
     for method_name in registry.names():
-        config_class = getattr(registry.get(method_name), "config_class", None)
-        if config_class is None or not dataclasses.is_dataclass(config_class):
-            continue
+        config_class = registry.get(method_name).config_class
         for field in dataclasses.fields(config_class):
             if field.name in CHECKPOINT_FIELDS and isinstance(field.default, str) and field.default:
                 names.append(field.default)

@@ -105,6 +105,8 @@ def test_the_training_loop_trains_and_validates_on_the_contexts_runtime(tmp_path
     losses = []
 
     class Task:
+        example_length = None
+
         def examples_for_epoch(self, epoch):
             return list(range(8))
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.errors import BenchError
 from bench.shared_artifacts import shared_artifact
+
+if TYPE_CHECKING:
+    from bench.method import RunContext
 
 # The name under which the wheel's copy is asked for; its hub name means the same model.
 OFFLINE_ENCODER = "all-MiniLM-L6-v2"
@@ -113,7 +116,7 @@ def _load_sentence_transformer(profile: str, encoder: str, device: str | None) -
                               source, what, offline)
 
 
-def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, cache_dir: Path, context: Any,
+def item_text_embeddings(texts: list[str], profile: str, encoder: str | None, cache_dir: Path, context: RunContext,
                          batch_size: int = 64, device: str | None = None) -> np.ndarray:
     """Embeddings ``[len(texts), dim]`` (float32) of ``texts`` by the profile's encoder, cached.
 
@@ -141,9 +144,9 @@ def _cached(path: Path, rows: int) -> np.ndarray:
                      f"expected {rows} rows; delete the file")
 
 
-def _embedded(texts: list[str], profile: str, name: str, context: Any, batch_size: int,
+def _embedded(texts: list[str], profile: str, name: str, context: RunContext, batch_size: int,
               device: str | None) -> np.ndarray:
-    model = load_encoder(profile, name, device, show_progress=getattr(context, "show_progress", True))
+    model = load_encoder(profile, name, device, show_progress=context.show_progress)
     batches = []
     with context.progress(total=len(texts), desc=f"embed item text ({name})", unit="item") as bar:
         for start in range(0, len(texts), batch_size):

@@ -6,8 +6,9 @@ A task says what the examples are and what the loss is:
   (seed, epoch) only);
 - ``collate(examples) -> dict[str, Tensor]``;
 - ``loss(model, batch) -> Tensor``;
-- optionally ``example_length(example) -> int``: with ``length_bucketing`` batches are
-  then cut from examples of similar length (:func:`bench.engine.batching.epoch_batches`).
+- ``example_length``: ``example_length(example) -> int``, or ``None`` for a task whose
+  examples have no length; with ``length_bucketing`` batches are cut from examples of
+  similar length (:func:`bench.engine.batching.epoch_batches`).
 
 The loop is AdamW with linear warm-up then linear decay, gradient accumulation and
 clipping. Device, precision and processes come from the run context's runtime (:mod:`bench.runtime`): with
@@ -31,7 +32,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -90,6 +91,10 @@ class TrainingConfig(DeviceConfig):
 
 
 class TrainingTask(Protocol):
+    # The length of an example for length bucketing, or None: examples without a length are
+    # batched in their shuffled order whatever ``length_bucketing`` says.
+    example_length: Callable[[Any], int] | None
+
     def examples_for_epoch(self, epoch: int) -> Sequence[Any]: ...
 
     def collate(self, examples: Sequence[Any]) -> dict[str, "torch.Tensor"]: ...
@@ -218,7 +223,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     model, optimizer, scheduler = runtime.prepare_training(model, optimizer, scheduler)
     runtime.load_scaler_state(scaler_state)
     plain = runtime.unwrap(model)
-    lengths_of = getattr(task, "example_length", None) if config.length_bucketing else None
+    lengths_of = task.example_length if config.length_bucketing else None
 
     model.train()
     last_checkpoint = time.perf_counter()
