@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from bench.cell_selection import added_later_defaults
 from bench.config import check_option
 from bench.errors import BenchError
+from bench.method import TableColumn
 from bench.reality_check import FAMILIES
 from bench.registry import Registry, methods
 
@@ -22,16 +23,11 @@ SPEC_FILE = "reference/tables.toml"
 
 
 @dataclasses.dataclass(frozen=True)
-class Column:
-    label: str
-    method: str
-    where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    paper_label: str | None = None
-    # The reference table this column's paper number comes from, when it is not the table's own
-    # (a method the table's paper did not run, with its own paper's number on the same protocol).
-    paper_table: str | None = None
-    # ``reality-check`` or ``generative`` (bench.reality_check), for the note under the table.
-    family: str | None = None
+class Column(TableColumn):
+    """A column of a table: its declaration (from the table file or a method's
+    ``table_columns``) and the method whose records fill it."""
+
+    method: str = dataclasses.field(kw_only=True)
 
     def matches(self, record: dict[str, Any]) -> bool:
         if record["method"] != self.method:
@@ -68,7 +64,7 @@ def _read_spec_file() -> list[dict[str, Any]]:
         raise BenchError(f"bench/{SPEC_FILE}: not a valid table file: {error}") from None
 
 
-def _column(entry: Mapping[str, Any], where_from: str) -> Column:
+def _column(entry: Mapping[str, Any], table: str, where_from: str) -> Column:
     unknown = set(entry) - {"label", "method", "where", "paper_label", "paper_table", "family"}
     if unknown or "label" not in entry or "method" not in entry:
         what = f"unknown key '{sorted(unknown)[0]}'" if unknown else "a column needs 'label' and 'method'"
@@ -76,8 +72,8 @@ def _column(entry: Mapping[str, Any], where_from: str) -> Column:
     family = entry.get("family")
     if family is not None:
         check_option(f"{where_from}, column '{entry['label']}': family", family, FAMILIES, None)
-    return Column(entry["label"], entry["method"], dict(entry.get("where", {})), entry.get("paper_label"),
-                  entry.get("paper_table"), family)
+    return Column(table=table, label=entry["label"], method=entry["method"], where=dict(entry.get("where", {})),
+                  paper_label=entry.get("paper_label"), paper_table=entry.get("paper_table"), family=family)
 
 
 def declared_columns() -> dict[str, list[Column]]:
@@ -87,15 +83,14 @@ def declared_columns() -> dict[str, list[Column]]:
     registry = methods()
     for name in registry.names():
         for declared in registry.get(name).table_columns:
-            found.setdefault(declared.table, []).append(
-                Column(declared.label, name, dict(declared.where), declared.paper_label, declared.paper_table,
-                       declared.family))
+            fields = {field.name: getattr(declared, field.name) for field in dataclasses.fields(TableColumn)}
+            found.setdefault(declared.table, []).append(Column(**fields, method=name))
     return found
 
 
 def _spec(entry: dict[str, Any], extra: list[Column]) -> TableSpec:
     where_from = f"bench/{SPEC_FILE}, table '{entry.get('id')}'"
-    columns = tuple(_column(column, where_from) for column in entry.get("columns", ())) + tuple(extra)
+    columns = tuple(_column(column, entry.get("id"), where_from) for column in entry.get("columns", ())) + tuple(extra)
     labels = [column.label for column in columns]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:

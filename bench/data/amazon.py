@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import ast
 import html
-import json
 import re
 from array import array
 from pathlib import Path
@@ -43,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from bench.data.dataset import Dataset, build_dataset
-from bench.data.download import fetch, read_lines
+from bench.data.download import fetch, json_object, keyed_records, read_lines
 from bench.errors import BenchError
 
 CORE = 5
@@ -171,12 +170,7 @@ def read_reviews(path: Path) -> tuple[InteractionLog, str | None]:
     for line_number, line in lines:
         if not line.strip():
             continue
-        try:
-            review = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BenchError(f"{path}:{line_number}: invalid JSON: {error.msg}") from None
-        if not isinstance(review, dict):
-            raise BenchError(f"{path}:{line_number}: expected a JSON object")
+        review = json_object(path, line_number, line)
         for key in ("reviewerID", "asin", "unixReviewTime"):
             if key not in review:
                 raise BenchError(f"{path}:{line_number}: review lacks '{key}'")
@@ -191,14 +185,11 @@ def read_reviews(path: Path) -> tuple[InteractionLog, str | None]:
 
 def read_meta(path: Path, wanted: set[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
     """The metadata of the ``wanted`` items; other items' lines are skipped unparsed."""
-    records: dict[str, dict[str, Any]] = {}
-    lines = read_lines(path)
-    for line_number, line in lines:
-        if not line.strip():
-            continue
+
+    def parse(line_number: int, line: str) -> dict[str, Any] | None:
         match = _ASIN_PATTERN.search(line)
         if match is not None and match.group(1) not in wanted:
-            continue
+            return None
         try:
             record = ast.literal_eval(line)
         except (ValueError, SyntaxError, MemoryError, RecursionError) as error:
@@ -211,9 +202,9 @@ def read_meta(path: Path, wanted: set[str]) -> tuple[dict[str, dict[str, Any]], 
         paths = record.get("categories") or []
         if not (isinstance(paths, list) and all(isinstance(p, list) for p in paths)):
             raise BenchError(f"{path}:{line_number}: 'categories' is not a list of category paths")
-        if record["asin"] in wanted:
-            records[record["asin"]] = record
-    return records, lines.sha256
+        return record
+
+    return keyed_records(path, wanted, "asin", parse)
 
 
 def _category_paths(record: dict[str, Any]) -> list[list[str]]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import tempfile
 import zlib
 from http.client import HTTPException
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 from urllib.request import urlopen
 
 from bench.errors import BenchError
@@ -137,3 +138,30 @@ class LineSource:
 
 def read_lines(path: Path, progress: bool = True) -> LineSource:
     return LineSource(path, progress)
+
+
+def keyed_records(path: Path, wanted: set[str], key: str,
+                  parse: Callable[[int, str], dict[str, Any] | None]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """The records of a one-object-per-line file whose ``key`` is in ``wanted``, and the file's
+    digest. ``parse(line_number, line)`` reads and checks each non-blank line (raising
+    :class:`BenchError` naming it), or returns None to skip a line unread."""
+    records: dict[str, dict[str, Any]] = {}
+    lines = read_lines(path)
+    for line_number, line in lines:
+        if not line.strip():
+            continue
+        record = parse(line_number, line)
+        if record is not None and record[key] in wanted:
+            records[record[key]] = record
+    return records, lines.sha256
+
+
+def json_object(path: Path, line_number: int, line: str) -> dict[str, Any]:
+    """One line of a JSON-lines file, which must hold an object."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise BenchError(f"{path}:{line_number}: invalid JSON: {error.msg}") from None
+    if not isinstance(record, dict):
+        raise BenchError(f"{path}:{line_number}: expected a JSON object")
+    return record

@@ -22,13 +22,12 @@ are left out). Item attributes (FDSA, S3Rec): the business's categories.
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from typing import Any
 
 from bench.data.amazon import InteractionLog, clean_text, core_sequences, unique, verify_checksum
 from bench.data.dataset import Dataset, build_dataset
-from bench.data.download import read_lines
+from bench.data.download import json_object, keyed_records, read_lines
 from bench.errors import BenchError
 
 DOWNLOAD_PAGE = "https://www.yelp.com/dataset"
@@ -62,16 +61,6 @@ def source_files(card: dict[str, Any], source: Path) -> dict[str, Path]:
     return files
 
 
-def _object(path: Path, line_number: int, line: str) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise BenchError(f"{path}:{line_number}: invalid JSON: {error.msg}") from None
-    if not isinstance(record, dict):
-        raise BenchError(f"{path}:{line_number}: expected a JSON object")
-    return record
-
-
 def read_reviews(path: Path, start: datetime.date | None,
                  end: datetime.date | None) -> tuple[InteractionLog, str | None, int]:
     log = InteractionLog()
@@ -80,7 +69,7 @@ def read_reviews(path: Path, start: datetime.date | None,
     for line_number, line in lines:
         if not line.strip():
             continue
-        review = _object(path, line_number, line)
+        review = json_object(path, line_number, line)
         for key in ("user_id", "business_id", "date"):
             if key not in review:
                 raise BenchError(f"{path}:{line_number}: review lacks '{key}'")
@@ -104,20 +93,16 @@ def read_reviews(path: Path, start: datetime.date | None,
 
 
 def read_businesses(path: Path, wanted: set[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
-    records: dict[str, dict[str, Any]] = {}
-    lines = read_lines(path)
-    for line_number, line in lines:
-        if not line.strip():
-            continue
-        record = _object(path, line_number, line)
+    def parse(line_number: int, line: str) -> dict[str, Any]:
+        record = json_object(path, line_number, line)
         if "business_id" not in record:
             raise BenchError(f"{path}:{line_number}: business lacks 'business_id'")
         categories = record.get("categories")
         if categories is not None and not isinstance(categories, str):
             raise BenchError(f"{path}:{line_number}: 'categories' is not a comma-separated string")
-        if record["business_id"] in wanted:
-            records[record["business_id"]] = record
-    return records, lines.sha256
+        return record
+
+    return keyed_records(path, wanted, "business_id", parse)
 
 
 def business_categories(record: dict[str, Any]) -> list[str]:

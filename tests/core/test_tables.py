@@ -130,4 +130,4 @@ def test_a_column_of_an_unknown_family_is_refused_with_its_label():
     from bench.table_specs import _column
 
     with pytest.raises(BenchError, match="column 'X': family must be one of reality-check, generative; got 'neural'"):
-        _column({"label": "X", "method": "pop", "family": "neural"}, "tables.toml, table 'standard'")
+        _column({"label": "X", "method": "pop", "family": "neural"}, "standard", "tables.toml, table 'standard'")
