@@ -21,6 +21,7 @@ from typing import Iterator, Sequence, TextIO
 
 from bench.errors import BenchError
 from bench.identity import record_identity
+from bench.run_guard import RunStopped
 from bench.sweep import RunOutcome, RunTask, SlurmOptions, SweepPlan, thread_note
 from bench.sweep_requeue import RequeueableRun
 
@@ -124,8 +125,33 @@ def _launched(task: RunTask) -> str:
     return max(matches, key=lambda r: r["started_at"])["_path"]
 
 
+@contextlib.contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """SIGTERM ends this process as Ctrl-C does, through ``finally`` blocks (exit code 143)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signal_number: int, frame: object) -> None:
+        raise SystemExit(128 + signal_number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _worker_main(task: RunTask, threads: int, connection) -> None:
-    connection.send(run_task(task, threads))
+    try:
+        connection.send(run_task(task, threads))
+    except RunStopped as stop:  # the sweep was stopped: say so in the run's log, as `bench run` does
+        with _output_to(Path(task.log_path)):
+            print(stop.message(), flush=True)
+        raise SystemExit(stop.exit_code) from None
     connection.close()
 
 
@@ -241,34 +267,39 @@ class LocalExecutor:
         active: dict[int, tuple] = {}
         finishing: list = []  # processes that reported and are tearing down (can take a while)
         outcomes: list[RunOutcome] = []
-        try:
-            while queue or active:
-                while queue and len(active) < self.slots:
-                    task = queue.pop(0)
-                    receiver, sender = context.Pipe(duplex=False)
-                    process = context.Process(target=_worker_main, args=(task, self.threads_per_run, sender))
-                    with _thread_environment(self.threads_per_run):
-                        process.start()
-                    sender.close()
-                    active[process.sentinel] = (process, receiver, task, time.monotonic())
-                    progress.started(task)
-                # A run is over when its outcome arrives or its process ends without one (a crash).
-                ready = set(wait([entry[1] for entry in active.values()] + list(active), timeout=1.0))
-                for sentinel in [s for s, entry in active.items() if s in ready or entry[1] in ready]:
-                    process, receiver, task, started = active.pop(sentinel)
-                    outcome = self._collect(process, receiver, task, started)
-                    finishing.append(process)
-                    outcomes.append(outcome)
-                    progress.finished(outcome)
-                finishing = [process for process in finishing if process.is_alive()]
-                progress.tick()
-            for process in finishing:
-                process.join(timeout=60)
-        finally:
-            for process in [entry[0] for entry in active.values()] + finishing:
-                if process.is_alive():
-                    process.terminate()
-                    process.join()
+        with _exit_on_sigterm():
+            try:
+                while queue or active:
+                    while queue and len(active) < self.slots:
+                        task = queue.pop(0)
+                        receiver, sender = context.Pipe(duplex=False)
+                        arguments = (task, self.threads_per_run, sender)
+                        process = context.Process(target=_worker_main, args=arguments)
+                        with _thread_environment(self.threads_per_run):
+                            process.start()
+                        sender.close()
+                        active[process.sentinel] = (process, receiver, task, time.monotonic())
+                        progress.started(task)
+                    # A run is over when its outcome arrives or its process ends without one (a crash).
+                    ready = set(wait([entry[1] for entry in active.values()] + list(active), timeout=1.0))
+                    for sentinel in [s for s, entry in active.items() if s in ready or entry[1] in ready]:
+                        process, receiver, task, started = active.pop(sentinel)
+                        outcome = self._collect(process, receiver, task, started)
+                        finishing.append(process)
+                        outcomes.append(outcome)
+                        progress.finished(outcome)
+                    finishing = [process for process in finishing if process.is_alive()]
+                    progress.tick()
+                for process in finishing:
+                    process.join(timeout=60)
+            finally:
+                # Stopped (Ctrl-C, or SIGTERM: kill, a scheduler's stop) or failed: each run still going
+                # gets SIGTERM, stops at its next safe point with its last checkpoint whole, and is
+                # waited for, so no run outlives its sweep and the same command resumes them.
+                for process in [entry[0] for entry in active.values()] + finishing:
+                    if process.is_alive():
+                        process.terminate()
+                        process.join()
         return outcomes
 
     @staticmethod

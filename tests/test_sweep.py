@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import json
 import subprocess
 import sys
@@ -290,3 +291,45 @@ def test_dry_run_says_where_a_started_run_will_resume(tmp_path):
                      + "x" * 300 + "\n")
     state = work_folder_state(task)
     assert state.startswith("started, last epoch line 2026-11-26 18:01: setrec epoch 6/20") and len(state) == 160
+
+
+def test_a_terminated_sweep_stops_its_runs_and_the_same_command_resumes_them(tmp_path):
+    """SIGTERM to `bench sweep` (kill, a scheduler) reaches the run it is running: the run stops at
+    its next safe point and says so in its log, nothing outlives the sweep, and the sweep exits 143."""
+    import signal
+    import time
+
+    from bench.run_guard import work_folder_lock
+
+    sweep_file = write(tmp_path, """
+        methods = ["gru4rec"]
+        datasets = ["demo"]
+        seeds = [3]
+
+        [set.gru4rec]
+        epochs = 300
+        stopping_step = 300
+        threads = 1
+        """)
+    plan = plan_sweep(load_sweep(sweep_file), tmp_path / "results")
+    work_dir = Path(plan.tasks[0].log_path).parent
+    environment = {**os.environ, "GENREC_BENCH_CACHE": str(tmp_path / "cache")}
+    sweep = subprocess.Popen([sys.executable, "-m", "bench.cli", "sweep", str(sweep_file), "--jobs", "1",
+                              "--results-dir", str(tmp_path / "results")], cwd=PROJECT, env=environment,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run_log = tmp_path / "cache" / "work" / work_dir.name / "run.log"
+        deadline = time.monotonic() + 300
+        while not (run_log.exists() and "epoch 1 training" in run_log.read_text()):
+            assert sweep.poll() is None and time.monotonic() < deadline, "the run never reached its first epoch"
+            time.sleep(0.5)
+        sweep.send_signal(signal.SIGTERM)
+        assert sweep.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    with work_folder_lock(run_log.parent, wait=False, say=print):  # no run holds the folder any more
+        pass
+    log = (run_log.parent / "sweep.log").read_text()
+    assert "the same command resumes" in log or "the same command starts the run again" in log
+    assert records_in(tmp_path / "results") == []
