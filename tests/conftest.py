@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,34 @@ def with_cold_targets(split: Split) -> Split:
 @pytest.fixture
 def tiny() -> Dataset:
     return tiny_dataset()
+
+
+class Guarded(list):
+    """A per-user list (sequences, training parts, targets) that raises on any read while armed."""
+
+    armed = True
+
+    def _check(self) -> None:
+        if Guarded.armed:
+            raise AssertionError("the evaluated dataset's interactions were read before evaluation")
+
+    def __getitem__(self, index):
+        self._check()
+        return super().__getitem__(index)
+
+    def __iter__(self):
+        self._check()
+        return super().__iter__()
+
+    def __len__(self):
+        self._check()
+        return super().__len__()
+
+
+def guarded(dataset: Dataset, split: Split) -> tuple[Dataset, Split]:
+    """Copies of ``dataset`` and ``split`` whose interactions raise when read while
+    ``Guarded.armed``: a zero-shot fit must never read them."""
+    guarded_split = dataclasses.replace(split, **{field.name: Guarded(getattr(split, field.name))
+                                                  for field in dataclasses.fields(split)
+                                                  if isinstance(getattr(split, field.name), list)})
+    return dataclasses.replace(dataset, sequences=Guarded(dataset.sequences)), guarded_split

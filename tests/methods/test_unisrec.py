@@ -21,7 +21,7 @@ from bench.evaluation.protocol import evaluate
 from bench.method import RunContext, TrainingData
 from methods.unisrec.model import MoEAdaptor, NetworkOptions, UniSRecModel, pad_histories
 from methods.unisrec.tasks import Augmentation, SequenceTask
-from tests.conftest import tiny_dataset
+from tests.conftest import Guarded, guarded, tiny_dataset
 
 TEXT_DIM = 16
 TINY = dict(hidden_size=16, inner_size=32, n_layers=1, n_heads=2, n_experts=3, max_seq_length=6, threads=1,
@@ -182,35 +182,10 @@ def fitted(work_dir: Path, dataset: Dataset, split=None, **changes):
     return method
 
 
-class Guarded(list):
-    """A per-user list (sequences, training parts, targets) that raises on any read while armed."""
-
-    armed = True
-
-    def _check(self) -> None:
-        if Guarded.armed:
-            raise AssertionError("the evaluated dataset's interactions were read before evaluation")
-
-    def __getitem__(self, index):
-        self._check()
-        return super().__getitem__(index)
-
-    def __iter__(self):
-        self._check()
-        return super().__iter__()
-
-    def __len__(self):
-        self._check()
-        return super().__len__()
-
-
 def test_zero_shot_fit_reads_no_interaction_of_the_evaluated_dataset(tmp_path: Path, sources) -> None:
     target = tiny_dataset(n_users=24, n_items=20, seed=9)
     split = leave_one_out(target)
-    guarded_split = dataclasses.replace(split, **{field.name: Guarded(getattr(split, field.name))
-                                                  for field in dataclasses.fields(split)
-                                                  if isinstance(getattr(split, field.name), list)})
-    guarded_dataset = dataclasses.replace(target, sequences=Guarded(target.sequences))
+    guarded_dataset, guarded_split = guarded(target, split)
     Guarded.armed = True
     try:
         method = fitted(tmp_path / "zero-shot", guarded_dataset, guarded_split, mode="zero-shot", **sources)
