@@ -15,6 +15,7 @@ from methods.idgenrec.config import IDGenRecConfig, TrainingPhase
 from methods.idgenrec.corpus import Corpus
 from methods.idgenrec.prompting import PromptWriter
 from methods.idgenrec.soft_ids import SoftBatch, frozen, soft_id_loss
+from methods.idgenrec.state import ScheduleState
 
 if TYPE_CHECKING:
     from transformers import T5ForConditionalGeneration
@@ -23,14 +24,14 @@ if TYPE_CHECKING:
 
 
 def generator_phase(generator: "IDGenerator", recommender: "T5ForConditionalGeneration", prompts: PromptWriter,
-                    phase: TrainingPhase, corpus: Corpus, state: dict[str, Any], config: IDGenRecConfig,
+                    phase: TrainingPhase, corpus: Corpus, state: ScheduleState, config: IDGenRecConfig,
                     context: RunContext, progress: Callable[[str], Any]) -> dict[str, Any]:
     """A generator phase: train the generator through the frozen recommender (soft IDs), then
     regenerate the IDs of all items (and users) into ``state``; the phase's log entry."""
     import torch
 
-    item_tokens = prompts.token_lists(state["item_ids"])
-    user_tokens = prompts.token_lists(state["user_ids"]) if config.with_users else None
+    item_tokens = prompts.token_lists(state.item_ids)
+    user_tokens = prompts.token_lists(state.user_ids) if config.with_users else None
     positions = prompts.positions(corpus)
     eos, pad = prompts.tokenizer.eos_token_id, prompts.tokenizer.pad_token_id
     torch.manual_seed(context.seed + 1000 + phase.index)
@@ -59,17 +60,17 @@ def generator_phase(generator: "IDGenerator", recommender: "T5ForConditionalGene
                 optimizer.step()
                 losses.append(float(loss.detach()))
     generator.model.eval()
-    previous = state["item_ids"]
+    previous = state.item_ids
     unique = generator.unique_ids(corpus.item_texts, progress(f"round {phase.round} item IDs"))
-    state["item_ids"], state["item_stats"] = unique.ids, unique.stats.to_dict()
+    state.item_ids, state.item_stats = unique.ids, unique.stats.to_dict()
     entry = {"examples": int(len(order) * config.generator_epochs),
              "mean_loss": round(float(np.mean(losses)), 6) if losses else None,
              "item_ids_changed": int(sum(a != b for a, b in zip(previous, unique.ids))),
              "item_id_stats": unique.stats.to_dict()}
     if config.with_users:
         users = generator.unique_ids(corpus.user_texts, progress(f"round {phase.round} user IDs"))
-        entry["user_ids_changed"] = int(sum(a != b for a, b in zip(state["user_ids"], users.ids)))
-        state["user_ids"], state["user_stats"] = users.ids, users.stats.to_dict()
+        entry["user_ids_changed"] = int(sum(a != b for a, b in zip(state.user_ids, users.ids)))
+        state.user_ids, state.user_stats = users.ids, users.stats.to_dict()
     return entry
 
 
