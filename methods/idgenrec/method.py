@@ -82,7 +82,7 @@ class IDGenRec(Method):
     # and the long Toys runs were made in fp32, so the default stays until bf16 is measured.
     # One process: the shared start is built under a file lock that a second process would
     # wait on while the first waits for it in the data-parallel warm start; and the
-    # generator phase's loop does not go through the runtime's data-parallel wrapper.
+    # generator phase's task runs the generator itself, not the loop's data-parallel wrapper.
     supports_processes = False
     profiles = {"cpu": {"epochs": 3, "threads": 1, "generator_phase_learning_rate": 1e-4, "generator_first": False,
                         "generator_phase_examples": 512, "user_id_max_items": 5, "validation_users": 2000}}
@@ -231,7 +231,8 @@ class IDGenRec(Method):
     def _generator_phase(self, phase: TrainingPhase, corpus: Corpus, state: ScheduleState) -> dict[str, Any]:
         """Train the generator through the frozen recommender, then regenerate all IDs."""
         return generator_phase(self.generator, self.recommender, self.prompts, phase, corpus, state, self.config,
-                               self.context, self._progress)
+                               self.context, self.schedule_dir / f"phase-{phase.index:02d}-generator",
+                               self._progress)
 
     # ---------------------------------------------------------- evaluation
 
