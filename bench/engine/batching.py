@@ -166,13 +166,19 @@ class Seq2SeqTask:
 
 
 def epoch_batches(lengths: np.ndarray | None, n_examples: int, batch_size: int, seed: int,
-                  epoch: int) -> list[np.ndarray]:
+                  epoch: int, shuffle: bool = True) -> list[np.ndarray]:
     """The epoch's batches (indices into its examples), drawn from (seed, epoch) only.
 
     Without ``lengths``: consecutive slices of a random permutation. With them: the
     permutation is cut into chunks of :data:`BUCKET_BATCHES` batches, each chunk is sorted by
-    length and cut into batches, and the batches are shuffled. Either way there are
-    ``ceil(n_examples / batch_size)`` batches, all full but (at most) one."""
+    length and cut into batches, and the batches are shuffled. Without ``shuffle``: consecutive
+    slices of the examples in their own order (for examples whose order is already drawn;
+    ``lengths`` must then be None). Either way there are ``ceil(n_examples / batch_size)``
+    batches, all full but (at most) one."""
+    if not shuffle:
+        if lengths is not None:
+            raise ValueError("length buckets reorder the examples: without shuffle they must be off")
+        return [np.arange(start, min(start + batch_size, n_examples)) for start in range(0, n_examples, batch_size)]
     rng = np.random.default_rng([seed, epoch, ORDER_STREAM])
     order = rng.permutation(n_examples)
     if lengths is None:

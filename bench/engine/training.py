@@ -4,19 +4,25 @@
 A task says what the examples are and what the loss is:
 - ``examples_for_epoch(epoch) -> Sequence`` (the same number every epoch, drawn from
   (seed, epoch) only);
-- ``collate(examples) -> dict[str, Tensor]``;
+- ``collate(examples) -> batch``: a dict of tensors (moved to the run's device), or any
+  object ``loss`` reads as it is (IDGenRec's soft-ID batches place their own tensors);
 - ``loss(model, batch) -> Tensor``;
 - ``example_length``: ``example_length(example) -> int``, or ``None`` for a task whose
   examples have no length; with ``length_bucketing`` batches are cut from examples of
   similar length (:func:`bench.engine.batching.epoch_batches`).
 
-The loop is AdamW with linear warm-up then linear decay, gradient accumulation and
-clipping. Device, precision and processes come from the run context's runtime (:mod:`bench.runtime`): with
-N processes each global batch is split over them, so the global batch and the learning-rate
-schedule are those of one process. Every ``eval_every`` epochs ``validate`` scores the model
-it is handed (``validate.install``); the best weights (validation NDCG@10) are kept beside the last epoch's
-checkpoint, training stops after ``patience`` scores without improvement, and the best
-weights are loaded before returning (:mod:`bench.engine.selection`).
+The loop is AdamW with linear warm-up then linear decay (or a constant or inverse-sqrt
+rate), gradient accumulation and clipping. By default the batches are shuffled per (seed,
+epoch) and AdamW is torch's fused kernel; a task that draws its own order, or a loop that
+must reproduce one written before (IDGenRec's generator phase), keeps the examples' order and
+torch's default AdamW kernel (:func:`train_model`'s ``shuffle``, ``fused_optimizer``).
+
+Device, precision and processes come from the run context's runtime (:mod:`bench.runtime`):
+with N processes each global batch is split over them, so the global batch and the
+learning-rate schedule are those of one process. Every ``eval_every`` epochs ``validate``
+scores the model it is handed (``validate.install``); the best weights (validation NDCG@10)
+are kept beside the last epoch's checkpoint, training stops after ``patience`` scores without
+improvement, and the best weights are loaded before returning (:mod:`bench.engine.selection`).
 
 A checkpoint is written at the end of every epoch (model, optimizer, scheduler, RNG
 states, epoch, selection state; :mod:`bench.engine.checkpoints`), so a run killed at any
@@ -97,9 +103,9 @@ class TrainingTask(Protocol):
 
     def examples_for_epoch(self, epoch: int) -> Sequence[Any]: ...
 
-    def collate(self, examples: Sequence[Any]) -> dict[str, "torch.Tensor"]: ...
+    def collate(self, examples: Sequence[Any]) -> Any: ...
 
-    def loss(self, model: Any, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor": ...
+    def loss(self, model: Any, batch: Any) -> "torch.Tensor": ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +164,8 @@ def _validation_due(config: TrainingConfig, epoch: int) -> bool:
 
 def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoint_dir: Path, context: RunContext,
                 validate: Validate | None = None, description: str = "train",
-                checkpoint_interval_seconds: float = 0.0, cheap_dropout_masks: bool = True) -> TrainingReport:
+                checkpoint_interval_seconds: float = 0.0, cheap_dropout_masks: bool = True, seed: int | None = None,
+                shuffle: bool = True, fused_optimizer: bool = True) -> TrainingReport:
     """Train ``model`` on ``task`` for at most ``config.epochs`` epochs, resuming from
     ``checkpoint_dir`` if a previous run left a checkpoint there, with model selection when
     ``validate`` is given and ``config.eval_every`` > 0. On every process, ``validate.install``
@@ -169,12 +176,19 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     after the last epoch): for loops of many tiny epochs, whose checkpoints would cost more
     than the epochs. ``cheap_dropout_masks`` draws CPU dropout masks from 16-bit random
     numbers (:mod:`bench.engine.dropout`); off, torch's own dropout (the earlier loop).
+    ``seed`` (default: the run's) seeds the batches' order and the torch stream dropout draws
+    from; a model trained in several phases of one run gives each phase its own. Without
+    ``shuffle`` the batches are consecutive slices of ``examples_for_epoch(epoch)`` in its own
+    order (for a task that draws the order itself; length buckets, which reorder, must be off).
+    ``fused_optimizer`` off: torch's default AdamW kernel (per tensor on the CPU, for-each on
+    CUDA) instead of the fused one; the two differ in the last bits of the weights.
     Returns with ``model`` in eval mode, holding the selected weights."""
     import torch
 
     from bench.engine.dropout import cheap_mask_dropout
 
     runtime = context.runtime
+    seed = context.seed if seed is None else seed
     checkpoint_dir = Path(checkpoint_dir)
     if runtime.is_main_process:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +200,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
     batches_per_epoch = math.ceil(n_examples / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = _optimizer(model, config, fused=runtime.device.type in ("cpu", "cuda"))
+    optimizer = _optimizer(model, config, fused=fused_optimizer and runtime.device.type in ("cpu", "cuda"))
     scheduler = _scheduler(optimizer, config, total_steps)
 
     start_epoch, train_seconds, validation_seconds, epoch_loss, scaler_state = 0, 0.0, 0.0, None, None
@@ -219,7 +233,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         cpu_seconds = state.get("cpu_seconds", 0.0)  # checkpoints written before it was counted: 0
         selection = Selection.from_state(state["selection"])
     else:
-        torch.manual_seed(context.seed)  # dropout draws from here; restored on resume
+        torch.manual_seed(seed)  # dropout draws from here; restored on resume
     model, optimizer, scheduler = runtime.prepare_training(model, optimizer, scheduler)
     runtime.load_scaler_state(scaler_state)
     plain = runtime.unwrap(model)
@@ -237,7 +251,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
             if len(examples) != n_examples:
                 raise RuntimeError(f"epoch {epoch} has {len(examples)} examples, epoch 0 had {n_examples}")
             lengths = None if lengths_of is None else np.fromiter(map(lengths_of, examples), np.int64, n_examples)
-            batches = epoch_batches(lengths, n_examples, config.batch_size, context.seed, epoch)
+            batches = epoch_batches(lengths, n_examples, config.batch_size, seed, epoch, shuffle=shuffle)
             epoch_loss = _train_one_epoch(model, task, examples, batches, optimizer, scheduler, config, runtime,
                                           context, f"{description} epoch {epoch + 1}/{config.epochs}")
             epoch_seconds = time.perf_counter() - clock

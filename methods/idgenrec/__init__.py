@@ -10,7 +10,8 @@ recommender reads histories of such IDs and writes the next one.
 - ``user_ids``: optional textual user IDs from the items a phase may see.
 - ``config``: the options and the schedule of phases; ``start``: the start several runs share
   (tokenizer, warm-started generator, initial IDs); ``prompting``: prompts written with the
-  current IDs; ``generator_phase``: the generator trained through the frozen recommender;
-  ``snapshots``: the schedule's resumable snapshots and the IDs table; ``method``: the plugin,
-  fit (start, schedule, selection) and rank.
+  current IDs; ``generator_phase``: the generator trained through the frozen recommender (by
+  the engine's loop); ``state``: what the schedule carries from phase to phase; ``snapshots``:
+  the schedule's resumable snapshots and the IDs table; ``method``: the plugin, fit (start,
+  schedule, selection) and rank.
 """

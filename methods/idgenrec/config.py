@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from bench.config import AT_LEAST_ONE, NON_NEGATIVE, option
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, option
 from bench.data.fusion import FoundationConfig
 from bench.engine.model import T5EngineConfig
 from methods.idgenrec.generator import IDGeneratorConfig
@@ -27,7 +27,8 @@ class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig, FoundationConfig):
                                          "(paper); off: the first round trains the recommender only")
     generator_epochs: int = option(1, "ID generator epochs per round (through the frozen recommender)",
                                    range=AT_LEAST_ONE)
-    generator_phase_learning_rate: float = option(1e-8, "AdamW learning rate of the ID generator phase")
+    generator_phase_learning_rate: float = option(1e-8, "AdamW learning rate of the ID generator phase (constant)",
+                                                  range=POSITIVE)
     generator_phase_examples: int = option(0, "training examples per generator epoch, drawn afresh each "
                                               "round (0: all of them)", range=NON_NEGATIVE)
     user_id_max_items: int = option(20, "most recent visible items whose text makes a user's ID", range=AT_LEAST_ONE)

@@ -30,6 +30,7 @@ so a second target (Table 7's Yelp row after Toys) reuses the trained, selected 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,10 @@ from methods.idgenrec.config import IDGenRecConfig, TrainingPhase, schedule
 from methods.idgenrec.corpus import Corpus, dataset_corpus, fusion_corpus
 from methods.idgenrec.generator_phase import generator_phase
 from methods.idgenrec.prompting import PromptWriter
-from methods.idgenrec.snapshots import BEST_SNAPSHOT_FILE, SNAPSHOT_FILE, read_snapshot, save_snapshot, write_ids_table
+from methods.idgenrec.snapshots import (BEST_SNAPSHOT_FILE, SNAPSHOT_FILE, Snapshot, read_snapshot, save_snapshot,
+                                        write_ids_table)
 from methods.idgenrec.start import foundation_folder, shared_start
+from methods.idgenrec.state import ScheduleState
 from methods.idgenrec.user_ids import user_id_texts
 
 if TYPE_CHECKING:
@@ -79,7 +82,7 @@ class IDGenRec(Method):
     # and the long Toys runs were made in fp32, so the default stays until bf16 is measured.
     # One process: the shared start is built under a file lock that a second process would
     # wait on while the first waits for it in the data-parallel warm start; and the
-    # generator phase's loop does not go through the runtime's data-parallel wrapper.
+    # generator phase's task runs the generator itself, not the loop's data-parallel wrapper.
     supports_processes = False
     profiles = {"cpu": {"epochs": 3, "threads": 1, "generator_phase_learning_rate": 1e-4, "generator_first": False,
                         "generator_phase_examples": 512, "user_id_max_items": 5, "validation_users": 2000}}
@@ -110,22 +113,21 @@ class IDGenRec(Method):
         # catalogue; nothing of the evaluated dataset is read before its evaluation.
         self.validate = validation_scorer(self, corpus.split, config.validation_users, context)
 
-        state = {"item_ids": list(initial["ids"]), "user_ids": None, "log": [],
-                 "initial_item_stats": initial["stats"], "user_stats": None}
+        state = ScheduleState(item_ids=list(initial["ids"]))
         # A zero-shot foundation depends on the sources and the config, not on the evaluated
         # dataset: its schedule runs in a shared folder, so a second target (Toys, then Yelp)
         # loads the finished, selected foundation instead of training it again.
         self.schedule_dir = foundation_folder(config, context, corpus) if zero_shot else context.work_dir
         with locked(self.schedule_dir) if zero_shot else contextlib.nullcontext():
             state = self._run_schedule(corpus, state)
-        self.log = state["log"]
-        self.selected_phase, self.selection = state.get("selected_phase"), state.get("selection")
+        self.log = state.log
+        self.selected_phase, self.selection = state.selected_phase, state.selection
         if zero_shot and self.selection is not None:
             self.selection = {**self.selection, "on": "validation items of the foundation sources "
                               f"({', '.join(corpus.sources)}), ranked among their {len(corpus.item_texts)} items"}
         self.initial_item_ids = list(initial["ids"])
         self.initial_item_stats = initial["stats"]
-        self.train_item_stats = state.get("item_stats", initial["stats"])
+        self.train_item_stats = state.item_stats if state.item_stats is not None else initial["stats"]
 
         # IDs of the evaluated dataset: the trained ones, or (zero-shot) new ones written
         # by the selected generator for a catalogue it never saw.
@@ -133,12 +135,12 @@ class IDGenRec(Method):
             unique = generator.unique_ids(list(data.dataset.item_text), self._progress("item IDs, evaluated"))
             self.item_ids, self.eval_item_stats = unique.ids, unique.stats.to_dict()
         else:
-            self.item_ids, self.eval_item_stats = state["item_ids"], None
+            self.item_ids, self.eval_item_stats = state.item_ids, None
         # User IDs per evaluated phase, made when that phase is first ranked (a run that
         # evaluates only the test phase never pays for the validation phase's).
         self.user_ids: dict[str, list[str]] = {}
         if config.with_users and not zero_shot:
-            self.user_ids["valid"] = state["user_ids"]  # the training prompts' IDs
+            self.user_ids["valid"] = state.user_ids  # the training prompts' IDs
         self._build_trie(data.dataset.item_ids)
         self.ranked_phase: Phase = "test"  # until the evaluator names the phase it ranks
         # All item IDs of the run (initial and final) for ``bench ids show``.
@@ -151,18 +153,18 @@ class IDGenRec(Method):
 
     # ------------------------------------------------------------ schedule
 
-    def _run_schedule(self, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+    def _run_schedule(self, corpus: Corpus, state: ScheduleState) -> ScheduleState:
         """Run the phases after the last one a snapshot records (resume at a phase boundary)."""
         snapshot_file = self.schedule_dir / SNAPSHOT_FILE
         done = 0
         if snapshot_file.is_file():
             saved = read_snapshot(snapshot_file)
-            self.recommender.load_state_dict(saved["recommender"])
-            self.generator.model.load_state_dict(saved["generator"])
-            state, done = saved["state"], saved["phases_done"]
+            self.recommender.load_state_dict(saved.recommender)
+            self.generator.model.load_state_dict(saved.generator)
+            state, done = saved.state, saved.phases_done
         elif self.config.with_users:
             users = self.generator.unique_ids(corpus.user_texts, self._progress("user IDs"))
-            state["user_ids"], state["user_stats"] = users.ids, users.stats.to_dict()
+            state.user_ids, state.user_stats = users.ids, users.stats.to_dict()
         self.phases_loaded = done
         for phase in schedule(self.config)[done:]:
             clock = time.perf_counter()
@@ -172,13 +174,13 @@ class IDGenRec(Method):
                 entry = self._generator_phase(phase, corpus, state)
             entry.update({"phase": phase.index, "kind": phase.kind, "round": phase.round,
                           "seconds": round(time.perf_counter() - clock, 2)})
-            state["log"].append(entry)
+            state.log.append(entry)
             best = entry.get("best_validation")
-            improved = best is not None and (state.get("selected_phase") is None or best > state["selected_value"])
+            improved = best is not None and (state.selected_phase is None or best > state.selected_value)
             if improved:
-                state["selected_phase"], state["selected_value"] = phase.index, best
-            snapshot = {"recommender": self.recommender.state_dict(), "generator": self.generator.model.state_dict(),
-                        "state": state, "phases_done": phase.index + 1}
+                state.selected_phase, state.selected_value = phase.index, best
+            snapshot = Snapshot(self.recommender.state_dict(), self.generator.model.state_dict(), state,
+                                phases_done=phase.index + 1)
             save_snapshot(snapshot, (self.schedule_dir / BEST_SNAPSHOT_FILE, snapshot_file) if improved
                           else (snapshot_file,))
         state = self._selected(state)
@@ -186,28 +188,28 @@ class IDGenRec(Method):
         self.recommender.eval()
         return state
 
-    def _selected(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _selected(self, state: ScheduleState) -> ScheduleState:
         """Test with the recommender phase of best validation NDCG@10 (each phase already
         ended on its best epoch): its recommender, its generator and its IDs, which belong
         together. The log keeps every phase."""
-        selected = state.get("selected_phase")
-        last = max((entry["phase"] for entry in state["log"] if entry["kind"] == "recommender"), default=None)
+        selected = state.selected_phase
+        last = max((entry["phase"] for entry in state.log if entry["kind"] == "recommender"), default=None)
         if selected is None or selected == last:
             return state
         saved = read_snapshot(self.schedule_dir / BEST_SNAPSHOT_FILE)
-        self.recommender.load_state_dict(saved["recommender"])
-        self.generator.model.load_state_dict(saved["generator"])
-        return {**saved["state"], "log": state["log"], "selected_phase": selected,
-                "selected_value": state["selected_value"]}
+        self.recommender.load_state_dict(saved.recommender)
+        self.generator.model.load_state_dict(saved.generator)
+        return dataclasses.replace(saved.state, log=state.log, selected_phase=selected,
+                                   selected_value=state.selected_value)
 
-    def _use_ids(self, state: dict[str, Any]) -> None:
+    def _use_ids(self, state: ScheduleState) -> None:
         """Rank the corpus' catalogue with the schedule's current IDs (validation inside a
         recommender phase)."""
-        self.item_ids = list(state["item_ids"])
-        self.user_ids = {"valid": state["user_ids"]} if self.config.with_users else {}
+        self.item_ids = list(state.item_ids)
+        self.user_ids = {"valid": state.user_ids} if self.config.with_users else {}
         self._build_trie(self.corpus.item_names)
 
-    def _recommender_phase(self, phase: TrainingPhase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+    def _recommender_phase(self, phase: TrainingPhase, corpus: Corpus, state: ScheduleState) -> dict[str, Any]:
         """Train the recommender on prompts written with the current IDs (the engine's loop,
         model-selected on validation); the phase's log entry."""
         config, context = self.config, self.context
@@ -223,13 +225,14 @@ class IDGenRec(Method):
         if report.best_epoch is not None:
             found["best_validation"] = next(entry["validation"][SELECTION_METRIC] for entry in report.training_curve
                                             if entry["epoch"] == report.best_epoch)
-        state["selection"] = report.selection
+        state.selection = report.selection
         return found
 
-    def _generator_phase(self, phase: TrainingPhase, corpus: Corpus, state: dict[str, Any]) -> dict[str, Any]:
+    def _generator_phase(self, phase: TrainingPhase, corpus: Corpus, state: ScheduleState) -> dict[str, Any]:
         """Train the generator through the frozen recommender, then regenerate all IDs."""
         return generator_phase(self.generator, self.recommender, self.prompts, phase, corpus, state, self.config,
-                               self.context, self._progress)
+                               self.context, self.schedule_dir / f"phase-{phase.index:02d}-generator",
+                               self._progress)
 
     # ---------------------------------------------------------- evaluation
 

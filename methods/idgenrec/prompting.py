@@ -14,6 +14,7 @@ from bench.engine.prompt_encoding import PromptEncoder
 from bench.engine.prompts import sample_template_indices
 from methods.idgenrec.config import IDGenRecConfig
 from methods.idgenrec.corpus import Corpus
+from methods.idgenrec.state import ScheduleState
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -40,12 +41,12 @@ class PromptWriter:
         written = [item_tokens[item] for item in history.tolist()] if config.with_items else []
         return self.encoder.encode(template, written, config.max_history if config.with_items else 0, user_tokens)
 
-    def recommender_examples(self, corpus: Corpus, state: dict[str, Any], phase_index: int) -> ExamplesForEpoch:
+    def recommender_examples(self, corpus: Corpus, state: ScheduleState, phase_index: int) -> ExamplesForEpoch:
         """A recommender phase's (prompt, target ID) token lists per epoch, written with the
         schedule's current IDs, templates drawn from (seed, phase, epoch)."""
         config = self.config
-        item_tokens = self.token_lists(state["item_ids"])
-        user_tokens = self.token_lists(state["user_ids"]) if config.with_users else None
+        item_tokens = self.token_lists(state.item_ids)
+        user_tokens = self.token_lists(state.user_ids) if config.with_users else None
         positions = self.positions(corpus)
         eos = self.tokenizer.eos_token_id
 

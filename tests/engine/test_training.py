@@ -264,3 +264,68 @@ def test_linear_schedule_decays_to_zero_at_the_cap():
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == 0.0
+
+
+class _OrderedTask:
+    """Examples in an order drawn per epoch by the task itself; a loss with dropout."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.inputs, self.targets = inputs, targets
+        self.seen: list[list[int]] = []
+
+    def examples_for_epoch(self, epoch: int) -> list[int]:
+        return np.random.default_rng([7, epoch]).permutation(len(self.inputs))[:10].tolist()
+
+    def collate(self, examples):
+        self.seen.append(list(examples))
+        return {"x": self.inputs[examples], "y": self.targets[examples]}
+
+    def loss(self, model, batch):
+        return torch.nn.functional.mse_loss(model(batch["x"]), batch["y"])
+
+
+def test_kept_order_and_torch_adamw_reproduce_a_hand_written_loop_bit_for_bit(tmp_path: Path) -> None:
+    """shuffle=False cuts batches from the task's own order, fused_optimizer=False is torch's
+    default AdamW, seed starts the dropout stream: a loop written before train_model existed
+    (IDGenRec's generator phase) moves to it without changing a bit."""
+    from bench.engine.training import TrainingConfig, train_model
+
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets = torch.randn(13, 6, generator=generator), torch.randn(13, 2, generator=generator)
+
+    def network() -> torch.nn.Module:
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Dropout(0.3), torch.nn.Tanh(),
+                                   torch.nn.Linear(16, 2))
+
+    config = TrainingConfig(learning_rate=3e-2, lr_schedule="constant", warmup_ratio=0.0, weight_decay=0.0, epochs=3,
+                            batch_size=4, max_grad_norm=0.5, length_bucketing=False, eval_every=0)
+    model, task = network(), _OrderedTask(inputs, targets)
+    train_model(model, task, config, tmp_path / "checkpoints", context(tmp_path), seed=1234, shuffle=False,
+                fused_optimizer=False, cheap_dropout_masks=False)
+    assert task.seen[:3] == [task.examples_for_epoch(0)[i:i + 4] for i in (0, 4, 8)]
+
+    by_hand = network()
+    torch.manual_seed(1234)
+    optimizer = torch.optim.AdamW(by_hand.parameters(), lr=3e-2, weight_decay=0.0)
+    by_hand.train()
+    for epoch in range(3):
+        order = task.examples_for_epoch(epoch)
+        for start in range(0, len(order), 4):
+            batch = order[start:start + 4]
+            loss = task.loss(by_hand, {"x": inputs[batch], "y": targets[batch]})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(by_hand.parameters(), 0.5)
+            optimizer.step()
+    for trained, expected in zip(model.parameters(), by_hand.parameters()):
+        assert torch.equal(trained, expected)
+
+
+def test_kept_order_batches_are_consecutive_slices_and_refuse_length_buckets() -> None:
+    from bench.engine.batching import epoch_batches
+
+    batches = epoch_batches(None, 10, 4, seed=0, epoch=3, shuffle=False)
+    assert [batch.tolist() for batch in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    with pytest.raises(ValueError, match="length buckets"):
+        epoch_batches(np.arange(10), 10, 4, seed=0, epoch=3, shuffle=False)

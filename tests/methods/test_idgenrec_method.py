@@ -1,5 +1,6 @@
 """The idgenrec plugin: prompt spans, the gradient path of the generator phase, the
-ablation schedules, resume at a phase boundary, and zero-shot training on other data."""
+ablation schedules, resume at a phase boundary and inside a generator phase, and zero-shot
+training on other data."""
 
 from __future__ import annotations
 
@@ -192,6 +193,43 @@ def test_alternate_run_resumes_at_a_phase_boundary_with_the_same_result(tmp_path
     assert [entry["phase"] for entry in resumed.log] == [0, 1, 2, 3]
     assert resumed.item_ids == whole.item_ids
     np.testing.assert_array_equal(resumed.rank(users, split.histories("test"), 10), expected)
+
+
+def test_a_run_killed_inside_a_generator_phase_resumes_at_its_last_epoch(tmp_path, monkeypatch) -> None:
+    """The generator phase trains by the engine's loop, with a checkpoint per epoch: killed in
+    its second epoch, a run resumes after the first and ends as a run never killed."""
+    from methods.idgenrec.generator_phase import SoftIDTask
+
+    dataset = tiny_dataset(n_users=24, n_items=20)
+    split = leave_one_out(dataset)
+    users = np.arange(split.n_users)
+    options = dict(generator_first=True, rounds=1, generator_epochs=2)
+    batches: list[int] = []
+    original_loss = SoftIDTask.loss
+    monkeypatch.setattr(SoftIDTask, "loss", lambda self, *rest: batches.append(1) or original_loss(self, *rest))
+    whole = fit(tmp_path, "whole", dataset, **options)
+    trained_whole, batches[:] = len(batches), []
+    original = SoftIDTask.examples_for_epoch
+
+    def dies_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed")
+        return original(self, epoch)
+
+    monkeypatch.setattr(SoftIDTask, "examples_for_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path, "killed", dataset, **options)
+    assert (tmp_path / "killed" / "phase-00-generator" / "epoch-0001").is_dir()
+    monkeypatch.setattr(SoftIDTask, "examples_for_epoch", original)
+    batches[:] = []
+    resumed = fit(tmp_path, "killed", dataset, **options)
+    assert 2 * len(batches) == trained_whole  # the second epoch only
+    assert resumed.item_ids == whole.item_ids
+    trained = resumed.generator.model.state_dict()
+    for name, value in whole.generator.model.state_dict().items():
+        assert torch.equal(value, trained[name]), name
+    np.testing.assert_array_equal(resumed.rank(users, split.histories("test"), 10),
+                                  whole.rank(users, split.histories("test"), 10))
 
 
 @pytest.mark.parametrize("ids", ["item", "user", "user+item"])
