@@ -80,6 +80,8 @@ class SoftIDTask:
     generator's soft IDs (:func:`~methods.idgenrec.soft_ids.soft_id_loss`). The model the loop
     trains is ``generator.model`` (one process, so never wrapped)."""
 
+    example_length = None  # batches are cut in the drawn order, never by length
+
     def __init__(self, generator: "IDGenerator", recommender: "T5ForConditionalGeneration", prompts: PromptWriter,
                  corpus: Corpus, state: ScheduleState, phase_index: int, seed: int) -> None:
         config = prompts.config
