@@ -19,8 +19,10 @@ def test_zero_shot_fit_reads_no_interaction_of_the_evaluated_dataset(tmp_path) -
     guarded_dataset, guarded_split = guarded(target, split)
     Guarded.armed = True
     try:
-        with pytest.raises(AssertionError, match="read before evaluation"):  # the guard works:
-            fit(tmp_path, "trained-on-it", guarded_dataset, guarded_split, rounds=1)
+        with pytest.raises(AssertionError, match="read before evaluation"):  # the guard works
+            len(guarded_dataset.sequences)
+        with pytest.raises(AssertionError, match="read before evaluation"):
+            guarded_split.test_items[0]
         method = fit(tmp_path, "zero", guarded_dataset, guarded_split, foundation_datasets=("demo",),
                      foundation_users=30, rounds=1)
     finally:
