@@ -22,6 +22,7 @@ import numpy as np
 
 from bench import config as config_module
 from bench.data.prepare import PROJECT_ROOT, cache_root, dataset_messages, prepare_dataset
+from bench.portable_paths import portable
 from bench.data.dataset import Dataset
 from bench.data.split import Split, make_split
 from bench.devices import DeviceConfig, launched_processes, resolve_precision
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 # In a work folder: the record its last finished run wrote (a run that waited for it reads it).
 LAST_RECORD = "last-record.json"
+# Record fields that may hold paths of this machine: written portable (bench.portable_paths).
+PATH_FIELDS = ("dataset_source", "method_metadata", "log_file", "tracker_folder")
 # A work folder is named by the first 12 hex digits of the run identity.
 WORK_DIR_DIGEST = 12
 RECORDED_PACKAGES = ("genrec-bench", "torch", "transformers", "sentencepiece", "recbole", "numpy", "scipy", "pandas")
@@ -291,6 +294,9 @@ def _fit_and_record(request: RunRequest, log: RunLog, method_class: type[Method]
         **warm_cold_fields(test),
         **repeat_novel_fields(test),
     }
+    for key in PATH_FIELDS:
+        if key in record:
+            record[key] = portable(record[key], PROJECT_ROOT, cache_root())
     if validation is not None:
         record["validation_metrics"] = {name: round(value, 6) for name, value in validation.means().items()}
     if "training_curve" in record["method_metadata"]:

@@ -1,0 +1,42 @@
+"""Paths in a run record that mean the same on every machine.
+
+A record is committed and read on other machines, so it never keeps this machine's absolute
+paths: a path under the cache folder is written ``$GENREC_BENCH_CACHE/...``, a path beside the
+project (its data folders, ``../shared/data/...``) relative to the project root, as a user
+passes ``--data-dir``; any other path (a user's own folder elsewhere) stays as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+CACHE_VARIABLE = "$GENREC_BENCH_CACHE"
+
+
+def portable_path(text: str, project_root: Path, cache: Path) -> str:
+    """``text`` rewritten as above when it is an absolute path under ``cache`` or beside
+    ``project_root``; any other string unchanged."""
+    if not text.startswith("/"):
+        return text
+    path = Path(text)
+    for root, shown in ((cache.resolve(), CACHE_VARIABLE), (Path(os.path.abspath(cache)), CACHE_VARIABLE)):
+        if path.is_relative_to(root):
+            relative = path.relative_to(root).as_posix()
+            return shown if relative == "." else f"{shown}/{relative}"
+    project = project_root.resolve()
+    if path.is_relative_to(project.parent):
+        return os.path.relpath(path, project)
+    return text
+
+
+def portable(value: Any, project_root: Path, cache: Path) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with every path made portable."""
+    if isinstance(value, str):
+        return portable_path(value, project_root, cache)
+    if isinstance(value, dict):
+        return {key: portable(item, project_root, cache) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(item, project_root, cache) for item in value]
+    return value
