@@ -40,3 +40,15 @@ def portable(value: Any, project_root: Path, cache: Path) -> Any:
     if isinstance(value, (list, tuple)):
         return [portable(item, project_root, cache) for item in value]
     return value
+
+
+def local_path(text: str, cache: Path | None = None) -> Path:
+    """A path as a record writes it, on this machine: ``$GENREC_BENCH_CACHE/...`` under the
+    cache folder (``cache``, by default this process's), a relative path under the project root
+    (e.g. to open a record's ``log_file`` or ``tracker_folder``)."""
+    from bench.data.prepare import PROJECT_ROOT, cache_root
+
+    if text == CACHE_VARIABLE or text.startswith(CACHE_VARIABLE + "/"):
+        return (cache or cache_root()) / text[len(CACHE_VARIABLE):].lstrip("/")
+    path = Path(text)
+    return path if path.is_absolute() else PROJECT_ROOT / path

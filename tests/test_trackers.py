@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.portable_paths import local_path
 from tests.test_distributed import TINY_T5, environment, write_tiny_atomic_dataset
 
 OPTIONS = {**TINY_T5, "epochs": 3, "eval_every": 1, "patience": 0}
@@ -37,7 +38,7 @@ def test_tensorboard_and_mlflow_hold_the_validation_curve_and_the_test_metrics(t
     # TensorBoard: logged by the engine's loop as each epoch ends.
     record = run_with_tracker(data, cache, tmp_path / "results-tb", "tensorboard")
     assert record["run_options"]["tracker"] == "tensorboard" and len(record["training_curve"]) == 3
-    events = EventAccumulator(str(Path(record["tracker_folder"]) / record["run_id"])).Reload()
+    events = EventAccumulator(str(local_path(record["tracker_folder"], cache) / record["run_id"])).Reload()
     logged = [(event.step, event.value) for event in events.Scalars("validation/NDCG@10")]
     assert [step for step, _ in logged] == [1, 2, 3]
     assert [value for _, value in logged] == pytest.approx([value for _, value in validation_curve(record)], abs=1e-6)
@@ -49,7 +50,7 @@ def test_tensorboard_and_mlflow_hold_the_validation_curve_and_the_test_metrics(t
     again = run_with_tracker(data, cache, tmp_path / "results-mlflow", "mlflow")
     assert validation_curve(again) == validation_curve(record)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as the run sets it (docs/trackers.md)
-    client = MlflowClient(tracking_uri=Path(again["tracker_folder"]).as_uri())
+    client = MlflowClient(tracking_uri=local_path(again["tracker_folder"], cache).as_uri())
     (run,) = client.search_runs([client.get_experiment_by_name("genrec-bench").experiment_id],
                                 filter_string=f"attributes.run_name = '{again['run_id']}'")
     history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "validation/NDCG_10"))
@@ -64,7 +65,7 @@ def test_wandb_writes_an_offline_run(tmp_path: Path) -> None:
     data, cache = tmp_path / "tiny", tmp_path / "cache"
     write_tiny_atomic_dataset(data)
     record = run_with_tracker(data, cache, tmp_path / "results", "wandb")
-    (run,) = Path(record["tracker_folder"]).glob("wandb/offline-run-*")
+    (run,) = local_path(record["tracker_folder"], cache).glob("wandb/offline-run-*")
     assert list(run.glob("run-*.wandb"))  # the run's data file, for `wandb sync`
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.portable_paths import portable, portable_path
+from bench.portable_paths import local_path, portable, portable_path
 
 
 def test_cache_and_neighbouring_paths_become_portable_and_others_stay(tmp_path: Path) -> None:
@@ -28,4 +28,6 @@ def test_a_run_record_holds_no_path_of_this_machine(tmp_path: Path, monkeypatch)
     path = execute(RunRequest(method="pop", dataset="demo", results_dir=tmp_path / "results", show_progress=False), log=lambda _: None)
     text = Path(path).read_text()
     assert str(tmp_path) not in text
-    assert json.loads(text)["log_file"].startswith("$GENREC_BENCH_CACHE/work/")
+    log_file = json.loads(text)["log_file"]
+    assert log_file.startswith("$GENREC_BENCH_CACHE/work/")
+    assert local_path(log_file).is_file() and local_path(log_file).is_relative_to(cache)

@@ -17,6 +17,7 @@ import torch
 
 from bench import recbole_compat
 from bench.method import TrainingData
+from bench.portable_paths import local_path
 from bench.results import read_record
 from methods import recbole_baselines
 from tests.methods.test_recbole_baselines import DATASET, SPLIT, make_method
@@ -203,7 +204,7 @@ def test_cli_run_killed_by_sigkill_resumes_to_identical_per_user_values(tmp_path
     for result in (whole, resumed):
         assert result.stderr == ""
         assert result.stdout.startswith("| method") and "epoch" not in result.stdout
-    log = Path(record["log_file"]).read_text()
+    log = local_path(record["log_file"], tmp_path / "cache-killed").read_text()
     assert log.count("epoch 1 training") == 1 and log.count("epoch 2 training") == 2  # killed while validating 2
     assert "resuming from" in log and "epoch 4 training" in log
 
