@@ -116,6 +116,13 @@ def option(default: Any, help_text: str, added_later: bool = False, range: Range
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def declared_later(owner: type, name: str) -> Any:
+    """``owner``'s option ``name`` declared again with ``added_later``: for a subclass whose
+    earlier runs predate an option it inherits (the default must do what those runs did)."""
+    inherited = owner.__dataclass_fields__[name]
+    return dataclasses.field(default=inherited.default, metadata={**inherited.metadata, "added_later": True})
+
+
 class Options:
     """Base of an options dataclass: made with a value out of a field's ``range`` or a word not
     in its ``Literal``, it raises a BenchError naming the field. A subclass that gives a field

@@ -335,6 +335,8 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
 
     digests: dict[str, str] = {}
     tasks: dict[str, RunTask] = {}
+    # A record made before an ``added_later`` option (here at its default) lacks it, and makes the run done.
+    earlier: dict[str, str] = {}
     for point in spec.points:
         data_dir = spec.data_dirs.get(point.dataset)
         request = RunRequest(method=point.method, dataset=point.dataset, data_dir=data_dir, sets=dict(point.sets),
@@ -346,6 +348,8 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
             raise _fail(spec.path, f"{point.label}: {error}") from None
         config = resolved.to_dict()
         identity = run_identity(point.method, point.dataset, digest, config, point.seed)
+        earlier.setdefault(run_identity(point.method, point.dataset, digest, resolved.before_added_options(),
+                                        point.seed), identity)
         log_path = work_dir_for(request, resolved, digest) / "sweep.log"
         threads = next((config["method"][key] for key in THREAD_KEYS if key in config["method"]), None)
         # The same run reached twice (e.g. a list override equal to the default) runs once.
@@ -358,7 +362,8 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
     done = {}
     for record in stored:
         identity = record_identity(record)
-        if identity in tasks:
+        identity = identity if identity in tasks else earlier.get(identity)
+        if identity is not None:
             done.setdefault(identity, record["_path"])
     return SweepPlan(spec=spec, tasks=list(tasks.values()), done=done)
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bench.config import declared_later
 from bench.data.fusion import FoundationConfig, build_fusion
 from bench.method import Method, TrainingData
 
@@ -26,6 +27,12 @@ WORD = re.compile(r"[a-z0-9]+")
 @dataclasses.dataclass(frozen=True)
 class PopularityConfig(FoundationConfig):
     """No options of its own; the foundation's (empty: popularity on the run's training part)."""
+
+    # Pop ran long before it had foundation options: at their defaults a run is the same run
+    # (identity, table cell) as those records, which hold none of them.
+    foundation_datasets: tuple[str, ...] = declared_later(FoundationConfig, "foundation_datasets")
+    foundation_data_dirs: tuple[str, ...] = declared_later(FoundationConfig, "foundation_data_dirs")
+    foundation_users: int = declared_later(FoundationConfig, "foundation_users")
 
 
 def text_words(text: str) -> set[str]:

@@ -333,3 +333,19 @@ def test_a_terminated_sweep_stops_its_runs_and_the_same_command_resumes_them(tmp
     log = (run_log.parent / "sweep.log").read_text()
     assert "the same command resumes" in log or "the same command starts the run again" in log
     assert records_in(tmp_path / "results") == []
+
+
+def test_a_record_made_before_an_added_later_option_makes_its_run_done(tmp_path):
+    """Pop's foundation options came after its first records, which hold none of them: such a
+    record still makes the default pop run done (bench.config.declared_later)."""
+    results = tmp_path / "results"
+    spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [5]\n'))
+    assert run_sweep(plan_sweep(spec, results), LocalExecutor(jobs=1), echo=lambda line: None)[0].status == "finished"
+    (path,) = records_in(results)
+    record = json.loads(path.read_text())
+    assert set(record["config"]["method"]) == {"foundation_datasets", "foundation_data_dirs", "foundation_users"}
+    record["config"]["method"] = {}  # as pop's records made before those options were written
+    path.write_text(json.dumps(record))
+    plan = plan_sweep(spec, results)
+    assert [task.identity for task in plan.tasks] != [record_identity(record)]
+    assert plan.todo == []
