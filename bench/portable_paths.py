@@ -21,10 +21,10 @@ def portable_path(text: str, project_root: Path, cache: Path) -> str:
     if not text.startswith("/"):
         return text
     path = Path(text)
-    for root, shown in ((cache.resolve(), CACHE_VARIABLE), (Path(os.path.abspath(cache)), CACHE_VARIABLE)):
+    for root in (cache.resolve(), Path(os.path.abspath(cache))):  # the cache as given, and behind links
         if path.is_relative_to(root):
             relative = path.relative_to(root).as_posix()
-            return shown if relative == "." else f"{shown}/{relative}"
+            return CACHE_VARIABLE if relative == "." else f"{CACHE_VARIABLE}/{relative}"
     project = project_root.resolve()
     if path.is_relative_to(project.parent):
         return os.path.relpath(path, project)
