@@ -55,13 +55,22 @@ def shared_artifact(path: Path, runtime: "Runtime", compute: Callable[[], T], wr
     path = Path(path)
     if every_process_computes and runtime.num_processes > 1:
         return _computed_together(path, runtime, compute, write, read)
-    with runtime.main_process_first() if runtime.num_processes > 1 else contextlib.nullcontext():
+    if not runtime.is_main_process:
+        # The main process has made or found it (whole, by the atomic save) before the barrier.
+        # No lock here: the main process may already hold this folder's lock for the next
+        # artifact, inside a collective that waits for this process.
+        runtime.barrier()
+        return Shared(read(path), reused=True)
+    try:
         with locked(path.parent):
             if path.is_file():
                 return Shared(read(path), reused=True)
             value = compute()
             atomic_save(path, lambda stream: write(value, stream))
             return Shared(value, reused=False)
+    finally:
+        if runtime.num_processes > 1:
+            runtime.barrier()
 
 
 def _computed_together(path: Path, runtime: "Runtime", compute: Callable[[], T],
