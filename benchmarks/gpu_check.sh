@@ -6,6 +6,7 @@
 #   3. P5-SID on demo in fp32 on cuda and on cpu: the largest difference of their per-user
 #      arrays (training and evaluation on each device; the same seed).
 # Usage: bash benchmarks/gpu_check.sh [RESULTS_DIR]   (default: a fresh temporary folder)
+#   METHODS="p5-sid tiger" bash benchmarks/gpu_check.sh   checks only those in step 1
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BENCH=.venv/bin/bench
@@ -14,7 +15,7 @@ export GENREC_BENCH_CACHE=${GENREC_BENCH_CACHE:-$OUT/cache}
 echo "gpu_check: results in $OUT"
 .venv/bin/python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')"
 status=0
-for method in p5-sid p5-rid p5-cid p5-semid idgenrec setrec tiger unisrec; do
+for method in ${METHODS:-p5-sid p5-rid p5-cid p5-semid idgenrec setrec tiger unisrec}; do
   started=$(date +%s)
   if record=$($BENCH run --method "$method" --dataset demo --set device=cuda --set precision=bf16 --set epochs=1 \
         --results-dir "$OUT/bf16" --quiet | tail -n 1); then
@@ -30,10 +31,11 @@ for device in cuda cpu; do
     --results-dir "$OUT/$device" --quiet | tail -n 1 > "$OUT/$device.path" || status=1
 done
 .venv/bin/python - "$OUT/cuda.path" "$OUT/cpu.path" <<'PY' || status=1
-import json, sys
+import sys
 import numpy as np
-from bench.results import per_user
-cuda, cpu = (json.load(open(open(path).read().strip())) for path in sys.argv[1:3])
+from pathlib import Path
+from bench.results import per_user, read_record
+cuda, cpu = (read_record(Path(open(path).read().strip())) for path in sys.argv[1:3])
 for metric in ("HR@10", "NDCG@10"):
     gap = float(np.abs(per_user(cuda, metric) - per_user(cpu, metric)).max())
     print(f"per_user_max_abs_difference_cuda_vs_cpu[{metric}]: {gap:.6f} "

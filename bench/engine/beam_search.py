@@ -15,6 +15,7 @@ the CPU, and only the allowed tokens' log-probabilities cross over each step."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -82,6 +83,11 @@ class IncrementalDecoder:
     def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, runtime: "Runtime") -> None:
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+        if "cache" not in inspect.signature(model.forward).parameters:
+            import transformers
+
+            raise BenchError(f"beam search needs transformers>=5.25 (its decoder takes `cache`); "
+                             f"found {transformers.__version__}: pip install 'transformers>=5.25,<6'")
         if model.config.decoder_start_token_id is None:
             raise BenchError("IncrementalDecoder: the model config has no decoder_start_token_id")
         self.runtime = runtime

@@ -168,3 +168,14 @@ def test_restricted_trie_ranks_its_items_as_brute_force_over_them(seed: int) -> 
     assert torch.equal(found_items, kept[brute_force_ranking(expected_scores)])
     with pytest.raises(BenchError, match="a mask over 15 items"):
         trie.restricted([True] * 3)
+
+
+def test_a_transformers_without_the_cache_argument_is_refused_in_one_line() -> None:
+    from bench.engine.beam_search import IncrementalDecoder
+
+    class OlderT5(torch.nn.Module):  # transformers 5.17's T5: the decoder cache is `past_key_values`
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None):
+            raise AssertionError("never called")
+
+    with pytest.raises(BenchError, match=r"needs transformers>=5\.25"):
+        IncrementalDecoder(OlderT5(), torch.zeros((1, 2), dtype=torch.long), torch.ones((1, 2)), cpu_runtime())
