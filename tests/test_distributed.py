@@ -30,6 +30,7 @@ from bench.method import RunContext, TrainingData
 from bench.registry import methods
 from bench.results import read_record
 from tests.conftest import tiny_dataset, with_cold_targets
+from tests.processes import run_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_T5 = {"epochs": 1, "d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16, "vocab_size": 200,
@@ -59,8 +60,7 @@ def test_two_process_evaluation_matches_one_process(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "tests" / "distributed_worker.py"), str(tmp_path / "method.pt"), str(tmp_path),
                str(n_users), str(n_items), str(batch_size)]
-    finished = subprocess.run(command, env=environment(tmp_path / "cache"), capture_output=True, text=True,
-                              timeout=300)
+    finished = run_bounded(command, environment(tmp_path / "cache"), timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
 
     ranked = [json.loads((tmp_path / f"ranked-{rank}.json").read_text()) for rank in (0, 1)]
@@ -83,8 +83,7 @@ def test_item_text_is_embedded_once_by_the_main_process(tmp_path: Path) -> None:
     cache, the other reads that cache; both get the same array."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "tests" / "embedding_worker.py"), str(tmp_path)]
-    finished = subprocess.run(command, env=environment(tmp_path / "cache"), capture_output=True, text=True,
-                              timeout=300)
+    finished = run_bounded(command, environment(tmp_path / "cache"), timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert sorted(path.name for path in tmp_path.glob("encoder-loaded-by-*")) == ["encoder-loaded-by-0"]
     np.testing.assert_array_equal(np.load(tmp_path / "embeddings-0.npy"), np.load(tmp_path / "embeddings-1.npy"))
@@ -115,8 +114,7 @@ def command(data: Path, results: Path, processes: int) -> list[str]:
 
 
 def bench_run(data: Path, cache: Path, results: Path, processes: int) -> subprocess.CompletedProcess:
-    return subprocess.run(command(data, results, processes), env=environment(cache), capture_output=True,
-                          text=True, timeout=300)
+    return run_bounded(command(data, results, processes), environment(cache), timeout=300)
 
 
 def kill_after_first_checkpoint(data: Path, cache: Path, results: Path) -> None:
@@ -251,10 +249,9 @@ def test_methods_train_and_rank_in_two_processes(method: str, options: dict, tmp
         sets["foundation_data_dirs"] = ",".join(str(write_source(tmp_path / name, seed))
                                                 for seed, name in enumerate(("beauty", "sports"), 1))
     arguments = [part for key, value in sets.items() for part in ("--set", f"{key}={value}")]
-    finished = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--method", method, "--dataset", "tiny",
-                               "--data-dir", str(data), "--quiet", *arguments, "--processes", "2",
-                               "--results-dir", str(tmp_path / "results")],
-                              env=environment(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    finished = run_bounded([sys.executable, "-m", "bench.cli", "run", "--method", method, "--dataset", "tiny",
+                            "--data-dir", str(data), "--quiet", *arguments, "--processes", "2",
+                            "--results-dir", str(tmp_path / "results")], environment(tmp_path / "cache"), timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     (path,) = (tmp_path / "results").glob(f"tiny/{method}/*.json")  # one record, from the main process
     record = read_record(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from bench.runtime import runtime_for
 from bench.shared_artifacts import atomic_save, shared_artifact
+from tests.processes import run_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def test_two_processes_compute_once_or_together_and_hold_the_main_ones(tmp_path:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "tests" / "shared_artifact_worker.py"), str(tmp_path)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    finished = run_bounded(command, environment, timeout=120)
     assert finished.returncode == 0, finished.stderr[-3000:]
     got = [json.loads((tmp_path / f"got-{rank}.json").read_text()) for rank in (0, 1)]
     computed = sorted(path.name for path in tmp_path.glob("computed-*"))
