@@ -177,7 +177,7 @@ def prepare(name: str, data_dir: Path | None, sets: tuple[str, ...]) -> None:
               help="the dataset folder the record was evaluated on (default: its dataset card's)")
 def upgrade_record(record: Path, data_dir: Path | None) -> None:
     """Rewrite a record made before ranks were stored: ranks from its per-user values, plus the
-    repeat/novel blocks its dataset implies (docs/results.md); no retraining."""
+    repeat/novel blocks its dataset implies (docs/evaluation.md); no retraining."""
     from bench.record_upgrade import upgrade_record_file
 
     upgraded = upgrade_record_file(record, data_dir)
