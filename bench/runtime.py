@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -191,12 +191,6 @@ class Runtime:
 
     def barrier(self) -> None:
         self._accelerator.wait_for_everyone()
-
-    @contextlib.contextmanager
-    def main_process_first(self) -> Iterator[None]:
-        """The main process runs the block first (e.g. writes a cache), the others after it (and read it)."""
-        with self._accelerator.main_process_first():
-            yield
 
     # -- record -------------------------------------------------------------------------
     def hardware(self) -> dict[str, Any]:
