@@ -3,8 +3,8 @@
 #   1. every engine method on demo for one epoch, bf16 on cuda (exit code and HR@10 each);
 #   2. P5-SID's training loop at t5-small size (d_model 512, 6+6 layers, random weights: no hub
 #      here) for 200 steps: examples/s and peak GPU memory (benchmarks/gpu_throughput.py);
-#   3. P5-SID on demo in fp32 on cuda and on cpu: the largest difference of their per-user
-#      arrays (training and evaluation on each device; the same seed).
+#   3. P5-SID on demo in fp32 on cuda and on cpu: their per-user arrays compared (largest
+#      difference, users that differ, paired tests; trained and evaluated on each device, same seed).
 # Usage: bash benchmarks/gpu_check.sh [RESULTS_DIR]   (default: a fresh temporary folder)
 #   METHODS="p5-sid tiger" bash benchmarks/gpu_check.sh   checks only those in step 1
 set -uo pipefail
@@ -35,10 +35,14 @@ import sys
 import numpy as np
 from pathlib import Path
 from bench.results import per_user, read_record
+from bench.statistics import paired_tests
 cuda, cpu = (read_record(Path(open(path).read().strip())) for path in sys.argv[1:3])
 for metric in ("HR@10", "NDCG@10"):
-    gap = float(np.abs(per_user(cuda, metric) - per_user(cpu, metric)).max())
-    print(f"per_user_max_abs_difference_cuda_vs_cpu[{metric}]: {gap:.6f} "
-          f"(means {cuda['metrics'][metric]:.4f} cuda, {cpu['metrics'][metric]:.4f} cpu)")
+    a, b = per_user(cuda, metric), per_user(cpu, metric)
+    differing = int((~np.isclose(a, b, rtol=0, atol=1e-6)).sum())
+    t_p, wilcoxon_p = paired_tests(a, b)
+    print(f"per_user_max_abs_difference_cuda_vs_cpu[{metric}]: {float(np.abs(a - b).max()):.6f} "
+          f"(means {cuda['metrics'][metric]:.4f} cuda, {cpu['metrics'][metric]:.4f} cpu; "
+          f"{differing} of {len(a)} users differ; paired t p {t_p:.3g}, Wilcoxon p {wilcoxon_p:.3g})")
 PY
 exit $status
