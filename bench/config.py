@@ -105,13 +105,18 @@ UNIT_INTERVAL = Range(lambda value: 0 <= value <= 1, "in [0, 1]")
 BELOW_ONE = Range(lambda value: 0 <= value < 1, "in [0, 1)")
 
 
-def option(default: Any, help_text: str, added_later: bool = False, range: Range | None = None) -> Any:
+def option(default: Any, help_text: str, added_later: bool = False, range: Range | None = None,
+           omitted_at_default: bool = False) -> Any:
     """A config field with its default and its help text (the one place that text lives).
     ``added_later``: the option came after runs had been made, and its default does what those
     runs did, so a run at the default still finds such a run's work folder
     (:func:`asdict_before_added_options`). ``range``: the values it accepts, checked when the
-    options are made (:class:`Options`); a ``Literal`` annotation names the accepted words."""
+    options are made (:class:`Options`); a ``Literal`` annotation names the accepted words.
+    ``omitted_at_default``: the resolved config (a run's identity and record) leaves the option
+    out where it holds its default (:func:`recorded_options`), so adding it moves no run's work
+    folder or identity, whichever option came before it; a new ``added_later`` option says it."""
     metadata = {"help": help_text, **({"added_later": True} if added_later else {}),
+                **({"omitted_at_default": True} if omitted_at_default else {}),
                 **({"range": range} if range is not None else {})}
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -170,6 +175,14 @@ def check_option(named: str, value: Any, allowed: tuple[Any, ...] | None, valid:
             raise BenchError(f"{named}: every value must be {valid.description}, got {value}")
     elif not valid.accepts(value):
         raise BenchError(f"{named} must be {valid.description}, got {value}")
+
+
+def recorded_options(config: Any) -> dict[str, Any]:
+    """A config's fields as its run records them and is keyed by: every field, but an
+    ``omitted_at_default`` option only where it differs from its default."""
+    values = dataclasses.asdict(config)
+    return {f.name: values[f.name] for f in dataclasses.fields(config)
+            if not (f.metadata.get("omitted_at_default") and getattr(config, f.name) == f.default)}
 
 
 def asdict_before_added_options(config: Any) -> dict[str, Any]:
@@ -278,7 +291,7 @@ class ResolvedConfig:
         # run started before them is unchanged; the record's split.protocol names the protocol.
         if evaluation["protocol"] == "auto":
             del evaluation["protocol"]
-        resolved = {"profile": self.profile, "method": dataclasses.asdict(self.method), "eval": evaluation}
+        resolved = {"profile": self.profile, "method": recorded_options(self.method), "eval": evaluation}
         if not self.data.is_default():
             resolved["data"] = dataclasses.asdict(self.data)
         return resolved

@@ -80,6 +80,10 @@ class TrainingConfig(DeviceConfig):
                   "short one up to where the short one stops", added_later=True)
     warmup_steps: int = option(0, "optimizer steps of linear warm-up; 0: warmup_ratio of all steps",
                                added_later=True, range=NON_NEGATIVE)
+    schedule_epochs: int = option(0, "epochs the linear schedule spans (0: the epoch cap); larger than the cap, "
+                                     "training stops partway down it, where a run capped at this many epochs "
+                                     "would be at that epoch", added_later=True, range=NON_NEGATIVE,
+                                  omitted_at_default=True)
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to layer norms and biases)", range=NON_NEGATIVE)
     epochs: int = option(10, "passes over the training examples (at most: see patience)", range=AT_LEAST_ONE)
     batch_size: int = option(32, "training examples per optimizer micro-step, over all processes together",
@@ -94,6 +98,12 @@ class TrainingConfig(DeviceConfig):
                               "stop early; the best epoch's weights are still the ones tested)", range=NON_NEGATIVE)
     validation_users: int = option(0, "users whose validation target is ranked for model selection, sampled "
                                       "with the seed (0: all users)", range=NON_NEGATIVE)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.schedule_epochs and self.schedule_epochs < self.epochs:
+            raise BenchError(f"config key 'schedule_epochs' ({self.schedule_epochs}) must be 0 or at least "
+                             f"'epochs' ({self.epochs}): the linear schedule would reach 0 before the cap")
 
 
 class TrainingTask(Protocol):
@@ -199,7 +209,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
         raise BenchError("no training examples: every user's training sequence has fewer than 2 items")
     batches_per_epoch = math.ceil(n_examples / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = steps_per_epoch * (config.schedule_epochs or config.epochs)
     optimizer = _optimizer(model, config, fused=fused_optimizer and runtime.device.type in ("cpu", "cuda"))
     scheduler = _scheduler(optimizer, config, total_steps)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from bench.config import recorded_options
 from bench.data.prepare import cache_root
 from bench.engine.prompts import template_words
 from bench.engine.tokenizer import build_tokenizer
@@ -71,7 +72,7 @@ def foundation_folder(config: IDGenRecConfig, context: RunContext, corpus: Corpu
     """``$GENREC_BENCH_CACHE/idgenrec-foundation/<key>``: the key holds what the foundation
     is trained from (profile, seed, every option but ``threads``, the fused sources' item
     texts, training sequences, validation items and user texts), never the evaluated dataset."""
-    options = {name: value for name, value in dataclasses.asdict(config).items() if name != "threads"}
+    options = {name: value for name, value in recorded_options(config).items() if name != "threads"}
     content = hashlib.sha256(("\n".join(corpus.item_texts) + "\0" + "\n".join(corpus.user_texts or [])).encode())
     for items in corpus.split.train + [np.full(1, -1)] + corpus.split.valid_items:
         content.update(np.asarray(items, dtype=np.int64).tobytes() + b"|")

@@ -231,7 +231,8 @@ class UniSRec(Method):
         config, context = self.config, self.context
         task = SequenceTask(corpus.split.train, config.max_seq_length, context.seed,
                             Augmentation(config.item_drop_ratio, config.item_drop_probability))
-        schedule = dataclasses.replace(config, epochs=config.pretrain_epochs, batch_size=config.pretrain_batch_size,
+        schedule = dataclasses.replace(config, epochs=config.pretrain_epochs, schedule_epochs=0,
+                                       batch_size=config.pretrain_batch_size,
                                        learning_rate=config.pretrain_learning_rate)
         # Model selection on the sources' own validation items (the official code keeps the
         # last of 300 epochs); nothing of the evaluated dataset is read.

@@ -62,6 +62,18 @@ def test_bad_config_files(tmp_path):
         read_config_file(broken)
 
 
+def test_an_option_omitted_at_default_is_recorded_only_when_set():
+    """``schedule_epochs`` came after runs keyed their folders with ``lr_schedule``: at its
+    default the resolved config (identity and record) is what it was before the option existed."""
+    from bench.engine.training import TrainingConfig
+
+    def method_config(sets):
+        return resolve("p5-sid", TrainingConfig, {"cpu": {}}, "cpu", {}, sets).to_dict()["method"]
+
+    assert "schedule_epochs" not in method_config({}) and "lr_schedule" in method_config({})
+    assert method_config({"epochs": "2", "schedule_epochs": "20"})["schedule_epochs"] == 20
+
+
 def test_options_added_later_are_left_out_at_their_default_only():
     """What a run made before ``device``/``precision`` existed recorded, so its work folder is found."""
     from bench.config import asdict_before_added_options
@@ -70,7 +82,8 @@ def test_options_added_later_are_left_out_at_their_default_only():
     assert {"device", "precision"} & set(asdict_before_added_options(TrainingConfig())) == set()
     changed = asdict_before_added_options(TrainingConfig(precision="bf16"))
     assert changed["precision"] == "bf16" and "device" not in changed
-    assert set(asdict_before_added_options(TrainingConfig())) | {"device", "precision", "lr_schedule", "warmup_steps"} \
+    assert set(asdict_before_added_options(TrainingConfig())) | {"device", "precision", "lr_schedule", "warmup_steps",
+                                                                  "schedule_epochs"} \
         == set(dataclasses.asdict(TrainingConfig()))
 
 

@@ -116,6 +116,36 @@ def test_killed_run_resumes_to_identical_weights(tokenizer, tmp_path: Path, prec
     assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["epoch-0002"]
 
 
+def test_a_run_cut_short_of_its_schedule_matches_the_longer_run_at_that_epoch(tokenizer, tmp_path: Path) -> None:
+    examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
+    longer_config = dataclasses.replace(CONFIG, epochs=3)
+
+    def killed_in_second_epoch(epoch: int):
+        if epoch == 1:
+            raise Killed
+        return examples(epoch)
+
+    longer = build_model(longer_config, "cpu", tokenizer, seed=0)
+    with pytest.raises(Killed):  # the 3-epoch run, stopped after its first epoch
+        train_seq2seq(longer, tokenizer, killed_in_second_epoch, longer_config, tmp_path / "longer", context(tmp_path))
+    short_config = dataclasses.replace(CONFIG, epochs=1, schedule_epochs=3)
+    short = build_model(short_config, "cpu", tokenizer, seed=0)
+    train_seq2seq(short, tokenizer, examples, short_config, tmp_path / "short", context(tmp_path))
+    for (name, a), b in zip(longer.named_parameters(), short.parameters()):
+        assert torch.equal(a, b), name
+    state = torch.load(latest_checkpoint(tmp_path / "short") / "state.pt", weights_only=False)
+    assert state["optimizer"]["param_groups"][0]["lr"] > 0.0  # partway down the 3-epoch decay
+    plain = build_model(CONFIG, "cpu", tokenizer, seed=0)  # a 1-epoch schedule ends elsewhere
+    train_seq2seq(plain, tokenizer, examples, dataclasses.replace(CONFIG, epochs=1), tmp_path / "plain",
+                  context(tmp_path))
+    assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), short.parameters()))
+
+
+def test_a_schedule_shorter_than_the_cap_is_refused() -> None:
+    with pytest.raises(BenchError, match="'schedule_epochs' \\(2\\) must be 0 or at least 'epochs' \\(3\\)"):
+        dataclasses.replace(CONFIG, epochs=3, schedule_epochs=2)
+
+
 def test_finished_run_is_not_trained_again(tokenizer, tmp_path: Path) -> None:
     examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
     model = build_model(CONFIG, "cpu", tokenizer, seed=0)
