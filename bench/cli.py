@@ -253,6 +253,17 @@ def table(name: str, output_format: str, with_paper: bool, explain: bool, target
 
 
 @cli.command()
+@click.option("--claim", "only", default=None, help="check only the claim with this id")
+@RESULTS_OPTION
+def claims(only: str | None, results_dir: Path) -> None:
+    """Check the papers' claims (bench/reference/tables.toml) on the cells of their tables: per
+    dataset, paired t-tests of the winning column against each baseline, Holm-adjusted."""
+    from bench.claims import render_claims
+
+    click.echo(render_claims(results_dir, only))
+
+
+@cli.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="folder to write index.html, plots/ and records/ into (created if missing)")
 @click.option("--quiet", is_flag=True, help="no progress bar of the plots being drawn")
