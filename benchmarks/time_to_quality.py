@@ -23,6 +23,7 @@ benchmark resumes: point ``GENREC_BENCH_CACHE`` at a lasting folder.
 
     .venv/bin/python benchmarks/time_to_quality.py --data-dir ../shared/data/amazon-toys-p5-order
     .venv/bin/python benchmarks/time_to_quality.py --methods tiger --today-precision fp32
+    .venv/bin/python benchmarks/time_to_quality.py --methods p5-cid --new-set learning_rate=3e-3
 
 ``--today-precision``: the committed P5-CID and SETRec records ran bf16 on a CPU with AVX-512
 BF16; on a CPU without it bf16 is emulated (benchmarks/precision_matmul.py), and the today path
@@ -89,7 +90,13 @@ def main() -> None:
     parser.add_argument("--new-epochs", type=int, default=0, help="cap of the new path (0: twice E)")
     parser.add_argument("--today-precision", default="", help="override today's precision (e.g. fp32)")
     parser.add_argument("--results-dir", default="", help="where the runs' records go (default: a temporary folder)")
+    parser.add_argument("--new-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a lever to try: overrides the new path's settings (repeatable)")
     arguments = parser.parse_args()
+    try:
+        new_overrides = dict(item.split("=", 1) for item in arguments.new_set)
+    except ValueError:
+        raise SystemExit(f"--new-set: expected KEY=VALUE, got {arguments.new_set}") from None
     results = Path(arguments.results_dir or tempfile.mkdtemp(prefix="time-to-quality-"))
     speedups = {}
     for method in arguments.methods.split(","):
@@ -101,7 +108,7 @@ def main() -> None:
             today_sets["precision"] = arguments.today_precision
         today = curve(run(method, arguments.dataset, arguments.data_dir, today_sets, results))
         target, today_cost = today[epochs - 1]
-        new_sets = {**COMMON, **NEW[method], "epochs": str(arguments.new_epochs or 2 * epochs)}
+        new_sets = {**COMMON, **NEW[method], **new_overrides, "epochs": str(arguments.new_epochs or 2 * epochs)}
         new = curve(run(method, arguments.dataset, arguments.data_dir, new_sets, results))
         reached = [(epoch, cost) for epoch, (score, cost) in enumerate(new, 1) if score >= target]
         print(f"{method}: target NDCG@10 {target:.4f} (today, epoch {epochs}, {today_cost:.0f} CPU s); new path "
