@@ -28,7 +28,7 @@ from bench.errors import BenchError
 from bench.results import all_records
 from bench.statistics import ALPHA, holm, paired_tests
 from bench.table_specs import SPEC_FILE, TableSpec, table_registry
-from bench.tables import Cell, cell_per_user, table_rows
+from bench.tables import WALL_CLOCK_MARK, Cell, cell_per_user, table_rows
 
 HOLDS, DOES_NOT_HOLD, NOT_SHOWN = "holds", "does not hold", "not shown"
 
@@ -146,7 +146,8 @@ def check_dataset(claim: Claim, dataset: str, rows: Sequence[tuple[str, list[Cel
         gains = [_gain(candidate[i].value, cells[column[baseline]].value) for i, (_, cells) in enumerate(rows)]
         known = [g for g in gains if g is not None]
         mean = _percent(sum(known) / len(known)) if known else "-"
-        per_baseline.append(f"{baseline} {mean} ({'/'.join(map(str, counts[baseline]))})")
+        budget = WALL_CLOCK_MARK if any(cells[column[baseline]].wall_clock for _, cells in rows) else ""
+        per_baseline.append(f"{baseline}{budget} {mean} ({'/'.join(map(str, counts[baseline]))})")
     sentence = (f"{dataset}: {verdict}. {claim.candidate} against the strongest of {len(present)} baselines per "
                 f"metric, mean over {', '.join(metrics)}: {_percent(ours_gain)} (paper {_percent(paper_gain)}). "
                 f"Per baseline, mean gain (metrics above/level/below): {'; '.join(per_baseline) or 'none'}.")
@@ -178,5 +179,6 @@ def render_claims(results_dir: Path, only: str | None = None) -> str:
         parts.append(f"## {claim.id} ({spec.title})\n\nThe paper: {claim.paper}\n\n"
                      + ("\n".join(f"- {s}" for s in sentences) or "- no dataset of the table has a record"))
     note = (f"\n\nPaired t-tests over users on the cells `bench table` shows, Holm-adjusted within each dataset, "
-            f"p < {ALPHA}; gains are relative to the baseline's value.")
+            f"p < {ALPHA}; gains are relative to the baseline's value; {WALL_CLOCK_MARK}: a wall-clock budget "
+            f"stopped that baseline's training (docs/evaluation.md).")
     return "\n\n".join(parts) + note

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
+from bench.cell_selection import WALL_CLOCK_STOP
 from bench.claims import DOES_NOT_HOLD, HOLDS, NOT_SHOWN, parse_claims, render_claims
 from bench.errors import BenchError
 from bench.results import write_record
@@ -33,10 +34,10 @@ def test_a_candidate_above_every_baseline_on_every_metric_holds(tmp_path):
 def test_a_baseline_above_the_candidate_breaks_the_claim_and_a_missing_one_is_named(tmp_path):
     write_record(tmp_path, fixture_record("idgenrec", 42, 0.20, 1, ALTERNATE))
     write_record(tmp_path, fixture_record("sasrec", 42, 0.60, 2, {"loss_type": "CE"}))
-    write_record(tmp_path, fixture_record("p5-cid", 42, 0.02, 3))
+    write_record(tmp_path, fixture_record("p5-cid", 42, 0.02, 3, metadata={"stopped_by": WALL_CLOCK_STOP}))
     sentence = _sentence(render_claims(tmp_path, "idgenrec-beats-baselines"), "idgenrec-beats-baselines")
     assert sentence.startswith(f"- Toys: {DOES_NOT_HOLD}.")
-    assert "): SASRec -73.8% (0/0/4); P5-CID +" in sentence
+    assert "): SASRec -73.8% (0/0/4); P5-CID† +" in sentence  # † : a wall-clock budget stopped it
     assert "No record: GRU4Rec, Caser, HGN, BERT4Rec, FDSA, S3Rec, P5-SemID, P5-SID." in sentence
 
 
