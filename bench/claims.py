@@ -156,29 +156,39 @@ def check_dataset(claim: Claim, dataset: str, rows: Sequence[tuple[str, list[Cel
     return sentence
 
 
-def render_claims(results_dir: Path, only: str | None = None) -> str:
-    """Every declared claim (or the one named ``only``), checked on each dataset of its table."""
-    if not Path(results_dir).exists():
-        raise BenchError(f"{results_dir}: results store not found")
+def check_claims(records: Sequence[dict[str, Any]], only: str | None = None) -> list[tuple[Claim, str, list[str]]]:
+    """Every declared claim (or the one named ``only``) checked on ``records``: the claim, its
+    table's title, and one sentence per dataset row of its table."""
     claims = declared_claims()
     if only is not None:
         claims = [claim for claim in claims if claim.id == only]
         if not claims:
             raise BenchError(f"no claim '{only}'; known: {', '.join(c.id for c in declared_claims())}")
-    records = all_records(results_dir)
-    parts = []
+    checked = []
     for claim in claims:
         spec = spec_by_id(claim.table)
         labels = [column.label for column in spec.columns]
         by_dataset: dict[str, list[tuple[str, list[Cell]]]] = {}
-        for dataset, metric, cells, _ in table_rows(spec, records):
+        for dataset, metric, cells, _ in table_rows(spec, list(records)):
             by_dataset.setdefault(dataset, []).append((metric, cells))
         wanted = claim.datasets or spec.datasets
-        sentences = [check_dataset(claim, dataset, rows, labels) for dataset, rows in by_dataset.items()
-                     if dataset.split(" ")[0].lower() in wanted]
-        parts.append(f"## {claim.id} ({spec.title})\n\nThe paper: {claim.paper}\n\n"
-                     + ("\n".join(f"- {s}" for s in sentences) or "- no dataset of the table has a record"))
-    note = (f"\n\nPaired t-tests over users on the cells `bench table` shows, Holm-adjusted within each dataset, "
-            f"p < {ALPHA}; gains are relative to the baseline's value; {WALL_CLOCK_MARK}: a wall-clock budget "
-            f"stopped that baseline's training (docs/evaluation.md).")
-    return "\n\n".join(parts) + note
+        checked.append((claim, spec.title, [check_dataset(claim, dataset, rows, labels)
+                                            for dataset, rows in by_dataset.items()
+                                            if dataset.split(" ")[0].lower() in wanted]))
+    return checked
+
+
+CLAIMS_NOTE = (f"Paired t-tests over users on the cells `bench table` shows, Holm-adjusted within each dataset, "
+               f"p < {ALPHA}; gains are relative to the baseline's value; {WALL_CLOCK_MARK}: a wall-clock budget "
+               f"stopped that baseline's training (docs/evaluation.md).")
+NO_ROW = "no dataset of the table has a record"
+
+
+def render_claims(results_dir: Path, only: str | None = None) -> str:
+    """``bench claims``: :func:`check_claims` on the store, as markdown."""
+    if not Path(results_dir).exists():
+        raise BenchError(f"{results_dir}: results store not found")
+    parts = [f"## {claim.id} ({title})\n\nThe paper: {claim.paper}\n\n"
+             + ("\n".join(f"- {s}" for s in sentences) or f"- {NO_ROW}")
+             for claim, title, sentences in check_claims(all_records(results_dir), only)]
+    return "\n\n".join(parts) + "\n\n" + CLAIMS_NOTE

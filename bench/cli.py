@@ -270,7 +270,8 @@ def claims(only: str | None, results_dir: Path) -> None:
 @RESULTS_OPTION
 def report(out_dir: Path, quiet: bool, results_dir: Path) -> None:
     """Static HTML report of the store: paper tables with bar charts (bootstrap 95% intervals),
-    training curves, and every run with its config, hardware, versions and timings."""
+    the papers' claims checked on them, training curves, and every run with its config, hardware,
+    versions and timings."""
     from bench.report import build_report
 
     index = build_report(results_dir, out_dir, show_progress=not quiet)

@@ -103,6 +103,7 @@ def _curve_sections(records: list[dict[str, Any]], writer: ReportWriter, progres
 def build_report(results_dir: Path, out_dir: Path, show_progress: bool = False) -> Path:
     """Write the report of everything in ``results_dir`` into ``out_dir``; returns index.html.
     ``show_progress``: a progress bar of the plots drawn (on stderr)."""
+    from bench.claims import check_claims
     from bench.progress import progress_bar
     from bench.report.page import render_page
     from bench.results import all_records
@@ -120,7 +121,7 @@ def build_report(results_dir: Path, out_dir: Path, show_progress: bool = False) 
         curves = _curve_sections(records, writer, progress)
     writer.remove_stale_plots()
     page = render_page(results_dir=Path(results_dir), records=records, tables=tables, curves=curves,
-                       generated=dt.datetime.now(dt.timezone.utc))
+                       generated=dt.datetime.now(dt.timezone.utc), claims=check_claims(records))
     index = Path(out_dir) / "index.html"
     atomic_write_text(index, page)
     return index

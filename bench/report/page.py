@@ -103,14 +103,27 @@ def _run_row(record: dict[str, Any]) -> str:
             f"<td class=label><details><summary>config</summary><pre>{_e(config)}</pre></details></td></tr>")
 
 
+def _claims_html(claims: Sequence[tuple[Any, str, list[str]]]) -> list[str]:
+    """The papers' claims as ``bench claims`` checks them (:mod:`bench.claims`)."""
+    from bench.claims import CLAIMS_NOTE, NO_ROW
+
+    parts = ['<h2 id="claims">Claims</h2>', f"<p class=note>{_e(CLAIMS_NOTE)}</p>"]
+    for claim, title, sentences in claims:
+        items = "".join(f"<li>{_e(sentence)}</li>" for sentence in sentences) or f"<li>{_e(NO_ROW)}</li>"
+        parts.append(f"<h3>{_e(claim.id)} ({_e(title)})</h3><p>The paper: {_e(claim.paper)}</p><ul>{items}</ul>")
+    return parts
+
+
 def render_page(results_dir: Path, records: Sequence[dict[str, Any]], tables: Sequence[TableSection],
-                curves: Sequence[CurveSection], generated: dt.datetime) -> str:
+                curves: Sequence[CurveSection], generated: dt.datetime,
+                claims: Sequence[tuple[Any, str, list[str]]] = ()) -> str:
     parts = [f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>genrec-bench report</title>"
              f"<style>{STYLE}</style></head><body>",
              "<h1>genrec-bench report</h1>",
              f"<p class=note>{len(records)} run records from <code>{_e(results_dir)}</code>, "
              f"built {generated:%Y-%m-%d %H:%M} UTC by <code>bench report</code>.</p>",
-             '<nav><a href="#tables">Tables</a><a href="#curves">Training curves</a><a href="#runs">Runs</a></nav>',
+             '<nav><a href="#tables">Tables</a><a href="#claims">Claims</a><a href="#curves">Training curves</a>'
+             '<a href="#runs">Runs</a></nav>',
              '<h2 id="tables">Tables</h2>',
              "<p class=note>As <code>bench table</code>: bold best, underlined second, * paired t-test over users "
              "against the second best with p &lt; 0.05; Improv. is the best value's gain over the second best, "
@@ -119,6 +132,7 @@ def render_page(results_dir: Path, records: Sequence[dict[str, Any]], tables: Se
              "users (percentile, 1,000 resamples) of the seed-averaged per-user values; a cross marks the "
              "paper's number. A cell links to its run below.</p>"]
     parts += [_table_html(section) for section in tables]
+    parts += _claims_html(claims)
     parts.append('<h2 id="curves">Training curves</h2>')
     if not curves:
         parts.append("<p class=note>No record in the store has a training curve.</p>")
