@@ -103,7 +103,7 @@ def test_report_images_exist_every_table_is_present_and_the_folder_moves(store, 
     assert ">12.3</" in text and "12.3450" not in text  # table seconds to 0.1, as `bench table` prints them
     # The papers' claims, as `bench claims` checks them on the same cells.
     claims = text.split('<h2 id="claims">Claims</h2>')[1].split('<h2 id="curves">')[0]
-    assert "alternate-training (Table 5: training strategy)" in claims
+    assert "alternate-training (Table 5: training strategy)" in claims and "<code>bench table</code>" in claims
     assert "Toys: " in claims and "ID-only" in claims and "No record: Rec-only." in claims
     moved = tmp_path / "elsewhere" / "copy"
     shutil.copytree(out, moved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -107,7 +108,8 @@ def _claims_html(claims: Sequence[tuple[Any, str, list[str]]]) -> list[str]:
     """The papers' claims as ``bench claims`` checks them (:mod:`bench.claims`)."""
     from bench.claims import CLAIMS_NOTE, NO_ROW
 
-    parts = ['<h2 id="claims">Claims</h2>', f"<p class=note>{_e(CLAIMS_NOTE)}</p>"]
+    note = re.sub(r"`([^`]*)`", r"<code>\1</code>", _e(CLAIMS_NOTE))
+    parts = ['<h2 id="claims">Claims</h2>', f"<p class=note>{note}</p>"]
     for claim, title, sentences in claims:
         items = "".join(f"<li>{_e(sentence)}</li>" for sentence in sentences) or f"<li>{_e(NO_ROW)}</li>"
         parts.append(f"<h3>{_e(claim.id)} ({_e(title)})</h3><p>The paper: {_e(claim.paper)}</p><ul>{items}</ul>")
