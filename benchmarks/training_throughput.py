@@ -17,7 +17,9 @@ share of a torch matmul peak measured in the same run, the loss after the epoch 
 examples (fp32, no dropout) against the spread of the current path over seeds (the noise).
 Both for the cpu-profile T5 (d_model 128, 2+2 layers) and a t5-small-sized T5 with random
 weights (d_model 512, d_ff 2048, 6+6 layers, 8 heads). With ``--processes 2`` the new path
-also runs in 2 processes (torchrun, gloo) and the 2-process / 1-process ratio is printed.
+also runs in 2 processes (torchrun, gloo) and the 2-process / 1-process ratio is printed;
+``--profile-top N`` adds a torch profile of rank 0 there (its N costliest operations by self
+CPU time, the gloo all-reduce among them), to show where the time of a low ratio goes.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training_throughput.py --threads 1
 """
@@ -187,6 +189,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per path (the loss noise), cpu profile")
     parser.add_argument("--processes", type=int, default=1, help="also run the new path in this many processes")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "training-throughput")
+    parser.add_argument("--profile-top", type=int, default=0,
+                        help="with --processes: profile rank 0's training (torch.profiler, CPU) and print its "
+                             "this many costliest operations by self CPU time, all-reduce included")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-large", action="store_true")
     args = parser.parse_args()
@@ -202,9 +207,18 @@ def main() -> None:
     train_pairs = [pairs[i] for i in chosen[:args.examples]]
     eval_pairs = [pairs[i] for i in chosen[args.examples:args.examples + args.held_out]]
     if args.worker:
-        run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir)
+        if args.profile_top:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU]) as profiler:
+                run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir)
+        else:
+            run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir)
         if int(os.environ.get("RANK", "0")) == 0:
             print("WORKER " + json.dumps(run), flush=True)
+            if args.profile_top:
+                print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile_top),
+                      flush=True)
         return
 
     peaks = {name: matmul_peak(name) for name in ("fp32", "bf16")}
@@ -236,7 +250,7 @@ def main() -> None:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={args.processes}", __file__, "--worker", "--threads", str(args.threads),
                    "--examples", str(args.examples), "--data-dir", str(args.data_dir),
-                   "--work-dir", str(args.work_dir)]
+                   "--work-dir", str(args.work_dir), "--profile-top", str(args.profile_top)]
         output = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         lines = [line for line in output.stdout.splitlines() if line.startswith("WORKER ")]
         if output.returncode != 0 or not lines:
@@ -245,7 +259,11 @@ def main() -> None:
             run = json.loads(lines[0][len("WORKER "):])
             ratio = run["examples_per_second"] / small["new"]["examples_per_second"]
             print(f"processes_{args.processes}: {run['examples_per_second']:.1f} ex/s, "
-                  f"ratio_to_1_process: {ratio:.2f}")
+                  f"ratio_to_1_process: {ratio:.2f}" + (" (profiled: the profiler's overhead is in it)"
+                                                        if args.profile_top else ""))
+            if args.profile_top:
+                print(f"profile of rank 0 of {args.processes}, by self CPU time:")
+                print(output.stdout.split(lines[0], 1)[1].strip())
 
 
 if __name__ == "__main__":
