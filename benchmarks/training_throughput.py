@@ -125,7 +125,7 @@ def held_out_loss(model, tokenizer, pairs, batch_size: int = 64) -> float:
 
 
 def train_once(path: LoopPath, size: dict[str, int], tokenizer, train_pairs, eval_pairs, seed: int,
-               threads: int, work: Path) -> dict[str, Any]:
+               threads: int, work: Path, batch_size: int = 32) -> dict[str, Any]:
     import torch
 
     from bench.engine.model import T5EngineConfig, build_model
@@ -133,7 +133,8 @@ def train_once(path: LoopPath, size: dict[str, int], tokenizer, train_pairs, eva
     from bench.method import RunContext
 
     torch.set_num_threads(threads)
-    config = T5EngineConfig(**size, epochs=1, batch_size=32, eval_every=0, device="cpu", precision=path.precision,
+    config = T5EngineConfig(**size, epochs=1, batch_size=batch_size, eval_every=0, device="cpu",
+                            precision=path.precision,
                             length_bucketing=path.bucketing, threads=threads)
     model = build_model(config, "cpu", tokenizer, seed)
     context = RunContext(work_dir=work, seed=seed, profile="cpu", show_progress=False)
@@ -151,7 +152,8 @@ def train_once(path: LoopPath, size: dict[str, int], tokenizer, train_pairs, eva
 
 
 def measure(size_name: str, size: dict[str, int], tokenizer, train_pairs, eval_pairs, seeds: list[int],
-            threads: int, work: Path, peaks: dict[str, float], print_row) -> dict[str, dict[str, Any]]:
+            threads: int, work: Path, peaks: dict[str, float], print_row,
+            batch_size: int = 32) -> dict[str, dict[str, Any]]:
     lengths = tokenizer([s for s, _ in train_pairs]).input_ids, tokenizer([t for _, t in train_pairs]).input_ids
     flops = t5_flops(np.array([len(x) for x in lengths[0]]), np.array([len(x) for x in lengths[1]]), size,
                      len(tokenizer))
@@ -159,9 +161,9 @@ def measure(size_name: str, size: dict[str, int], tokenizer, train_pairs, eval_p
     for path in (CURRENT, NEW, NEW_FP32):
         # Untimed: the process's first steps of a path pay one-time costs (allocator, lazy
         # imports, the runtime), which would otherwise fall on whichever path runs first.
-        train_once(path, size, tokenizer, train_pairs[:64], [], 0, threads, work)
+        train_once(path, size, tokenizer, train_pairs[:64], [], 0, threads, work, batch_size)
     for path in (CURRENT, NEW, NEW_FP32):
-        runs = [train_once(path, size, tokenizer, train_pairs, eval_pairs, seed, threads, work)
+        runs = [train_once(path, size, tokenizer, train_pairs, eval_pairs, seed, threads, work, batch_size)
                 for seed in (seeds if path is not NEW_FP32 else seeds[:1])]
         best = max(runs, key=lambda run: run["examples_per_second"])
         gflops = flops / best["seconds"] / 1e9
@@ -189,6 +191,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per path (the loss noise), cpu profile")
     parser.add_argument("--processes", type=int, default=1, help="also run the new path in this many processes")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "training-throughput")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="training examples per step over all processes (cpu profile; the t5-small size keeps 32)")
     parser.add_argument("--profile-top", type=int, default=0,
                         help="with --processes: profile rank 0's training (torch.profiler, CPU) and print its "
                              "this many costliest operations by self CPU time, all-reduce included")
@@ -211,9 +215,11 @@ def main() -> None:
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU]) as profiler:
-                run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir)
+                run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir,
+                                 args.batch_size)
         else:
-            run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir)
+            run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir,
+                                 args.batch_size)
         if int(os.environ.get("RANK", "0")) == 0:
             print("WORKER " + json.dumps(run), flush=True)
             if args.profile_top:
@@ -236,7 +242,7 @@ def main() -> None:
 
     seeds = list(range(args.seeds))
     small = measure("cpu", CPU_SIZE, tokenizer, train_pairs, eval_pairs, seeds, args.threads, args.work_dir,
-                    peaks, print_row)
+                    peaks, print_row, args.batch_size)
     speedup = small["new"]["examples_per_second"] / small["current"]["examples_per_second"]
     print(f"training_speedup: {speedup:.2f}")
     print(f"bf16_speedup_over_new_fp32: "
@@ -250,7 +256,8 @@ def main() -> None:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={args.processes}", __file__, "--worker", "--threads", str(args.threads),
                    "--examples", str(args.examples), "--data-dir", str(args.data_dir),
-                   "--work-dir", str(args.work_dir), "--profile-top", str(args.profile_top)]
+                   "--work-dir", str(args.work_dir), "--profile-top", str(args.profile_top),
+                   "--batch-size", str(args.batch_size)]
         output = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         lines = [line for line in output.stdout.splitlines() if line.startswith("WORKER ")]
         if output.returncode != 0 or not lines:
