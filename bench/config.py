@@ -177,20 +177,23 @@ def check_option(named: str, value: Any, allowed: tuple[Any, ...] | None, valid:
         raise BenchError(f"{named} must be {valid.description}, got {value}")
 
 
+def _asdict_without_defaults_of(config: Any, marker: str) -> dict[str, Any]:
+    """A config's fields, less the options declared with ``marker`` that hold their default."""
+    values = dataclasses.asdict(config)
+    return {f.name: values[f.name] for f in dataclasses.fields(config)
+            if not (f.metadata.get(marker) and getattr(config, f.name) == f.default)}
+
+
 def recorded_options(config: Any) -> dict[str, Any]:
     """A config's fields as its run records them and is keyed by: every field, but an
     ``omitted_at_default`` option only where it differs from its default."""
-    values = dataclasses.asdict(config)
-    return {f.name: values[f.name] for f in dataclasses.fields(config)
-            if not (f.metadata.get("omitted_at_default") and getattr(config, f.name) == f.default)}
+    return _asdict_without_defaults_of(config, "omitted_at_default")
 
 
 def asdict_before_added_options(config: Any) -> dict[str, Any]:
     """A config's fields as a run made before its ``added_later`` options recorded them: those
     options are left out where they hold their default."""
-    values = dataclasses.asdict(config)
-    return {f.name: values[f.name] for f in dataclasses.fields(config)
-            if not (f.metadata.get("added_later") and getattr(config, f.name) == f.default)}
+    return _asdict_without_defaults_of(config, "added_later")
 
 
 def field_help(config_class: type) -> dict[str, str]:
