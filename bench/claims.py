@@ -19,15 +19,13 @@ A dataset whose row lacks the candidate or a baseline says which, and is judged 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from bench.errors import BenchError
 from bench.results import all_records
 from bench.statistics import ALPHA, holm, paired_tests
-from bench.table_specs import SPEC_FILE, TableSpec, table_registry
+from bench.table_specs import SPEC_FILE, TableSpec, read_table_file, table_registry
 from bench.tables import WALL_CLOCK_MARK, Cell, cell_per_user, table_rows
 
 HOLDS, DOES_NOT_HOLD, NOT_SHOWN = "holds", "does not hold", "not shown"
@@ -45,15 +43,11 @@ class Claim:
 
 def declared_claims() -> list[Claim]:
     """The ``[[claim]]`` entries of the table file, checked against its tables' columns."""
-    return parse_claims(resources.files("bench").joinpath(SPEC_FILE).read_text(), f"bench/{SPEC_FILE}")
+    return parse_claims(read_table_file("claim", required=False), f"bench/{SPEC_FILE}")
 
 
-def parse_claims(text: str, where: str) -> list[Claim]:
-    """The ``[[claim]]`` entries of a table file's text; ``where`` names the file in errors."""
-    try:
-        entries = tomllib.loads(text).get("claim", [])
-    except tomllib.TOMLDecodeError as error:
-        raise BenchError(f"{where}: not a valid table file: {error}") from None
+def parse_claims(entries: Sequence[Mapping[str, Any]], where: str) -> list[Claim]:
+    """``[[claim]]`` entries of a table file as claims; ``where`` names the file in errors."""
     claims = []
     for entry in entries:
         try:
@@ -159,11 +153,10 @@ def check_dataset(claim: Claim, dataset: str, rows: Sequence[tuple[str, list[Cel
 def check_claims(records: Sequence[dict[str, Any]], only: str | None = None) -> list[tuple[Claim, str, list[str]]]:
     """Every declared claim (or the one named ``only``) checked on ``records``: the claim, its
     table's title, and one sentence per dataset row of its table."""
-    claims = declared_claims()
-    if only is not None:
-        claims = [claim for claim in claims if claim.id == only]
-        if not claims:
-            raise BenchError(f"no claim '{only}'; known: {', '.join(c.id for c in declared_claims())}")
+    declared = declared_claims()
+    claims = [claim for claim in declared if only is None or claim.id == only]
+    if only is not None and not claims:
+        raise BenchError(f"no claim '{only}'; known: {', '.join(c.id for c in declared)}")
     checked = []
     for claim in claims:
         spec = spec_by_id(claim.table)

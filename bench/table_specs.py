@@ -56,10 +56,13 @@ class TableSpec:
     no_public_data: tuple[str, ...] = ()
 
 
-def _read_spec_file() -> list[dict[str, Any]]:
+def read_table_file(key: str, required: bool = True) -> list[dict[str, Any]]:
+    """The entries under ``key`` of the table file (``spec``: the tables; ``claim``: the papers'
+    claims, :mod:`bench.claims`); a key not ``required`` may be absent (no entries)."""
     text = resources.files("bench").joinpath(SPEC_FILE).read_text()
     try:
-        return tomllib.loads(text)["spec"]
+        found = tomllib.loads(text)
+        return found[key] if required else found.get(key, [])
     except (tomllib.TOMLDecodeError, KeyError) as error:
         raise BenchError(f"bench/{SPEC_FILE}: not a valid table file: {error}") from None
 
@@ -107,7 +110,7 @@ def _spec(entry: dict[str, Any], extra: list[Column]) -> TableSpec:
 
 def table_registry() -> Registry:
     """``bench table`` names -> their specs (the file's columns, then the methods' own)."""
-    entries = _read_spec_file()
+    entries = read_table_file("spec")
     ids = {entry.get("id") for entry in entries}
     registry: Registry = Registry("table")
     by_name: dict[str, list[dict[str, Any]]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 from scipy import stats
 
@@ -74,6 +76,6 @@ def test_a_claim_naming_a_column_its_table_lacks_is_refused():
     text = ('[[claim]]\nid = "x"\ntable = "ablation-training"\ncandidate = "Alternate"\nbaselines = ["Nope"]\n'
             'paper = "p"\n')
     with pytest.raises(BenchError, match="f.toml: claim 'x' names column 'Nope', which table 'ablation-training'"):
-        parse_claims(text, "f.toml")
+        parse_claims(tomllib.loads(text)["claim"], "f.toml")
     with pytest.raises(BenchError, match="f.toml: claim 'x' lacks key 'paper'"):
-        parse_claims(text.replace('paper = "p"\n', ""), "f.toml")
+        parse_claims(tomllib.loads(text.replace('paper = "p"\n', ""))["claim"], "f.toml")
