@@ -27,6 +27,7 @@ CPU time, the gloo all-reduce among them), to show where the time of a low ratio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -211,15 +212,12 @@ def main() -> None:
     train_pairs = [pairs[i] for i in chosen[:args.examples]]
     eval_pairs = [pairs[i] for i in chosen[args.examples:args.examples + args.held_out]]
     if args.worker:
-        if args.profile_top:
-            from torch.profiler import ProfilerActivity, profile
+        from torch.profiler import ProfilerActivity, profile
 
-            with profile(activities=[ProfilerActivity.CPU]) as profiler:
-                run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir,
-                                 args.batch_size)
-        else:
+        with profile(activities=[ProfilerActivity.CPU]) if args.profile_top else contextlib.nullcontext() \
+                as profiler:
             run = train_once(NEW, CPU_SIZE, tokenizer, train_pairs, [], 0, args.threads, args.work_dir,
-                                 args.batch_size)
+                             args.batch_size)
         if int(os.environ.get("RANK", "0")) == 0:
             print("WORKER " + json.dumps(run), flush=True)
             if args.profile_top:
