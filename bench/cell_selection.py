@@ -28,13 +28,11 @@ from typing import Any, Mapping, Sequence
 
 from bench import config as config_module
 from bench.errors import BenchError
-from bench.identity import identity_digest
+from bench.identity import identity_digest, method_class, record_configuration
 from bench.registry import methods
 from bench.statistics import seed_groups
 
 VALIDATION_METRIC = "NDCG@10"
-# Options that say where a run ran, not what it trained: left out of "the default configuration".
-PLACEMENT_OPTIONS = ("device", "threads")
 # What a method records in method_metadata.stopped_by when a wall-clock budget ended training.
 WALL_CLOCK_STOP = "time budget"
 
@@ -49,23 +47,15 @@ def stopped_by_wall_clock(record: Mapping[str, Any]) -> bool:
     return record.get("method_metadata", {}).get("stopped_by") == WALL_CLOCK_STOP
 
 
-def identity(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What makes a record's configuration: its resolved config without placement options and
-    without ``added_later`` options at their default (:func:`bench.config.option`)."""
-    later = added_later_defaults(record["method"])
-    method_config = {key: value for key, value in record["config"]["method"].items()
-                     if key not in PLACEMENT_OPTIONS and not (key in later and later[key] == value)}
-    return {**record["config"], "method": method_config}
-
-
 def config_digest(record: Mapping[str, Any]) -> str:
-    """12 hex digits of the record's configuration (:func:`identity`)."""
-    return identity_digest(identity(record))[:12]
+    """12 hex digits of the record's configuration (:func:`bench.identity.record_configuration`)."""
+    return identity_digest(record_configuration(record))[:12]
 
 
 def configuration_key(record: Mapping[str, Any]) -> str:
-    """Records of one configuration on one split share it (:func:`identity`); seeds do not count."""
-    return json.dumps({"data": record["split"].get("digest"), "config": identity(record)}, sort_keys=True)
+    """Records of one configuration on one split share it
+    (:func:`bench.identity.record_configuration`); seeds do not count."""
+    return json.dumps({"data": record["split"].get("digest"), "config": record_configuration(record)}, sort_keys=True)
 
 
 def validation_evidence(record: Mapping[str, Any]) -> tuple[float, str] | None:
@@ -109,33 +99,16 @@ def _selection_users(record: Mapping[str, Any]) -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _method_class(method: str) -> Any:
-    try:
-        return methods().get(method)
-    except BenchError:
-        return None  # a method this installation lacks: its defaults are unknown
-
-
-@functools.lru_cache(maxsize=None)
 def _default_method_config(method: str, profile: str) -> str | None:
-    method_class = _method_class(method)
-    if method_class is None:
+    found = method_class(method)
+    if found is None:
         return None
-    resolved = config_module.resolve(method, method_class.config_class, method_class.profiles, profile, {}, {})
+    resolved = config_module.resolve(method, found.config_class, found.profiles, profile, {}, {})
     return json.dumps(dataclasses.asdict(resolved.method), sort_keys=True)
 
 
-@functools.lru_cache(maxsize=None)
-def added_later_defaults(method: str) -> dict[str, Any]:
-    """The defaults of the method's ``added_later`` options: what a record made before them ran."""
-    method_class = _method_class(method)
-    if method_class is None:
-        return {}
-    return {f.name: f.default for f in dataclasses.fields(method_class.config_class) if f.metadata.get("added_later")}
-
-
 def _differing_options(groups: Sequence[Sequence[dict[str, Any]]]) -> set[str]:
-    configs = [identity(group[0])["method"] for group in groups]
+    configs = [record_configuration(group[0])["method"] for group in groups]
     keys = set().union(*configs)
     return {key for key in keys if len({json.dumps(config.get(key)) for config in configs}) > 1}
 
@@ -146,7 +119,7 @@ def at_default(record: Mapping[str, Any], options: set[str]) -> bool:
     if default_text is None:
         return False
     default = json.loads(default_text)
-    recorded = identity(record)["method"]
+    recorded = record_configuration(record)["method"]
     return all(key in default and json.dumps(recorded.get(key, default[key])) == json.dumps(default[key])
                for key in options)
 

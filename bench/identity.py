@@ -4,8 +4,10 @@
 tuple and a list write alike, so a planned run's config and a stored record's agree; a value
 JSON cannot hold counts by its ``str``), 16 hex digits. :func:`run_identity` is a run's: it keys
 the run's work folder (:func:`bench.runner.work_dir_for`, its first 12 digits), tells a sweep
-which runs are done (:mod:`bench.sweep`), and, without the seed, groups the seeds of one
-configuration (:func:`bench.statistics.seed_group_key`). Shared artifacts (``bench.shared_artifacts``)
+which runs are done (:mod:`bench.sweep`). :func:`record_configuration` is a record's
+configuration as the tables compare it (no placement options, no ``added_later`` options at
+their default); the seeds of one configuration share it (:func:`bench.statistics.seed_group_key`,
+:mod:`bench.cell_selection`). Shared artifacts (``bench.shared_artifacts``)
 and RecBole's finished trainings (``methods/recbole_baselines.py``) key theirs with
 :func:`identity_digest` too. Changing what either hashes moves every stored key (work folders,
 caches), so ``tests/core/test_identity.py`` pins known values.
@@ -13,11 +15,17 @@ caches), so ``tests/core/test_identity.py`` pins known values.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 from typing import Any, Mapping
 
+from bench.errors import BenchError
+
 DIGEST_LENGTH = 16
+# Options that say where a run ran, not what it trained: not part of a record's configuration.
+PLACEMENT_OPTIONS = ("device", "threads")
 
 
 def identity_digest(fields: Mapping[str, Any]) -> str:
@@ -36,7 +44,37 @@ def run_identity(method: str, dataset: str, data_digest: str, config: Mapping[st
     return identity_digest(fields)
 
 
-def record_identity(record: Mapping[str, Any], with_seed: bool = True) -> str:
+def record_identity(record: Mapping[str, Any]) -> str:
     """:func:`run_identity` of a stored run record."""
     return run_identity(record["method"], record["dataset"], record["split"]["digest"], record["config"],
-                        record["seed"] if with_seed else None)
+                        record["seed"])
+
+
+@functools.lru_cache(maxsize=None)
+def method_class(method: str) -> Any:
+    """The registered method's class, or None for a method this installation lacks."""
+    from bench.registry import methods
+
+    try:
+        return methods().get(method)
+    except BenchError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def added_later_defaults(method: str) -> dict[str, Any]:
+    """The defaults of the method's ``added_later`` options: what a record made before them ran."""
+    found = method_class(method)
+    if found is None:
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(found.config_class) if f.metadata.get("added_later")}
+
+
+def record_configuration(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a record's configuration: its resolved config without placement options and
+    without ``added_later`` options at their default (:func:`bench.config.option`), so one
+    configuration run before and after such an option existed is one configuration."""
+    later = added_later_defaults(record["method"])
+    method_config = {key: value for key, value in record["config"]["method"].items()
+                     if key not in PLACEMENT_OPTIONS and not (key in later and later[key] == value)}
+    return {**record["config"], "method": method_config}

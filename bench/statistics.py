@@ -20,7 +20,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.identity import record_identity
+from bench.identity import identity_digest, record_configuration
 from bench.results import per_user
 
 ALPHA = 0.05
@@ -74,8 +74,10 @@ def check_pairable(a: dict[str, Any], b: dict[str, Any]) -> None:
 
 
 def seed_group_key(record: dict[str, Any]) -> str:
-    """What runs of one seed group share: everything that identifies a run but its seed."""
-    return record_identity(record, with_seed=False)
+    """What runs of one seed group share: method, dataset, data and configuration
+    (:func:`bench.identity.record_configuration`, as the tables compare them), not the seed."""
+    return identity_digest({"method": record["method"], "dataset": record["dataset"],
+                            "data": record["split"]["digest"], "config": record_configuration(record)})
 
 
 def seed_groups(records: Sequence[dict[str, Any]],

@@ -7,15 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.cell_selection import Candidate, Choice, identity
+from bench.cell_selection import Candidate, Choice
 from bench.errors import BenchError
+from bench.identity import record_configuration
 from bench.results import all_records
 from bench.table_specs import TableSpec, table_registry
 from bench.tables import WALL_CLOCK_MARK, cell_choice, data_variant, records_of, variant_label
 
 
 def _flat(record: dict[str, Any]) -> dict[str, str]:
-    return {f"{part}.{key}": json.dumps(value) for part, values in identity(record).items()
+    return {f"{part}.{key}": json.dumps(value) for part, values in record_configuration(record).items()
             if isinstance(values, dict) for key, value in values.items()}
 
 

@@ -12,9 +12,9 @@ import tomllib
 from importlib import resources
 from typing import Any, Mapping
 
-from bench.cell_selection import added_later_defaults
 from bench.config import check_option
 from bench.errors import BenchError
+from bench.identity import added_later_defaults
 from bench.method import TableColumn
 from bench.reality_check import FAMILIES
 from bench.registry import Registry, methods

@@ -4,7 +4,7 @@ from scipy import stats
 
 from bench.errors import BenchError
 from bench.statistics import (bootstrap_interval, check_seed_group, compare_groups, compare_runs, holm, paired_tests,
-                              seed_groups)
+                              seed_group_key, seed_groups)
 
 
 def _record(run_id, method, values, digest="d1", dataset="toys", mask=False):
@@ -76,6 +76,20 @@ def test_seed_groups_keep_one_record_per_seed_and_split_configurations():
     other_config = _seed_record("c", "sasrec", [0.0, 0.0], seed=1, config={"loss_type": "BPR"})
     groups = seed_groups([old, other_config, new, other_seed])
     assert [[r["run_id"] for r in group] for group in groups] == [["new", "s2"], ["c"]]
+
+
+def test_seeds_made_before_an_added_option_or_on_other_threads_are_one_seed_group():
+    from bench.identity import added_later_defaults
+
+    later = added_later_defaults("tiger")
+    assert "letter_cf_weight" in later  # an option TIGER records made before it existed lack
+    before = _seed_record("before", "tiger", [1.0, 0.0], seed=1, config={"epochs": 3, "threads": 1})
+    after = _seed_record("after", "tiger", [0.0, 1.0], seed=2, config={"epochs": 3, "threads": 2, **later})
+    assert seed_group_key(before) == seed_group_key(after)
+    check_seed_group([before, after])
+    changed = {**later, "letter_cf_weight": later["letter_cf_weight"] + 1.0}
+    other = _seed_record("other", "tiger", [0.0, 1.0], seed=2, config={"epochs": 3, **changed})
+    assert seed_group_key(other) != seed_group_key(before)
 
 
 def test_seed_group_comparison_tests_seed_averaged_users():
