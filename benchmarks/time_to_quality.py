@@ -19,7 +19,9 @@ which both paths reuse and which is not counted. Prints ``time_to_quality_speedu
 and ``time_to_quality_speedup_geomean: X`` over the methods that reached it.
 
 Runs go through ``bench run`` (one process each), so finished runs are reused and a killed
-benchmark resumes: point ``GENREC_BENCH_CACHE`` at a lasting folder.
+benchmark resumes: point ``GENREC_BENCH_CACHE`` at a lasting folder. A path whose record is
+already in ``--results-dir`` (same method, dataset, data folder and settings) is read from it,
+not run again, so trying one more lever does not rank the test users of the other path again.
 
     .venv/bin/python benchmarks/time_to_quality.py --data-dir ../shared/data/amazon-toys-p5-order
     .venv/bin/python benchmarks/time_to_quality.py --methods tiger --today-precision fp32
@@ -65,7 +67,31 @@ NEW: dict[str, dict[str, str]] = {
 }
 
 
+def _same_value(recorded: Any, text: str) -> bool:
+    if str(recorded).lower() == text.lower():
+        return True
+    try:
+        return float(recorded) == float(text)
+    except (TypeError, ValueError):
+        return False
+
+
+def earlier_record(method: str, dataset: str, data_dir: str, sets: dict[str, str], results: Path) -> Path | None:
+    """The newest record in ``results`` of this path: same method, dataset, data folder, settings."""
+    for path in sorted((results / dataset / method).glob("*.json"), reverse=True):
+        record = json.loads(path.read_text())
+        config = record["config"]["method"]
+        if (record.get("dataset_source", {}).get("source", "") == data_dir
+                and all(key in config and _same_value(config[key], value) for key, value in sets.items())):
+            return path
+    return None
+
+
 def run(method: str, dataset: str, data_dir: str, sets: dict[str, str], results: Path) -> dict[str, Any]:
+    found = earlier_record(method, dataset, data_dir, sets, results)
+    if found is not None:
+        print(f"$ (reusing {found.name}: the same path's record in {results})", flush=True)
+        return json.loads(found.read_text())
     command = [str(ROOT / ".venv" / "bin" / "bench"), "run", "--method", method, "--dataset", dataset,
                "--results-dir", str(results), "--quiet"] + (["--data-dir", data_dir] if data_dir else [])
     for key, value in sets.items():
