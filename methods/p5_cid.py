@@ -9,14 +9,13 @@ import time
 from typing import Any
 
 from bench.config import AT_LEAST_ONE, Range, option
-from bench.engine.model import T5EngineConfig
-from bench.engine.recommender import GenerativeRecommender
+from bench.engine.recommender import FixedIDConfig, GenerativeRecommender
 from bench.method import TrainingData
 from methods.p5_indexing import CollaborativeIndex, collaborative_ids
 
 
 @dataclasses.dataclass(frozen=True)
-class P5CollaborativeConfig(T5EngineConfig):
+class P5CollaborativeConfig(FixedIDConfig):
     # Defaults: the authors' released CID run (--cluster_size 500 --cluster_number 20).
     cluster_size: int = option(500, "a cluster with more items than this is clustered again (k in Sec. 4.2)",
                                range=AT_LEAST_ONE)

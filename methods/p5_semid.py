@@ -7,15 +7,14 @@ import dataclasses
 from typing import Any, Optional
 
 from bench.config import AT_LEAST_ONE, option
-from bench.engine.model import T5EngineConfig
-from bench.engine.recommender import GenerativeRecommender
+from bench.engine.recommender import FixedIDConfig, GenerativeRecommender
 from bench.errors import BenchError
 from bench.method import TrainingData
 from methods.p5_indexing import SemanticIndex, semantic_ids
 
 
 @dataclasses.dataclass(frozen=True)
-class P5SemanticConfig(T5EngineConfig):
+class P5SemanticConfig(FixedIDConfig):
     # Optional[...] rather than "int | None": the config reader coerces typing.Union only.
     max_categories: Optional[int] = option(None, "keep only the first this many category names of an item's path "
                                                  "(shorter IDs); None keeps them all, as the paper does",

@@ -6,14 +6,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bench.engine.model import T5EngineConfig
-from bench.engine.recommender import GenerativeRecommender
+from bench.engine.recommender import FixedIDConfig, GenerativeRecommender
 from bench.method import TrainingData
 from methods.p5_indexing import sequential_ids
 
 
 @dataclasses.dataclass(frozen=True)
-class P5SequentialConfig(T5EngineConfig):
+class P5SequentialConfig(FixedIDConfig):
     """SID has no options of its own; the run's seed orders the items never seen in training."""
 
 

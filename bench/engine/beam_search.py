@@ -10,7 +10,9 @@ finished once it holds ``num_results`` items that no open beam can beat
 
 The model runs on the run's device under its precision's autocast (the ``runtime`` the
 caller passes, :mod:`bench.runtime`); the beams' bookkeeping (trie walk, results) stays on
-the CPU, and only the allowed tokens' log-probabilities cross over each step."""
+the CPU, and only the allowed tokens' log-probabilities cross over each step. With an ID-token
+output layer (:mod:`bench.engine.output_head`) the logits hold one column per ID token, and
+the log-probabilities are normalised over those."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import torch
 
+from bench.engine.output_head import output_columns, vocabulary_size
 from bench.engine.trie import ItemTrie
 from bench.errors import BenchError
 
@@ -181,10 +184,10 @@ def constrained_beam_search(
         with torch.no_grad(), beams_share_prompt_attention(model):
             decoder = IncrementalDecoder(model, input_ids, attention_mask, runtime)
             logits = decoder.start()
-            if trie.key_base > logits.shape[-1]:
+            if trie.key_base > vocabulary_size(model, logits):
                 raise BenchError(
                     f"constrained_beam_search: the trie uses token {trie.key_base - 1} but the model's "
-                    f"vocabulary has {logits.shape[-1]}"
+                    f"vocabulary has {vocabulary_size(model, logits)}"
                 )
             users = torch.arange(n_users)  # the users still searching
             beam_scores = torch.zeros(n_users, 1)  # one beam per user at the root
@@ -195,7 +198,7 @@ def constrained_beam_search(
                 # trie edges rather than masking the whole [beams, vocab] matrix.
                 rows, tokens, children = trie.edges(beam_nodes.reshape(-1))
                 normaliser = torch.logsumexp(logits, dim=-1)
-                on_device = decoder.runtime.to_device((rows, tokens))
+                on_device = decoder.runtime.to_device((rows, output_columns(model, tokens)))
                 token_log_probs = (logits[on_device] - normaliser[on_device[0]]).cpu()
                 edge_scores = beam_scores.reshape(-1)[rows] + token_log_probs
                 ending = tokens == eos

@@ -10,10 +10,12 @@ P5-style prompts (resumable), and ranking by beam search constrained to that tri
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+import dataclasses
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
 import numpy as np
 
+from bench.config import option
 from bench.engine.model import T5EngineConfig, build_model, count_parameters
 from bench.engine.prompts import TEST_TEMPLATE, build_prompt, template_words
 from bench.engine.tokenizer import build_tokenizer
@@ -40,11 +42,21 @@ def check_unique_identifiers(identifiers: Sequence[Any], item_names: Sequence[st
                              f"{what} {identifier!r}; item IDs must be unique")
 
 
+@dataclasses.dataclass(frozen=True)
+class FixedIDConfig(T5EngineConfig):
+    """The engine's options for methods whose items keep one ID for the whole run."""
+
+    output_head: Literal["vocabulary", "id_tokens"] = option(
+        "vocabulary", "the decoder's output layer: vocabulary: T5's, a softmax over every token; id_tokens: "
+                      "only the tokens the items' IDs hold and EOS (bench/engine/output_head.py), in training "
+                      "and in the beam search, with the same tied weights", omitted_at_default=True)
+
+
 class GenerativeRecommender(Method):
     """Subclasses implement :meth:`item_identifiers`, optionally :meth:`extra_tokens` and
     :meth:`user_identifiers`; everything else is the shared T5 engine."""
 
-    config_class: ClassVar[type] = T5EngineConfig
+    config_class: ClassVar[type] = FixedIDConfig
     output = "ranking"
     supports_candidates = True  # the beam search runs over the trie of the candidates
     # cpu: 4 epochs keep each P5 method on `demo` under a minute and above pop (collaborative
@@ -75,7 +87,7 @@ class GenerativeRecommender(Method):
     def fit(self, data: TrainingData) -> None:
         from bench.engine.trie import ItemTrie
 
-        config: T5EngineConfig = self.config
+        config: FixedIDConfig = self.config
         context = self.context
         owner = f"method {type(self).__name__}"
         identifiers = [str(identifier) for identifier in self.item_identifiers(data)]
@@ -95,6 +107,10 @@ class GenerativeRecommender(Method):
         check_unique_identifiers([tuple(tokens) for tokens in token_sequences], data.dataset.item_ids, owner,
                                  what="the token sequence")
         self.trie: ItemTrie = ItemTrie.build(token_sequences, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        if config.output_head == "id_tokens":
+            from bench.engine.output_head import use_id_token_head
+
+            use_id_token_head(model, [token for tokens in token_sequences for token in tokens])
         # rank() reads these, so validation during training ranks with the model being trained.
         self.tokenizer, self.model = tokenizer, model
         self.identifiers, self.users = identifiers, users
@@ -148,6 +164,7 @@ class GenerativeRecommender(Method):
             "vocab_size": len(self.tokenizer),
             "extra_tokens": len(self.extra_tokens()),
             "max_id_tokens": self.trie.max_depth - 1,  # EOS not counted
+            **({"output_tokens": len(self.model.lm_head.token_ids)} if self.config.output_head == "id_tokens" else {}),
             **report.record(),
         }
         if self.context.profile == "paper":

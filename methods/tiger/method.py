@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 import numpy as np
 
 from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, option
-from bench.engine.model import T5EngineConfig, build_small_model
-from bench.engine.recommender import GenerativeRecommender
+from bench.engine.model import build_small_model
+from bench.engine.recommender import FixedIDConfig, GenerativeRecommender
 from bench.errors import BenchError
 from bench.method import TableColumn, TrainingData
 from bench.shared_artifacts import shared_artifact
@@ -42,7 +42,7 @@ LETTER_CF_MAX_SEQ_LENGTH = 50
 
 
 @dataclasses.dataclass(frozen=True)
-class TIGERConfig(T5EngineConfig):
+class TIGERConfig(FixedIDConfig):
     # The sequence model (§4.1), in both profiles: TIGER trains it from scratch.
     d_model: int = option(128, "T5 hidden size (TIGER §4.1: 128)")
     d_ff: int = option(1024, "T5 feed-forward size (TIGER §4.1: 1024)")

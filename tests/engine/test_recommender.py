@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from bench.data.split import leave_one_out
-from bench.engine.model import T5EngineConfig
-from bench.engine.recommender import GenerativeRecommender
+from bench.engine.recommender import FixedIDConfig, GenerativeRecommender
 from bench.errors import BenchError
 from bench.method import RunContext, TrainingData
 from tests.conftest import tiny_dataset
 
-CONFIG = T5EngineConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=150, epochs=2,
-                        batch_size=16, beam_width=5)
+CONFIG = FixedIDConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=150, epochs=2,
+                       batch_size=16, beam_width=5)
 
 
 
@@ -40,7 +39,7 @@ class SharedIds(GenerativeRecommender):
         return [f"item {min(index, 5)}" for index in range(data.n_items)]
 
 
-def fitted(method_class: type, tmp_path: Path, config: T5EngineConfig = CONFIG, profile: str = "cpu"):
+def fitted(method_class: type, tmp_path: Path, config: FixedIDConfig = CONFIG, profile: str = "cpu"):
     dataset = tiny_dataset(n_users=24, n_items=20)
     data = TrainingData(dataset=dataset, split=leave_one_out(dataset))
     method = method_class(config, RunContext(work_dir=tmp_path, seed=0, profile=profile, show_progress=False))
