@@ -36,6 +36,7 @@ precision lever is measured by precision_matmul.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import subprocess
@@ -50,7 +51,7 @@ COMMON = {"threads": "1", "validation_users": "5000", "eval_every": "1", "patien
 # its epoch cap among them: the linear schedule decays over that many epochs, so E epochs of it
 # are where that record stood after its E-th epoch, not a short run annealed to zero.
 TODAY: dict[str, dict[str, str]] = {
-    "p5-cid": {"precision": "bf16", "lr_schedule": "linear", "schedule_epochs": "20"},
+    "p5-cid": {"precision": "bf16", "lr_schedule": "linear", "schedule_epochs": "20", "output_head": "vocabulary"},
     "idgenrec": {"precision": "fp32", "lr_schedule": "linear", "schedule_epochs": "24", "rounds": "1",
                  "training": "rec-only"},
     "setrec": {"precision": "bf16", "lr_schedule": "linear", "schedule_epochs": "20", "cf_epochs": "20"},
@@ -59,7 +60,7 @@ TODAY: dict[str, dict[str, str]] = {
 TARGET_EPOCH = {"p5-cid": 2, "idgenrec": 2, "setrec": 3, "tiger": 4}
 # The new path: the cpu profile's defaults (precision=auto among them) and these overrides.
 NEW: dict[str, dict[str, str]] = {
-    "p5-cid": {"lr_schedule": "constant", "warmup_steps": "500"},
+    "p5-cid": {"lr_schedule": "constant", "warmup_steps": "500", "last_position_only": "true", "max_history": "10"},
     "idgenrec": {"lr_schedule": "constant", "warmup_steps": "500", "rounds": "1", "training": "rec-only"},
     "setrec": {"lr_schedule": "constant", "warmup_steps": "500", "cf_epochs": "20"},
     "tiger": {"semantic_ids": "rkmeans", "lr_schedule": "inverse_sqrt", "warmup_steps": "1000",
@@ -67,22 +68,31 @@ NEW: dict[str, dict[str, str]] = {
 }
 
 
-def _same_value(recorded: Any, text: str) -> bool:
-    if str(recorded).lower() == text.lower():
-        return True
-    try:
-        return float(recorded) == float(text)
-    except (TypeError, ValueError):
-        return False
+def _options(method: str, sets: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The method's options as ``bench run --set ...`` resolves them on the cpu profile (as a
+    record holds them), and its options' own defaults (what a record that omits one ran)."""
+    sys.path.insert(0, str(ROOT))
+    from bench import config as config_module
+    from bench.identity import PLACEMENT_OPTIONS, method_class
+
+    found = method_class(method)
+    options = dataclasses.asdict(config_module.resolve(method, found.config_class, found.profiles, "cpu", {},
+                                                       sets).method)
+    wanted = json.loads(json.dumps({key: value for key, value in options.items() if key not in PLACEMENT_OPTIONS}))
+    return wanted, {field.name: field.default for field in dataclasses.fields(found.config_class)}
 
 
 def earlier_record(method: str, dataset: str, data_dir: str, sets: dict[str, str], results: Path) -> Path | None:
-    """The newest record in ``results`` of this path: same method, dataset, data folder, settings."""
+    """The newest record in ``results`` of this path: same method, dataset, data folder and
+    resolved options."""
+    wanted, defaults = _options(method, sets)
     for path in sorted((results / dataset / method).glob("*.json"), reverse=True):
         record = json.loads(path.read_text())
-        config = record["config"]["method"]
-        if (record.get("dataset_source", {}).get("source", "") == data_dir
-                and all(key in config and _same_value(config[key], value) for key, value in sets.items())):
+        recorded = record["config"]["method"]
+        # "auto" (the precision) is recorded as what it resolved to on the machine.
+        ran = json.loads(json.dumps({key: wanted[key] if wanted[key] == "auto" else recorded.get(key, defaults[key])
+                                     for key in wanted}))
+        if record.get("dataset_source", {}).get("source", "") == data_dir and ran == wanted:
             return path
     return None
 

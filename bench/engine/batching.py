@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from bench.engine.output_head import IGNORE_INDEX, seq2seq_loss
 from bench.engine.prompt_encoding import pad_token_lists
 from bench.engine.prompts import build_prompt, sample_template_indices
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 Example = tuple[str | Sequence[int], str | Sequence[int]]
 ExamplesForEpoch = Callable[[int], Sequence[Example]]
 
-IGNORE_INDEX = -100  # label positions the loss skips (padding)
 BUCKET_BATCHES = 64  # batches per length-sorted chunk: long enough runs of similar lengths
 TOKENIZATION_CHECK = 256  # prompts compared with the tokenizer's own encoding
 ORDER_STREAM, TEMPLATE_STREAM = 1, 0  # (seed, epoch, stream) of the random draws
@@ -153,8 +153,6 @@ class Seq2SeqTask:
         return {"input_ids": sources.input_ids, "attention_mask": sources.attention_mask, "labels": labels}
 
     def loss(self, model: Any, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
-        from bench.engine.output_head import seq2seq_loss
-
         return seq2seq_loss(model, batch)
 
     def describe(self) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from typing import Any, Sequence
 
 import torch
 
-from bench.engine.batching import IGNORE_INDEX
 from bench.errors import BenchError
+
+IGNORE_INDEX = -100  # label positions the loss skips (padding), transformers' convention
 
 
 class IDTokenHead(torch.nn.Module):
