@@ -9,11 +9,13 @@ at a time:
   seed-averaged per-user values; the p-values of one dataset are Holm-adjusted together;
 - the claim **holds** on a dataset when the candidate is above every baseline on every metric
   (adjusted p < 0.05), **does not hold** when some baseline is above it on some metric, and is
-  **not shown** otherwise (a difference the tests cannot tell from noise);
+  **not shown** otherwise (a difference the tests cannot tell from noise, or a baseline without
+  a record: the claim is against all of them);
 - the mean over the metrics of the candidate's gain over the strongest baseline of each metric,
   beside the same number from the paper's cells.
 
-A dataset whose row lacks the candidate or a baseline says which, and is judged on what it has.
+A dataset whose row lacks the candidate or a baseline says which; a missing baseline can leave
+the claim not shown, never holding, but one baseline above the candidate is enough to break it.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def check_dataset(claim: Claim, dataset: str, rows: Sequence[tuple[str, list[Cel
     tested_everywhere = all(sum(counts[b]) == len(metrics) for b in present)
     if any(counts[b][2] for b in present):
         verdict = DOES_NOT_HOLD
-    elif tested_everywhere and all(counts[b][0] == len(metrics) for b in present):
+    elif not missing and tested_everywhere and all(counts[b][0] == len(metrics) for b in present):
         verdict = HOLDS
     else:
         verdict = NOT_SHOWN

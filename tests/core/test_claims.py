@@ -33,6 +33,14 @@ def test_a_candidate_above_every_baseline_on_every_metric_holds(tmp_path):
     assert f"mean over HR@5, NDCG@5, HR@10, NDCG@10: {100 * gain:+.1f}%" in sentence
 
 
+def test_a_claim_with_a_baseline_without_a_record_is_not_shown_even_when_above_the_others(tmp_path):
+    write_record(tmp_path, fixture_record("idgenrec", 42, 0.60, 1, ALTERNATE))
+    write_record(tmp_path, fixture_record("idgenrec", 42, 0.10, 2, {"training": "id-only", "ids": "user+item"}))
+    sentence = _sentence(render_claims(tmp_path), "alternate-training")
+    assert sentence.startswith(f"- Toys: {NOT_SHOWN}.") and "ID-only +" in sentence and "(4/0/0)" in sentence
+    assert sentence.endswith("No record: Rec-only.")
+
+
 def test_a_baseline_above_the_candidate_breaks_the_claim_and_a_missing_one_is_named(tmp_path):
     write_record(tmp_path, fixture_record("idgenrec", 42, 0.20, 1, ALTERNATE))
     write_record(tmp_path, fixture_record("sasrec", 42, 0.60, 2, {"loss_type": "CE"}))
