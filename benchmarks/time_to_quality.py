@@ -64,7 +64,7 @@ NEW: dict[str, dict[str, str]] = {
     "idgenrec": {"lr_schedule": "constant", "warmup_steps": "500", "rounds": "1", "training": "rec-only"},
     "setrec": {"lr_schedule": "constant", "warmup_steps": "500", "cf_epochs": "20"},
     "tiger": {"semantic_ids": "rkmeans", "lr_schedule": "inverse_sqrt", "warmup_steps": "1000",
-              "learning_rate": "2e-3"},
+              "learning_rate": "2e-3", "output_head": "id_tokens"},
 }
 
 
