@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the harness's modules, whichever folder runs the script
 COMMON = {"threads": "1", "validation_users": "5000", "eval_every": "1", "patience": "0"}
 # The settings of each method's committed chronological-Toys record (README results table),
 # its epoch cap among them: the linear schedule decays over that many epochs, so E epochs of it
@@ -69,15 +70,17 @@ NEW: dict[str, dict[str, str]] = {
 
 
 def _options(method: str, sets: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The method's options as ``bench run --set ...`` resolves them on the cpu profile (as a
-    record holds them), and its options' own defaults (what a record that omits one ran)."""
-    sys.path.insert(0, str(ROOT))
+    """The method's options as ``bench run --set ...`` resolves them on the cpu profile on this
+    machine (as its record holds them: ``precision=auto`` made concrete), and its options' own
+    defaults (what a record that omits one ran)."""
     from bench import config as config_module
     from bench.identity import PLACEMENT_OPTIONS, method_class
+    from bench.runner import resolve_on_this_machine
 
     found = method_class(method)
-    options = dataclasses.asdict(config_module.resolve(method, found.config_class, found.profiles, "cpu", {},
-                                                       sets).method)
+    resolved = resolve_on_this_machine(config_module.resolve(method, found.config_class, found.profiles, "cpu",
+                                                             {}, sets))
+    options = dataclasses.asdict(resolved.method)
     wanted = json.loads(json.dumps({key: value for key, value in options.items() if key not in PLACEMENT_OPTIONS}))
     return wanted, {field.name: field.default for field in dataclasses.fields(found.config_class)}
 
@@ -89,9 +92,7 @@ def earlier_record(method: str, dataset: str, data_dir: str, sets: dict[str, str
     for path in sorted((results / dataset / method).glob("*.json"), reverse=True):
         record = json.loads(path.read_text())
         recorded = record["config"]["method"]
-        # "auto" (the precision) is recorded as what it resolved to on the machine.
-        ran = json.loads(json.dumps({key: wanted[key] if wanted[key] == "auto" else recorded.get(key, defaults[key])
-                                     for key in wanted}))
+        ran = json.loads(json.dumps({key: recorded.get(key, defaults[key]) for key in wanted}))
         if record.get("dataset_source", {}).get("source", "") == data_dir and ran == wanted:
             return path
     return None
