@@ -38,7 +38,7 @@ class IDTokenHead(torch.nn.Module):
         self.register_buffer("token_ids", torch.tensor(ids, dtype=torch.long), persistent=False)
         columns = torch.full((vocab_size,), -1, dtype=torch.long)
         columns[self.token_ids] = torch.arange(len(ids))
-        self.columns = columns  # token id -> column (-1: not an ID token); on the CPU, for the search
+        self.register_buffer("columns", columns, persistent=False)  # token id -> column (-1: not an ID token)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.linear(hidden, self.weight.index_select(0, self.token_ids))
@@ -51,8 +51,12 @@ def use_id_token_head(model: Any, token_ids: Sequence[int]) -> IDTokenHead:
     return head
 
 
+def _unwrapped(model: Any) -> Any:
+    return getattr(model, "module", model)  # the model inside a DDP wrapper
+
+
 def _head(model: Any) -> IDTokenHead | None:
-    head = getattr(getattr(model, "module", model), "lm_head", None)  # through a DDP wrapper
+    head = getattr(_unwrapped(model), "lm_head", None)
     return head if isinstance(head, IDTokenHead) else None
 
 
@@ -63,16 +67,17 @@ def vocabulary_size(model: Any, logits: torch.Tensor) -> int:
 
 
 def output_columns(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """The logit columns of ``tokens`` (on the tokens' device); a token outside the head's IDs
+    """The logit columns of ``tokens`` (on the model's device); a token outside the head's IDs
     is refused, since no column scores it."""
     head = _head(model)
     if head is None:
         return tokens
-    columns = head.columns[tokens.cpu()]
+    tokens = tokens.to(head.columns.device)
+    columns = head.columns[tokens]
     if bool((columns < 0).any()):
-        outside = int(tokens.cpu()[columns < 0][0])
+        outside = int(tokens[columns < 0][0])
         raise BenchError(f"token {outside} is not one of the {len(head.token_ids)} ID tokens the output layer scores")
-    return columns.to(tokens.device)
+    return columns
 
 
 def seq2seq_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -84,9 +89,8 @@ def seq2seq_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # cost ~5% of a cpu-profile step.
         return model(**batch, use_cache=False).loss
     labels = batch["labels"]
-    core = getattr(model, "module", model)
     kept = labels != IGNORE_INDEX
     columns = torch.full_like(labels, IGNORE_INDEX)
     columns[kept] = output_columns(model, labels[kept])
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                 decoder_input_ids=core._shift_right(labels), labels=columns, use_cache=False).loss
+                 decoder_input_ids=_unwrapped(model)._shift_right(labels), labels=columns, use_cache=False).loss
