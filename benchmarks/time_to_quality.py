@@ -54,7 +54,7 @@ COMMON = {"threads": "1", "validation_users": "5000", "eval_every": "1", "patien
 TODAY: dict[str, dict[str, str]] = {
     "p5-cid": {"precision": "bf16", "lr_schedule": "linear", "schedule_epochs": "20", "output_head": "vocabulary"},
     "idgenrec": {"precision": "fp32", "lr_schedule": "linear", "schedule_epochs": "24", "rounds": "1",
-                 "training": "rec-only"},
+                 "training": "rec-only", "output_head": "vocabulary"},
     "setrec": {"precision": "bf16", "lr_schedule": "linear", "schedule_epochs": "20", "cf_epochs": "20"},
     "tiger": {"precision": "fp32", "lr_schedule": "linear", "schedule_epochs": "8", "semantic_ids": "rqvae"},
 }
@@ -62,7 +62,8 @@ TARGET_EPOCH = {"p5-cid": 2, "idgenrec": 2, "setrec": 3, "tiger": 4}
 # The new path: the cpu profile's defaults (precision=auto among them) and these overrides.
 NEW: dict[str, dict[str, str]] = {
     "p5-cid": {"lr_schedule": "constant", "warmup_steps": "500", "last_position_only": "true", "max_history": "10"},
-    "idgenrec": {"lr_schedule": "constant", "warmup_steps": "500", "rounds": "1", "training": "rec-only"},
+    "idgenrec": {"lr_schedule": "constant", "warmup_steps": "500", "rounds": "1", "training": "rec-only",
+                 "output_head": "id_tokens"},
     "setrec": {"lr_schedule": "constant", "warmup_steps": "500", "cf_epochs": "20"},
     "tiger": {"semantic_ids": "rkmeans", "lr_schedule": "inverse_sqrt", "warmup_steps": "1000",
               "learning_rate": "2e-3", "output_head": "id_tokens"},

@@ -9,7 +9,7 @@ sizes it with the fields whose help starts "cpu profile", which the paper profil
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bench.config import AT_LEAST_ONE, option
 from bench.engine.training import TrainingConfig
@@ -18,6 +18,16 @@ from bench.errors import BenchError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, T5ForConditionalGeneration
 
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputHeadConfig:
+    """The decoder's output layer, for methods whose every target is an item ID."""
+
+    output_head: Literal["vocabulary", "id_tokens"] = option(
+        "vocabulary", "the decoder's output layer: vocabulary: T5's, a softmax over every token; id_tokens: "
+                      "only the tokens the items' IDs hold and EOS (bench/engine/output_head.py), in training "
+                      "and in the beam search, with the same tied weights", omitted_at_default=True)
 
 
 @dataclasses.dataclass(frozen=True)

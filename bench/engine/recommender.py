@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-from bench.config import option
-from bench.engine.model import T5EngineConfig, build_model, count_parameters
+from bench.engine.model import OutputHeadConfig, T5EngineConfig, build_model, count_parameters
 from bench.engine.prompts import TEST_TEMPLATE, build_prompt, template_words
 from bench.engine.tokenizer import build_tokenizer
 from bench.engine.batching import SequentialExamples
@@ -43,13 +42,8 @@ def check_unique_identifiers(identifiers: Sequence[Any], item_names: Sequence[st
 
 
 @dataclasses.dataclass(frozen=True)
-class FixedIDConfig(T5EngineConfig):
+class FixedIDConfig(OutputHeadConfig, T5EngineConfig):
     """The engine's options for methods whose items keep one ID for the whole run."""
-
-    output_head: Literal["vocabulary", "id_tokens"] = option(
-        "vocabulary", "the decoder's output layer: vocabulary: T5's, a softmax over every token; id_tokens: "
-                      "only the tokens the items' IDs hold and EOS (bench/engine/output_head.py), in training "
-                      "and in the beam search, with the same tied weights", omitted_at_default=True)
 
 
 class GenerativeRecommender(Method):

@@ -8,15 +8,17 @@ from typing import Literal
 
 from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, option
 from bench.data.fusion import FoundationConfig
-from bench.engine.model import T5EngineConfig
+from bench.engine.model import OutputHeadConfig, T5EngineConfig
 from methods.idgenrec.generator import IDGeneratorConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class IDGenRecConfig(T5EngineConfig, IDGeneratorConfig, FoundationConfig):
+class IDGenRecConfig(OutputHeadConfig, T5EngineConfig, IDGeneratorConfig, FoundationConfig):
     """Recommender (engine) options, ID generator options, the zero-shot foundation's sources,
     and IDGenRec's own. ``epochs`` is the recommender's epochs per round; ``learning_rate`` its
-    learning rate."""
+    learning rate. ``output_head=id_tokens`` scores the tokens of the current item IDs in a
+    recommender phase and at evaluation; a generator phase trains through the full layer, as
+    the IDs it writes may use any token."""
 
     training: Literal["alternate", "id-only", "rec-only"] = option(
         "alternate", "training strategy (Table 5): alternate | id-only | rec-only")

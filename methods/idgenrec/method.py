@@ -108,6 +108,7 @@ class IDGenRec(Method):
         self.tokenizer, self.generator = tokenizer, generator
         self.prompts = PromptWriter(tokenizer, PromptEncoder(tokenizer, config.with_users), config, context.seed)
         self.recommender = build_model(config, context.profile, tokenizer, context.seed)
+        self.vocabulary_head = self.recommender.lm_head  # T5's own layer, for the generator phases
         # Model selection on the validation targets of what the run trains on: the evaluated
         # dataset's, or (zero-shot) the foundation sources', ranked among the foundation's
         # catalogue; nothing of the evaluated dataset is read before its evaluation.
@@ -214,8 +215,7 @@ class IDGenRec(Method):
         model-selected on validation); the phase's log entry."""
         config, context = self.config, self.context
         examples = self.prompts.recommender_examples(corpus, state, phase.index)
-        if self.validate is not None:
-            self._use_ids(state)
+        self._use_ids(state)  # validation ranks with them; an ID-token layer scores their tokens
         report = train_seq2seq(self.recommender, self.tokenizer, examples, config,
                                self.schedule_dir / f"phase-{phase.index:02d}-recommender", context,
                                validate=self.validate, description=f"round {phase.round}/{config.rounds} recommender")
@@ -230,6 +230,7 @@ class IDGenRec(Method):
 
     def _generator_phase(self, phase: TrainingPhase, corpus: Corpus, state: ScheduleState) -> dict[str, Any]:
         """Train the generator through the frozen recommender, then regenerate all IDs."""
+        self.recommender.lm_head = self.vocabulary_head  # the IDs it writes may hold any token
         return generator_phase(self.generator, self.recommender, self.prompts, phase, corpus, state, self.config,
                                self.context, self.schedule_dir / f"phase-{phase.index:02d}-generator",
                                self._progress)
@@ -246,6 +247,10 @@ class IDGenRec(Method):
         self.item_tokens = [t[:-1] for t in tokens]
         self._user_token_cache: dict[str, list[list[int]]] = {}
         self.trie: ItemTrie = ItemTrie.build(tokens, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
+        if self.config.output_head == "id_tokens":
+            from bench.engine.output_head import use_id_token_head
+
+            use_id_token_head(self.recommender, [token for item_tokens in tokens for token in item_tokens])
 
     def _user_tokens(self, phase: str) -> list[list[int]]:
         """Token lists of the phase's user IDs, generated from what the phase may see."""
@@ -295,6 +300,7 @@ class IDGenRec(Method):
             "initial_item_id_stats": self.initial_item_stats,
             "final_item_id_stats": self.train_item_stats,
             "max_item_id_tokens": self.trie.max_depth - 1,
+            **({"output_tokens": len(self.recommender.lm_head.token_ids)} if config.output_head == "id_tokens" else {}),
             "mean_item_id_words": round(float(np.mean([len(i.split()) for i in self.item_ids])), 3),
             "ids_file": str(self.ids_file),
         }

@@ -313,3 +313,50 @@ def test_device_and_precision_options_reach_every_phase(tmp_path, monkeypatch) -
     if not torch.cuda.is_available():
         with pytest.raises(BenchError, match="'device'"):
             fit(tmp_path, "cuda", device="cuda")
+
+
+def test_the_id_token_layer_follows_each_phases_ids_and_a_generator_phase_trains_through_t5s(
+        tmp_path, monkeypatch) -> None:
+    """``output_head=id_tokens``: each recommender phase (and the evaluation) scores the tokens
+    of the IDs it ranks, EOS among them; a generator phase, whose IDs may take any token, runs
+    through T5's full layer."""
+    import methods.idgenrec.method as method_module
+    from bench.engine.output_head import IDTokenHead
+
+    seen = []
+
+    def trained(model, tokenizer, *rest, **options):
+        method = current[0]
+        tokens = {token for item in method.prompts.token_lists(method.item_ids) for token in item}
+        seen.append(("recommender", set(model.lm_head.token_ids.tolist()), tokens | {tokenizer.eos_token_id}))
+        return original_train(model, tokenizer, *rest, **options)
+
+    def generated(generator, recommender, *rest):
+        seen.append(("generator", type(recommender.lm_head).__name__, recommender.lm_head.weight.shape[0]))
+        return original_generator(generator, recommender, *rest)
+
+    original_train, original_generator = method_module.train_seq2seq, method_module.generator_phase
+    monkeypatch.setattr(method_module, "train_seq2seq", trained)
+    monkeypatch.setattr(method_module, "generator_phase", generated)
+    current = []
+    original_fit = IDGenRec.fit
+    monkeypatch.setattr(IDGenRec, "fit", lambda self, data: current.append(self) or original_fit(self, data))
+    dataset = tiny_dataset(n_users=24, n_items=20)
+    split = leave_one_out(dataset)
+    method = fit(tmp_path, "head", dataset, split, generator_first=True, output_head="id_tokens")
+
+    assert [entry[0] for entry in seen] == ["generator", "recommender"] * 2
+    vocabulary = len(method.tokenizer)
+    for kind, first, second in seen:
+        if kind == "generator":
+            assert (first, second) == ("Linear", vocabulary)
+        else:
+            assert first == second  # the phase's own ID tokens and EOS
+    head = method.recommender.lm_head
+    assert isinstance(head, IDTokenHead) and head.weight is method.recommender.shared.weight
+    final = {token for item in method.item_tokens for token in item} | {method.tokenizer.eos_token_id}
+    assert set(head.token_ids.tolist()) == final
+    assert method.metadata()["output_tokens"] == len(final) < vocabulary
+    ranking = method.rank(np.arange(split.n_users), split.histories("test"), 5)
+    assert ranking.min() >= 0 and ranking.max() < dataset.n_items
+    assert all(len(set(row)) == 5 for row in ranking.tolist())
