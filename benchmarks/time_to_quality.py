@@ -7,9 +7,9 @@ epoch on the same fixed sample of validation users:
   time-to-quality work, its linear schedule spanning that record's epoch cap
   (``schedule_epochs``), trained for the first E epochs of it; its validation NDCG@10 after
   epoch E is the target T (E = 2 for P5-CID and IDGenRec, 3 for SETRec, 4 for TIGER);
-- **new**: the current cpu-profile defaults plus the overrides below, trained for at most
-  ``--new-epochs`` epochs (a schedule that does not depend on the epoch cap, so the cap only
-  bounds the benchmark's cost).
+- **new**: the current cpu-profile defaults plus the overrides below, trained until its first
+  validation at or above T (``target_validation``), for at most ``--new-epochs`` epochs (a
+  schedule that does not depend on the epoch cap, so the cap only bounds the benchmark's cost).
 
 Each path's cost to T is the CPU seconds of all its processes, training and validation, up to
 the first validation at or above T: ``cpu_seconds`` of the record's training curve. IDGenRec
@@ -59,6 +59,10 @@ TODAY: dict[str, dict[str, str]] = {
     "tiger": {"precision": "fp32", "lr_schedule": "linear", "schedule_epochs": "8", "semantic_ids": "rqvae"},
 }
 TARGET_EPOCH = {"p5-cid": 2, "idgenrec": 2, "setrec": 3, "tiger": 4}
+# The new path stops at its first validation at or above T. Records are matched without it:
+# up to that validation, a run that went on trained the same model (the new paths' schedules do
+# not depend on the epoch cap), so it reached T at the same epoch and CPU time.
+STOP_OPTION = "target_validation"
 # The new path: the cpu profile's defaults (precision=auto among them) and these overrides.
 NEW: dict[str, dict[str, str]] = {
     "p5-cid": {"lr_schedule": "constant", "warmup_steps": "500", "last_position_only": "true", "max_history": "10"},
@@ -90,6 +94,7 @@ def earlier_record(method: str, dataset: str, data_dir: str, sets: dict[str, str
     """The newest record in ``results`` of this path: same method, dataset, data folder and
     resolved options."""
     wanted, defaults = _options(method, sets)
+    wanted.pop(STOP_OPTION)
     for path in sorted((results / dataset / method).glob("*.json"), reverse=True):
         record = json.loads(path.read_text())
         recorded = record["config"]["method"]
@@ -146,7 +151,8 @@ def main() -> None:
             today_sets["precision"] = arguments.today_precision
         today = curve(run(method, arguments.dataset, arguments.data_dir, today_sets, results))
         target, today_cost = today[epochs - 1]
-        new_sets = {**COMMON, **NEW[method], **new_overrides, "epochs": str(arguments.new_epochs or 2 * epochs)}
+        new_sets = {**COMMON, **NEW[method], **new_overrides, "epochs": str(arguments.new_epochs or 2 * epochs),
+                    "target_validation": f"{target}"}
         new = curve(run(method, arguments.dataset, arguments.data_dir, new_sets, results))
         reached = [(epoch, cost) for epoch, (score, cost) in enumerate(new, 1) if score >= target]
         print(f"{method}: target NDCG@10 {target:.4f} (today, epoch {epochs}, {today_cost:.0f} CPU s); new path "

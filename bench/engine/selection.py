@@ -98,6 +98,7 @@ class Selection:
     the same decisions (same curve, same best epoch, same stop)."""
 
     patience: int
+    target: float = 0.0  # stop once a score reaches it (0: never); checkpoints from before it: 0
     curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     best_epoch: int | None = None
     best_value: float | None = None
@@ -109,11 +110,13 @@ class Selection:
         is the new best (strictly better NDCG@10: ties keep the earlier, shorter-trained model)."""
         self.curve.append(entry)
         value = entry["validation"][SELECTION_METRIC]
+        if self.target and value >= self.target:
+            self.stopped_by = "target"
         if self.best_value is None or value > self.best_value:
             self.best_epoch, self.best_value, self.evaluations_since_best = entry["epoch"], value, 0
             return True
         self.evaluations_since_best += 1
-        if self.patience and self.evaluations_since_best >= self.patience:
+        if self.patience and self.evaluations_since_best >= self.patience and self.stopped_by is None:
             self.stopped_by = "patience"
         return False
 

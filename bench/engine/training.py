@@ -98,6 +98,10 @@ class TrainingConfig(DeviceConfig):
                               "stop early; the best epoch's weights are still the ones tested)", range=NON_NEGATIVE)
     validation_users: int = option(0, "users whose validation target is ranked for model selection, sampled "
                                       "with the seed (0: all users)", range=NON_NEGATIVE)
+    target_validation: float = option(0.0, "stop once a validation NDCG@10 reaches this value (0: off): the "
+                                           "time-to-quality benchmark's stop (benchmarks/time_to_quality.py), not "
+                                           "a model-selection rule; the best epoch's weights are still the ones "
+                                           "tested", added_later=True, range=NON_NEGATIVE, omitted_at_default=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,7 +134,7 @@ class TrainingReport:
     resumed_from_epoch: int  # 0 when training started from scratch
     training_curve: tuple[dict[str, Any], ...] = ()  # one entry per validated epoch
     best_epoch: int | None = None  # None without validation: the last epoch's weights are kept
-    stopped_by: str = "epochs"  # "epochs" (all trained) or "patience"
+    stopped_by: str = "epochs"  # "epochs" (all trained), "patience" or "target" (target_validation reached)
     selection: dict[str, Any] | None = None  # how validation was done (metric, users, eval_every, patience)
     cpu_seconds: float = 0.0  # CPU time of all processes, training and validation, across resumes
 
@@ -215,7 +219,7 @@ def train_model(model: Any, task: TrainingTask, config: TrainingConfig, checkpoi
 
     start_epoch, train_seconds, validation_seconds, epoch_loss, scaler_state = 0, 0.0, 0.0, None, None
     cpu_seconds = 0.0
-    selection = Selection(patience=config.patience)
+    selection = Selection(patience=config.patience, target=config.target_validation)
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
         state = load_checkpoint(checkpoint / STATE_FILE)

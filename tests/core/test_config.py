@@ -83,7 +83,7 @@ def test_options_added_later_are_left_out_at_their_default_only():
     changed = asdict_before_added_options(TrainingConfig(precision="bf16"))
     assert changed["precision"] == "bf16" and "device" not in changed
     assert set(asdict_before_added_options(TrainingConfig())) | {"device", "precision", "lr_schedule", "warmup_steps",
-                                                                  "schedule_epochs"} \
+                                                                  "schedule_epochs", "target_validation"} \
         == set(dataclasses.asdict(TrainingConfig()))
 
 

@@ -38,6 +38,9 @@ def test_a_path_finds_only_the_record_of_its_own_resolved_options(tmp_path: Path
 
     assert script.earlier_record("p5-cid", "toys", DATA, today, tmp_path).stem == "20260101T000001-today"
     assert script.earlier_record("p5-cid", "toys", DATA, new, tmp_path).stem == "20260101T000002-new"
+    # The new path's stop at the target: a run that went on reached it at the same epoch.
+    stopped = {**new, "target_validation": "0.0088"}
+    assert script.earlier_record("p5-cid", "toys", DATA, stopped, tmp_path).stem == "20260101T000002-new"
     # One option apart, another data folder, or the record's omitted default against the
     # profile's value: not the same path.
     assert script.earlier_record("p5-cid", "toys", DATA, {**new, "max_history": "20"}, tmp_path) is None

@@ -152,6 +152,21 @@ def test_eval_every_and_the_last_epoch_are_validated(tokenizer, tmp_path: Path) 
     assert report.best_epoch == 4 and report.stopped_by == "epochs"  # scripted 0.1, 0.3, 0.3
 
 
+def test_a_target_stops_training_at_the_first_validation_that_reaches_it(tokenizer, tmp_path: Path) -> None:
+    """``target_validation`` (the time-to-quality benchmark's stop): epoch 2 scores 0.3 >= 0.25,
+    so epoch 3 is never trained; 0 (the default) stops nothing."""
+    examples = SequentialExamples(SEQUENCES, IDS, max_history=20, seed=0)
+    config = dataclasses.replace(CONFIG, patience=0, target_validation=0.25)
+    validate = ScriptedValidation()
+    report = train_seq2seq(build_model(config, "cpu", tokenizer, seed=0), tokenizer, examples, config,
+                           tmp_path / "checkpoints", context(tmp_path), validate=validate)
+    assert (validate.calls, report.epochs, report.stopped_by, report.best_epoch) == (2, 2, "target", 2)
+    selection = Selection(patience=0)
+    for epoch, value in enumerate(SCRIPT, start=1):
+        selection.update({"epoch": epoch, "validation": {"NDCG@10": value}})
+    assert selection.stopped_by is None and Selection.from_state({"patience": 1}).target == 0.0
+
+
 def test_selection_state_round_trips_and_ties_keep_the_earlier_epoch() -> None:
     selection = Selection(patience=3)
     for epoch, value in enumerate([0.2, 0.2, 0.1], start=1):
