@@ -38,6 +38,7 @@ import numpy as np
 
 from bench.data.fusion import build_fusion
 from bench.engine.model import build_model, count_parameters
+from bench.engine.output_head import use_id_token_head
 from bench.engine.prompt_encoding import PromptEncoder, pad_token_lists
 from bench.engine.prompts import TEST_TEMPLATE
 from bench.engine.recommender import check_unique_identifiers
@@ -248,8 +249,6 @@ class IDGenRec(Method):
         self._user_token_cache: dict[str, list[list[int]]] = {}
         self.trie: ItemTrie = ItemTrie.build(tokens, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
         if self.config.output_head == "id_tokens":
-            from bench.engine.output_head import use_id_token_head
-
             use_id_token_head(self.recommender, [token for item_tokens in tokens for token in item_tokens])
 
     def _user_tokens(self, phase: str) -> list[list[int]]:
