@@ -152,7 +152,7 @@ def main() -> None:
         today = curve(run(method, arguments.dataset, arguments.data_dir, today_sets, results))
         target, today_cost = today[epochs - 1]
         new_sets = {**COMMON, **NEW[method], **new_overrides, "epochs": str(arguments.new_epochs or 2 * epochs),
-                    "target_validation": f"{target}"}
+                    STOP_OPTION: f"{target}"}
         new = curve(run(method, arguments.dataset, arguments.data_dir, new_sets, results))
         reached = [(epoch, cost) for epoch, (score, cost) in enumerate(new, 1) if score >= target]
         print(f"{method}: target NDCG@10 {target:.4f} (today, epoch {epochs}, {today_cost:.0f} CPU s); new path "

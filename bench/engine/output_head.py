@@ -60,6 +60,12 @@ def _head(model: Any) -> IDTokenHead | None:
     return head if isinstance(head, IDTokenHead) else None
 
 
+def output_facts(model: Any) -> dict[str, int]:
+    """What a record says of the output layer: ``output_tokens`` with an ID-token head, else nothing."""
+    head = _head(model)
+    return {"output_tokens": len(head.token_ids)} if head is not None else {}
+
+
 def vocabulary_size(model: Any, logits: torch.Tensor) -> int:
     """How many token ids the model's logits cover, whichever its output layer."""
     head = _head(model)

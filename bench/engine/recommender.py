@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from bench.engine.model import OutputHeadConfig, T5EngineConfig, build_model, count_parameters
+from bench.engine.output_head import output_facts
 from bench.engine.prompts import TEST_TEMPLATE, build_prompt, template_words
 from bench.engine.tokenizer import build_tokenizer
 from bench.engine.batching import SequentialExamples
@@ -162,7 +163,7 @@ class GenerativeRecommender(Method):
             "vocab_size": len(self.tokenizer),
             "extra_tokens": len(self.extra_tokens()),
             "max_id_tokens": self.trie.max_depth - 1,  # EOS not counted
-            **({"output_tokens": len(self.model.lm_head.token_ids)} if self.config.output_head == "id_tokens" else {}),
+            **output_facts(self.model),
             **report.record(),
         }
         if self.context.profile == "paper":

@@ -38,7 +38,7 @@ import numpy as np
 
 from bench.data.fusion import build_fusion
 from bench.engine.model import build_model, count_parameters
-from bench.engine.output_head import use_id_token_head
+from bench.engine.output_head import output_facts, use_id_token_head
 from bench.engine.prompt_encoding import PromptEncoder, pad_token_lists
 from bench.engine.prompts import TEST_TEMPLATE
 from bench.engine.recommender import check_unique_identifiers
@@ -299,7 +299,7 @@ class IDGenRec(Method):
             "initial_item_id_stats": self.initial_item_stats,
             "final_item_id_stats": self.train_item_stats,
             "max_item_id_tokens": self.trie.max_depth - 1,
-            **({"output_tokens": len(self.recommender.lm_head.token_ids)} if config.output_head == "id_tokens" else {}),
+            **output_facts(self.recommender),
             "mean_item_id_words": round(float(np.mean([len(i.split()) for i in self.item_ids])), 3),
             "ids_file": str(self.ids_file),
         }
