@@ -8,8 +8,9 @@ epoch on the same fixed sample of validation users:
   (``schedule_epochs``), trained for the first E epochs of it; its validation NDCG@10 after
   epoch E is the target T (E = 2 for P5-CID and IDGenRec, 3 for SETRec, 4 for TIGER);
 - **new**: the current cpu-profile defaults plus the overrides below, trained until its first
-  validation at or above T (``target_validation``), for at most ``--new-epochs`` epochs (a
-  schedule that does not depend on the epoch cap, so the cap only bounds the benchmark's cost).
+  validation at or above T (``target_validation``), for at most ``NEW_EPOCHS`` (or
+  ``--new-epochs``) epochs (a schedule that does not depend on the epoch cap, so the cap only
+  bounds the benchmark's cost).
 
 Each path's cost to T is the CPU seconds of all its processes, training and validation, up to
 the first validation at or above T: ``cpu_seconds`` of the record's training curve. IDGenRec

@@ -22,7 +22,8 @@ with N processes each global batch is split over them, so the global batch and t
 learning-rate schedule are those of one process. Every ``eval_every`` epochs ``validate``
 scores the model it is handed (``validate.install``); the best weights (validation NDCG@10)
 are kept beside the last epoch's checkpoint, training stops after ``patience`` scores without
-improvement, and the best weights are loaded before returning (:mod:`bench.engine.selection`).
+improvement (or at the first score at or above ``target_validation``, where that is set), and
+the best weights are loaded before returning (:mod:`bench.engine.selection`).
 
 A checkpoint is written at the end of every epoch (model, optimizer, scheduler, RNG
 states, epoch, selection state; :mod:`bench.engine.checkpoints`), so a run killed at any
@@ -124,7 +125,7 @@ class TrainingTask(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class TrainingReport:
-    epochs: int  # epochs trained (fewer than max_epochs when patience stopped the run)
+    epochs: int  # epochs trained (fewer than max_epochs when patience or the target stopped the run)
     max_epochs: int
     examples_per_epoch: int
     optimizer_steps: int  # steps taken
