@@ -63,7 +63,7 @@ TODAY: dict[str, dict[str, str]] = {
 TARGET_EPOCH = {"p5-cid": 2, "idgenrec": 2, "setrec": 3, "tiger": 4}
 # The new path's epoch cap: it only bounds the benchmark's cost (the new schedules do not depend
 # on it), and a path that trains on one example per user needs more, cheaper epochs.
-NEW_EPOCHS = {"p5-cid": 4, "idgenrec": 8, "setrec": 12, "tiger": 8}
+NEW_EPOCHS = {"p5-cid": 4, "idgenrec": 8, "setrec": 3, "tiger": 8}
 # The new path stops at its first validation at or above T. Records are matched without it:
 # up to that validation, a run that went on trained the same model (the new paths' schedules do
 # not depend on the epoch cap), so it reached T at the same epoch and CPU time.
@@ -73,8 +73,7 @@ NEW: dict[str, dict[str, str]] = {
     "p5-cid": {"lr_schedule": "constant", "warmup_steps": "500", "last_position_only": "true", "max_history": "10"},
     "idgenrec": {"lr_schedule": "constant", "warmup_steps": "500", "rounds": "1", "training": "rec-only",
                  "output_head": "id_tokens", "last_position_only": "true", "max_history": "10"},
-    "setrec": {"lr_schedule": "constant", "warmup_steps": "100", "learning_rate": "2e-3", "last_position_only": "true",
-               "cf_epochs": "20"},
+    "setrec": {"lr_schedule": "constant", "warmup_steps": "100", "max_history": "20", "cf_epochs": "20"},
     "tiger": {"semantic_ids": "rkmeans", "lr_schedule": "inverse_sqrt", "warmup_steps": "1000",
               "learning_rate": "2e-3", "output_head": "id_tokens"},
 }
