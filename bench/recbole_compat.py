@@ -47,15 +47,22 @@ class _NoSummaryWriter:
 
 
 def ensure_compatible() -> None:
-    """Restore the numpy 1 aliases RecBole needs and keep its Trainer from opening a
-    TensorBoard writer; cheap to call before every use."""
+    """Restore the numpy 1 aliases RecBole needs, keep its Trainer from opening a
+    TensorBoard writer and undo the autograd anomaly detection its sequential models' package
+    switches on for the whole process when imported (``sine.py``: every backward pass then
+    records tracebacks and checks for NaNs, which changes no value and cost SETRec's step
+    more than twice its time after its CF tokenizer had trained in the same process); cheap to
+    call before every use."""
     global _patched
     for old_name, new_name in _NUMPY_ALIASES.items():
         if not hasattr(np, old_name):
             setattr(np, old_name, getattr(np, new_name))
     if not _patched:
+        import recbole.model.sequential_recommender  # noqa: F401 (its import switches the detection on)
         import recbole.trainer.trainer as trainer_module
+        import torch
 
+        torch.autograd.set_detect_anomaly(False)
         trainer_module.get_tensorboard = lambda logger: _NoSummaryWriter()
         _patched = True
 

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import logging
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -217,6 +218,19 @@ def test_numpy_aliases_restored_when_missing(monkeypatch):
     monkeypatch.delattr(np, "float_", raising=False)
     recbole_compat.ensure_compatible()
     assert np.float_ is np.float64
+
+
+def test_recboles_models_leave_autograd_anomaly_detection_off():
+    """RecBole's sequential models' package switches anomaly detection on for the whole process
+    at import (sine.py); in a fresh process, after the harness's patch and RecBole's model
+    lookup, it is off, so a later run in the same process (SETRec after its CF tokenizer)
+    trains at full speed."""
+    code = ("import torch; from bench import recbole_compat; recbole_compat.ensure_compatible(); "
+            "from recbole.utils import get_model; get_model('SASRec'); print(torch.is_anomaly_enabled())")
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_recbole_config_ignores_the_command_line(monkeypatch, tmp_path):
