@@ -14,7 +14,8 @@ T5, the dropout of the attention weights, which transformers' SDPA attention lea
 ``scaled_dot_product_attention(dropout_p=...)``: on the CPU that runs torch's unfused path
 (a ``bernoulli_`` mask and a "safe" softmax that scans every row for -inf), ~10% of a
 cpu-profile step. :func:`_t5_training_attention` computes the same attention (scores +
-position bias + mask, softmax, dropout of the weights, times the values) with the cheap mask.
+position bias + mask, softmax, dropout of the weights, times the values) with the cheap mask,
+in a T5 model or in the T5 stacks a wrapper holds (SETRec's encoder and decoder).
 A T5 feed-forward block also casts its dropped-out hidden state to ``wo``'s fp32 before
 ``wo``, which bf16 autocast casts straight back (an exact round trip, ~7% of a cpu-profile
 step in copies forward and backward): :func:`_t5_feed_forward` skips it under autocast.
@@ -114,11 +115,28 @@ def _t5_training_paths(model: torch.nn.Module) -> Iterator[None]:
             del module.forward  # the class's own forward again
 
 
+def _t5_models_on_sdpa(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The outermost T5 models in ``model`` (itself, or the stacks a wrapper holds, as SETRec's
+    encoder and decoder) whose attention is transformers' SDPA."""
+    found: list[torch.nn.Module] = []
+    inside: set[int] = set()
+    for module in model.modules():
+        if id(module) in inside:
+            continue
+        config = getattr(module, "config", None)
+        if (getattr(config, "model_type", None) == "t5" and getattr(config, "_attn_implementation", None) == "sdpa"
+                and hasattr(module, "set_attn_implementation")):
+            found.append(module)
+            inside.update(id(sub) for sub in module.modules())
+    return found
+
+
 @contextlib.contextmanager
 def _t5_attention_with_cheap_dropout(model: torch.nn.Module) -> Iterator[bool]:
-    """Inside the block a T5 on SDPA attention uses :func:`_t5_training_attention` (yields whether it does)."""
-    config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) != "t5" or getattr(config, "_attn_implementation", None) != "sdpa":
+    """Inside the block every T5 on SDPA attention in ``model`` uses :func:`_t5_training_attention`
+    (yields whether one does)."""
+    models = _t5_models_on_sdpa(model)
+    if not models:
         yield False
         return
     from transformers import AttentionInterface
@@ -126,11 +144,13 @@ def _t5_attention_with_cheap_dropout(model: torch.nn.Module) -> Iterator[bool]:
 
     AttentionInterface.register(_T5_TRAINING_ATTENTION, _t5_training_attention)
     AttentionMaskInterface.register(_T5_TRAINING_ATTENTION, sdpa_mask)
-    model.set_attn_implementation(_T5_TRAINING_ATTENTION)
     try:
+        for t5 in models:
+            t5.set_attn_implementation(_T5_TRAINING_ATTENTION)
         yield True
     finally:
-        model.set_attn_implementation("sdpa")
+        for t5 in models:
+            t5.set_attn_implementation("sdpa")
 
 
 @contextlib.contextmanager

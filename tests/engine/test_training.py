@@ -244,6 +244,38 @@ def test_t5_training_paths_compute_t5s_attention_and_feed_forward(padded: bool) 
     assert all("forward" not in vars(module) for module in model.modules())  # the classes' forwards again
 
 
+def test_t5_stacks_held_by_a_wrapper_take_the_training_attention_too() -> None:
+    """A model that holds a T5's encoder and decoder stacks, not the T5 itself (SETRec's), gets
+    the cheap-mask attention in both stacks, with the SDPA path's outputs at dropout ~0, and SDPA
+    back after the block."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from bench.engine.dropout import _T5_TRAINING_ATTENTION, cheap_mask_dropout
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.1,
+                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    backbone = T5ForConditionalGeneration(config)
+    wrapper = torch.nn.Module()
+    wrapper.encoder, wrapper.decoder = backbone.get_encoder(), backbone.get_decoder()
+    input_ids = torch.randint(2, 40, (3, 7))
+    wrapper.eval()
+    with torch.no_grad():
+        expected = wrapper.encoder(input_ids=input_ids).last_hidden_state
+    wrapper.train()
+    with cheap_mask_dropout(wrapper):
+        assert {wrapper.encoder.config._attn_implementation,
+                wrapper.decoder.config._attn_implementation} == {_T5_TRAINING_ATTENTION}
+        for module in wrapper.modules():
+            if isinstance(getattr(module, "dropout", None), float):
+                module.dropout = 1e-9
+            elif hasattr(module, "p"):
+                module.p = 1e-9
+        found = wrapper.encoder(input_ids=input_ids).last_hidden_state
+    torch.testing.assert_close(found, expected, atol=1e-5, rtol=1e-5)
+    assert {wrapper.encoder.config._attn_implementation, wrapper.decoder.config._attn_implementation} == {"sdpa"}
+
+
 def test_t5_attention_dropout_keeps_one_minus_p_of_the_weights() -> None:
     from bench.engine.dropout import _t5_training_attention
 
