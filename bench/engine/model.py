@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Literal
 
-from bench.config import AT_LEAST_ONE, option
+from bench.config import AT_LEAST_ONE, BELOW_ONE, option
 from bench.engine.training import TrainingConfig
 from bench.errors import BenchError
 
@@ -40,6 +40,8 @@ class T5EngineConfig(TrainingConfig):
     num_layers: int = option(2, "cpu profile: encoder layers (the decoder has as many)", range=AT_LEAST_ONE)
     num_heads: int = option(4, "cpu profile: attention heads", range=AT_LEAST_ONE)
     d_kv: int = option(32, "cpu profile: size of each attention head", range=AT_LEAST_ONE)
+    dropout_rate: float = option(0.1, "cpu profile: dropout rate of the T5 trained from scratch (T5's own default)",
+                                 range=BELOW_ONE, omitted_at_default=True)
     vocab_size: int = option(8000, "cpu profile: target size of the SentencePiece vocabulary trained on the "
                                        "dataset's text (smaller if the text does not support it)", range=AT_LEAST_ONE)
     max_history: int = option(20, "most recent history items written into a prompt", range=AT_LEAST_ONE)
@@ -74,7 +76,8 @@ def build_small_model(config: T5EngineConfig, vocab_size: int, seed: int) -> "T5
     t5_config = T5Config(
         vocab_size=vocab_size, d_model=config.d_model, d_ff=config.d_ff, d_kv=config.d_kv,
         num_layers=config.num_layers, num_decoder_layers=config.num_layers,
-        num_heads=config.num_heads, feed_forward_proj="relu", tie_word_embeddings=True,
+        num_heads=config.num_heads, dropout_rate=config.dropout_rate, feed_forward_proj="relu",
+        tie_word_embeddings=True,
         # T5 starts decoding from the pad token.
         pad_token_id=PAD_ID, eos_token_id=EOS_ID, decoder_start_token_id=PAD_ID)
     # Initialise under a forked generator so building a model leaves the caller's RNG alone.

@@ -32,6 +32,19 @@ def test_cpu_model_is_sized_by_config_and_tokenizer(tokenizer) -> None:
     assert count_parameters(model) == manual
 
 
+def test_dropout_rate_reaches_every_dropout_of_the_cpu_model_and_is_omitted_at_its_default(tokenizer) -> None:
+    from bench.config import recorded_options
+
+    default = build_model(SMALL, "cpu", tokenizer, seed=0)
+    assert default.config.dropout_rate == 0.1
+    none = build_model(dataclasses.replace(SMALL, dropout_rate=0.0), "cpu", tokenizer, seed=0)
+    rates = [module.p for module in none.modules() if isinstance(module, torch.nn.Dropout)]
+    rates += [module.dropout for module in none.modules() if isinstance(getattr(module, "dropout", None), float)]
+    assert rates and set(rates) == {0.0}
+    assert "dropout_rate" not in recorded_options(SMALL)
+    assert recorded_options(dataclasses.replace(SMALL, dropout_rate=0.0))["dropout_rate"] == 0.0
+
+
 def test_same_seed_same_weights_other_seed_other_weights(tokenizer) -> None:
     first, second, other = (build_model(SMALL, "cpu", tokenizer, seed=s) for s in (5, 5, 6))
     for (name, a), b, c in zip(first.named_parameters(), second.parameters(), other.parameters()):
