@@ -276,6 +276,24 @@ def test_t5_stacks_held_by_a_wrapper_take_the_training_attention_too() -> None:
     assert {wrapper.encoder.config._attn_implementation, wrapper.decoder.config._attn_implementation} == {"sdpa"}
 
 
+def test_t5_training_attention_without_dropout_is_the_explicit_path_and_equals_sdpa() -> None:
+    """At dropout 0 training still takes the explicit path (not torch's SDPA, slow on the CPU
+    with T5's position bias), and it computes what SDPA does."""
+    from unittest import mock
+
+    from bench.engine.dropout import _t5_training_attention
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    query, key, value = torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8)
+    bias = torch.randn(2, 4, 6, 6)
+    expected = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=1.0)
+    with mock.patch("torch.nn.functional.scaled_dot_product_attention", side_effect=AssertionError("SDPA")):
+        found, _ = _t5_training_attention(module, query, key, value, None, scaling=1.0, dropout=0.0,
+                                          position_bias=bias, is_causal=False)
+    torch.testing.assert_close(found, expected.transpose(1, 2), atol=1e-5, rtol=1e-5)
+
+
 def test_t5_attention_dropout_keeps_one_minus_p_of_the_weights() -> None:
     from bench.engine.dropout import _t5_training_attention
 
