@@ -73,7 +73,8 @@ NEW: dict[str, dict[str, str]] = {
     "p5-cid": {"lr_schedule": "constant", "warmup_steps": "500", "last_position_only": "true", "max_history": "10"},
     "idgenrec": {"lr_schedule": "constant", "warmup_steps": "500", "rounds": "1", "training": "rec-only",
                  "output_head": "id_tokens", "last_position_only": "true", "max_history": "10"},
-    "setrec": {"lr_schedule": "constant", "warmup_steps": "100", "max_history": "20", "cf_epochs": "20"},
+    "setrec": {"lr_schedule": "constant", "warmup_steps": "100", "max_history": "20", "cf_epochs": "20",
+               "dropout_rate": "0"},
     "tiger": {"semantic_ids": "rkmeans", "lr_schedule": "inverse_sqrt", "warmup_steps": "1000",
               "learning_rate": "2e-3", "output_head": "id_tokens"},
 }
