@@ -56,7 +56,8 @@ TODAY: dict[str, dict[str, str]] = {
     "p5-cid": {"precision": "bf16", "lr_schedule": "linear", "schedule_epochs": "20", "output_head": "vocabulary"},
     "idgenrec": {"precision": "fp32", "lr_schedule": "linear", "schedule_epochs": "24", "rounds": "1",
                  "training": "rec-only", "output_head": "vocabulary"},
-    "setrec": {"precision": "bf16", "lr_schedule": "linear", "schedule_epochs": "20", "cf_epochs": "20"},
+    "setrec": {"precision": "bf16", "lr_schedule": "linear", "schedule_epochs": "20", "cf_epochs": "20",
+               "warmup_steps": "0", "max_history": "50", "dropout_rate": "0.1"},
     "tiger": {"precision": "fp32", "lr_schedule": "linear", "schedule_epochs": "8", "semantic_ids": "rqvae",
               "output_head": "vocabulary"},
 }
@@ -73,8 +74,9 @@ NEW: dict[str, dict[str, str]] = {
     "p5-cid": {"lr_schedule": "constant", "warmup_steps": "500", "last_position_only": "true", "max_history": "10"},
     "idgenrec": {"lr_schedule": "constant", "warmup_steps": "500", "rounds": "1", "training": "rec-only",
                  "output_head": "id_tokens", "last_position_only": "true", "max_history": "10"},
-    "setrec": {"lr_schedule": "constant", "warmup_steps": "100", "max_history": "20", "cf_epochs": "20",
-               "dropout_rate": "0"},
+    # SETRec's cpu-profile defaults are its new path (no dropout, a constant rate after 100
+    # warm-up steps, 20 history items); the CF tokenizer is the today path's.
+    "setrec": {"cf_epochs": "20"},
     "tiger": {"semantic_ids": "rkmeans", "lr_schedule": "inverse_sqrt", "warmup_steps": "1000",
               "learning_rate": "2e-3", "output_head": "id_tokens"},
 }
