@@ -80,7 +80,9 @@ def run(method: str, dataset: str, data_dir: Path | None, config_file: Path | No
 @click.option("--partition", default=None, help="slurm: partition (overrides the file's [slurm] table)")
 @click.option("--time-minutes", type=int, default=None, help="slurm: wall-time limit per job")
 @click.option("--gpus-per-job", type=int, default=None, help="slurm: GPUs per job")
-@click.option("--cpus-per-job", type=int, default=None, help="slurm: CPU cores per job")
+@click.option("--cpus-per-job", type=int, default=None,
+              help="CPU cores per job: slurm: asked of the scheduler; local: each run's thread budget (default: "
+                   "this machine's cores split over --jobs)")
 @click.option("--mem-gb", type=float, default=None, help="slurm: memory per job, GiB")
 @RESULTS_OPTION
 def sweep(sweep_file: Path, executor: str, jobs: int, dry_run: bool, only: tuple[str, ...], partition: str | None,
@@ -101,7 +103,7 @@ def sweep(sweep_file: Path, executor: str, jobs: int, dry_run: bool, only: tuple
     from bench.sweep_executors import LocalExecutor, SubmititExecutor, run_sweep
 
     if executor == "local":
-        runner = LocalExecutor(jobs)
+        runner = LocalExecutor(jobs, cores_per_run=cpus_per_job)
     else:
         from bench.data.prepare import cache_root
         runner = SubmititExecutor(plan.spec.slurm, cache_root() / "sweeps" / plan.spec.name,

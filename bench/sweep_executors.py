@@ -250,11 +250,14 @@ class LocalExecutor:
 
     running_word = "running"
 
-    def __init__(self, jobs: int, cores: int | None = None) -> None:
+    def __init__(self, jobs: int, cores: int | None = None, cores_per_run: int | None = None) -> None:
         if jobs < 1:
             raise BenchError(f"--jobs must be at least 1, got {jobs}")
+        if cores_per_run is not None and cores_per_run < 1:
+            raise BenchError(f"--cpus-per-job must be at least 1, got {cores_per_run}")
         self.slots = jobs
-        self.threads_per_run = max(1, (cores or available_cores()) // jobs)
+        # A sweep beside other work (another sweep, a run) says how many cores each of its runs gets.
+        self.threads_per_run = cores_per_run or max(1, (cores or available_cores()) // jobs)
 
     def run(self, tasks: Sequence[RunTask], progress: Progress) -> list[RunOutcome]:
         import multiprocessing

@@ -173,6 +173,21 @@ def test_worker_log_shows_thread_budget_and_sits_in_the_run_work_folder(tmp_path
     assert record_identity(record) == plan.tasks[0].identity
 
 
+def test_cpus_per_job_sets_each_local_runs_thread_budget(tmp_path):
+    """Two sweeps side by side on one machine would each split all its cores: the flag says how
+    many each run gets."""
+    assert LocalExecutor(jobs=1, cores=8).threads_per_run == 8
+    assert LocalExecutor(jobs=1, cores=8, cores_per_run=1).threads_per_run == 1
+    assert LocalExecutor(jobs=2, cores=8, cores_per_run=3).threads_per_run == 3
+    with pytest.raises(BenchError, match="--cpus-per-job must be at least 1"):
+        LocalExecutor(jobs=1, cores_per_run=0)
+    sweep = write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [3]\n')
+    result = bench("sweep", str(sweep), "--cpus-per-job", "3", "--results-dir", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    plan = plan_sweep(load_sweep(sweep), tmp_path / "results")
+    assert "3 thread(s)" in Path(plan.tasks[0].log_path).read_text()
+
+
 def test_a_failed_run_does_not_stop_the_others(tmp_path):
     spec = load_sweep(write(tmp_path, 'methods = ["pop"]\ndatasets = ["demo"]\nseeds = [1]\n'))
     plan = plan_sweep(spec, tmp_path / "results")
