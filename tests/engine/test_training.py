@@ -204,19 +204,33 @@ def test_cheap_mask_dropout_keeps_one_minus_p_scales_and_is_put_back() -> None:
     assert list(model) == originals
 
 
+def _small_t5():
+    """A 2+2-layer T5 with T5's dropout 0.1 (its attention on SDPA)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    return T5ForConditionalGeneration(T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                               dropout_rate=0.1, pad_token_id=0, eos_token_id=1,
+                                               decoder_start_token_id=0))
+
+
+def _keep_every_weight(model: torch.nn.Module) -> None:
+    """Every dropout of ``model`` at ~0: the dropout paths run, and keep every weight."""
+    for module in model.modules():
+        if isinstance(getattr(module, "dropout", None), float):
+            module.dropout = 1e-9
+        elif hasattr(module, "p"):
+            module.p = 1e-9
+
+
 @pytest.mark.parametrize("padded", [True, False])
 def test_t5_training_paths_compute_t5s_attention_and_feed_forward(padded: bool) -> None:
     """Under cheap_mask_dropout a T5 runs its own attention (with the cheap mask on the weights)
     and feed-forward: with every dropout at ~0 it gives the outputs of the model's SDPA path,
     with and without padding (no padding: transformers passes no mask, the decoder is causal)."""
-    from transformers import T5Config, T5ForConditionalGeneration
-
     from bench.engine.dropout import _T5_TRAINING_ATTENTION, cheap_mask_dropout
 
     torch.manual_seed(0)
-    config = T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.1,
-                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    model = T5ForConditionalGeneration(config)
+    model = _small_t5()
     assert model.config._attn_implementation == "sdpa"
     input_ids, labels = torch.randint(2, 40, (3, 7)), torch.randint(2, 40, (3, 4))
     attention_mask = torch.ones(3, 7, dtype=torch.long)
@@ -230,11 +244,7 @@ def test_t5_training_paths_compute_t5s_attention_and_feed_forward(padded: bool) 
     model.train()
     with cheap_mask_dropout(model):
         assert model.config._attn_implementation == _T5_TRAINING_ATTENTION
-        for module in model.modules():
-            if isinstance(getattr(module, "dropout", None), float):
-                module.dropout = 1e-9  # the attention dropout path runs, and keeps every weight
-            elif hasattr(module, "p"):
-                module.p = 1e-9
+        _keep_every_weight(model)
         found = model(**batch)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = model(**batch)
@@ -248,14 +258,10 @@ def test_t5_stacks_held_by_a_wrapper_take_the_training_attention_too() -> None:
     """A model that holds a T5's encoder and decoder stacks, not the T5 itself (SETRec's), gets
     the cheap-mask attention in both stacks, with the SDPA path's outputs at dropout ~0, and SDPA
     back after the block."""
-    from transformers import T5Config, T5ForConditionalGeneration
-
     from bench.engine.dropout import _T5_TRAINING_ATTENTION, cheap_mask_dropout
 
     torch.manual_seed(0)
-    config = T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.1,
-                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    backbone = T5ForConditionalGeneration(config)
+    backbone = _small_t5()
     wrapper = torch.nn.Module()
     wrapper.encoder, wrapper.decoder = backbone.get_encoder(), backbone.get_decoder()
     input_ids = torch.randint(2, 40, (3, 7))
@@ -266,11 +272,7 @@ def test_t5_stacks_held_by_a_wrapper_take_the_training_attention_too() -> None:
     with cheap_mask_dropout(wrapper):
         assert {wrapper.encoder.config._attn_implementation,
                 wrapper.decoder.config._attn_implementation} == {_T5_TRAINING_ATTENTION}
-        for module in wrapper.modules():
-            if isinstance(getattr(module, "dropout", None), float):
-                module.dropout = 1e-9
-            elif hasattr(module, "p"):
-                module.p = 1e-9
+        _keep_every_weight(wrapper)
         found = wrapper.encoder(input_ids=input_ids).last_hidden_state
     torch.testing.assert_close(found, expected, atol=1e-5, rtol=1e-5)
     assert {wrapper.encoder.config._attn_implementation, wrapper.decoder.config._attn_implementation} == {"sdpa"}
