@@ -113,6 +113,19 @@ def _differing_options(groups: Sequence[Sequence[dict[str, Any]]]) -> set[str]:
     return {key for key in keys if len({json.dumps(config.get(key)) for config in configs}) > 1}
 
 
+# What ``precision=auto`` can resolve to (bench.devices.resolve_precision): the runner records
+# the resolved value, so a record at one of these holds an ``auto`` default.
+AUTO_PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def _holds(key: str, recorded: Any, default: Any) -> bool:
+    if key == "precision" and default == "auto":
+        # The record does not say whether auto chose its precision or the user did: on a CPU
+        # with bf16 an explicit fp32 run counts as default too (validation decides first).
+        return recorded in AUTO_PRECISIONS
+    return json.dumps(recorded) == json.dumps(default)
+
+
 def at_default(record: Mapping[str, Any], options: set[str]) -> bool:
     """Whether the record holds its method's default (under its profile) on ``options``."""
     default_text = _default_method_config(record["method"], record.get("profile", "cpu"))
@@ -120,8 +133,7 @@ def at_default(record: Mapping[str, Any], options: set[str]) -> bool:
         return False
     default = json.loads(default_text)
     recorded = record_configuration(record)["method"]
-    return all(key in default and json.dumps(recorded.get(key, default[key])) == json.dumps(default[key])
-               for key in options)
+    return all(key in default and _holds(key, recorded.get(key, default[key]), default[key]) for key in options)
 
 
 @dataclasses.dataclass(frozen=True)

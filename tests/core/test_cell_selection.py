@@ -80,6 +80,22 @@ def test_different_validation_users_fall_back_to_the_default_configuration_and_s
     assert "validation users differ" in cell.choice.reason and "validation_users" in cell.choice.reason
 
 
+def test_a_precision_that_auto_resolved_to_holds_the_default():
+    # The runner records what precision=auto (p5-sid's cpu default) resolved to: bf16 on a CPU
+    # with it. Such a record is at the default; fp16, which auto never gives, is not.
+    default = engine_record(1, 0.2, validation=0.02, learning_rate=1e-3,
+                            selection={**SAMPLE, "n_users": 2000, "of_users": 19412})
+    default["config"]["method"] |= {"validation_users": 2000, "precision": "bf16"}
+    other = engine_record(2, 0.5, validation=0.08, learning_rate=5e-3,
+                          selection={**SAMPLE, "users": "all", "n_users": 19412, "of_users": 19412})
+    other["config"]["method"] |= {"validation_users": 0, "precision": "fp32"}
+    choice = choose([default, other])
+    assert choice.rule == "default configuration" and choice.chosen.run_ids == [default["run_id"]]
+    assert "precision" in choice.reason
+    default["config"]["method"]["precision"] = "fp16"
+    assert choose([default, other]).rule == "none"
+
+
 def test_without_validation_or_a_default_the_cell_stays_empty_and_says_why(tmp_path):
     first = engine_record(1, 0.2, validation=0.02, learning_rate=5e-3)
     second = engine_record(2, 0.5, validation=0.08, learning_rate=2e-3)
