@@ -27,6 +27,7 @@ import json
 from typing import Any, Mapping, Sequence
 
 from bench import config as config_module
+from bench.devices import AUTO_PRECISION_CHOICES
 from bench.errors import BenchError
 from bench.identity import identity_digest, method_class, record_configuration
 from bench.registry import methods
@@ -113,16 +114,11 @@ def _differing_options(groups: Sequence[Sequence[dict[str, Any]]]) -> set[str]:
     return {key for key in keys if len({json.dumps(config.get(key)) for config in configs}) > 1}
 
 
-# What ``precision=auto`` can resolve to (bench.devices.resolve_precision): the runner records
-# the resolved value, so a record at one of these holds an ``auto`` default.
-AUTO_PRECISIONS = ("auto", "bf16", "fp32")
-
-
 def _holds(key: str, recorded: Any, default: Any) -> bool:
     if key == "precision" and default == "auto":
-        # The record does not say whether auto chose its precision or the user did: on a CPU
-        # with bf16 an explicit fp32 run counts as default too (validation decides first).
-        return recorded in AUTO_PRECISIONS
+        # The runner records what auto resolved to, and not whether auto chose it or the user
+        # did: on a CPU with bf16 an explicit fp32 run counts as default too (validation decides first).
+        return recorded == "auto" or recorded in AUTO_PRECISION_CHOICES
     return json.dumps(recorded) == json.dumps(default)
 
 

@@ -95,6 +95,10 @@ def check_option_values(device: str, precision: str) -> None:
                          f"device is {device}; use precision=bf16 or fp32")
 
 
+# What ``auto`` can become (:func:`resolve_precision`); the runner records the resolved value.
+AUTO_PRECISION_CHOICES = ("bf16", "fp32")
+
+
 def resolve_precision(device: str, precision: str) -> str:
     """``auto``: bf16 where the hardware computes it (a CUDA GPU with bfloat16, or a CPU with
     AVX-512 BF16 or AMX), else fp32. On a CPU without them bf16 is emulated: a bf16 matrix
