@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.allocator import allocator_state, hold_freed_memory
 from bench.devices import DeviceConfig, cpu_name, cuda_index, resolve_device_type, resolve_precision, \
     validate_device_options
 from bench.errors import BenchError
@@ -211,6 +212,7 @@ class Runtime:
             "processes": self.num_processes,
             "distributed_backend": self._accelerator.state.backend if self.num_processes > 1 else None,
             "precision": self.precision,
+            "allocator": allocator_state(),
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
         }
@@ -285,7 +287,9 @@ def runtime_for(device: str = "auto", precision: str = "fp32") -> Runtime:
 
 def start_runtime(config: DeviceConfig | None) -> Runtime:
     """The run's runtime from its method's device options (a method without them runs on the
-    CPU in fp32), with torch held to ``threads`` CPU threads when that option is set."""
+    CPU in fp32), with torch held to ``threads`` CPU threads when that option is set and the
+    process's allocator keeping freed memory for the next step (:mod:`bench.allocator`)."""
+    hold_freed_memory()
     if config is None:
         return runtime_for("cpu", "fp32")
     runtime = runtime_for(config.device, config.precision)
