@@ -27,6 +27,8 @@ HOLD_BYTES = 1 << 30
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's <malloc.h>
 _M_MMAP_MAX = -4
 
+HELD = f"glibc malloc: no mmap, trim threshold {HOLD_BYTES >> 20} MiB"
+
 _state: str | None = None  # what this process's allocator is, once decided
 
 
@@ -34,23 +36,27 @@ def hold_freed_memory() -> str:
     """Keep freed memory in this process's heap (glibc only; once per process); returns what
     the allocator now is, as the record says it."""
     global _state
-    if _state is not None:
-        return _state
+    if _state is None:
+        _state = planned_allocator()
+        if _state == HELD:
+            libc = ctypes.CDLL(None)
+            if not (libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, HOLD_BYTES) == 1):
+                _state = "system default (glibc refused mallopt)"
+    return _state
+
+
+def planned_allocator() -> str:
+    """What :func:`hold_freed_memory` makes of the allocator in this environment (nothing applied)."""
     choice = os.environ.get(OPT_OUT_VARIABLE, "hold")
     if choice not in ("hold", "system"):
         from bench.errors import BenchError
 
         raise BenchError(f"environment variable {OPT_OUT_VARIABLE}={choice!r}: expected 'hold' or 'system'")
     if choice == "system":
-        _state = f"system default ({OPT_OUT_VARIABLE}=system)"
-    elif platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        _state = "system default (not glibc)"
-    else:
-        libc = ctypes.CDLL(None)
-        held = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, HOLD_BYTES) == 1
-        _state = (f"glibc malloc: no mmap, trim threshold {HOLD_BYTES >> 20} MiB" if held
-                  else "system default (glibc refused mallopt)")
-    return _state
+        return f"system default ({OPT_OUT_VARIABLE}=system)"
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "system default (not glibc)"
+    return HELD
 
 
 def allocator_state() -> str:

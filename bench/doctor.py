@@ -24,6 +24,7 @@ LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 def device_lines() -> Iterator[str]:
     import torch
 
+    from bench.allocator import OPT_OUT_VARIABLE, planned_allocator
     from bench.devices import cpu_bf16_native, cpu_name
 
     bf16 = "bf16 (native: AVX-512 BF16/AMX)" if cpu_bf16_native() else "bf16 (emulated: slow)"
@@ -43,6 +44,7 @@ def device_lines() -> Iterator[str]:
     backends = [name for name, available in (("gloo", torch.distributed.is_gloo_available()),
                                              ("nccl", torch.distributed.is_nccl_available())) if available]
     yield f"  multi-process backends: {', '.join(backends) or 'none (torch.distributed unavailable)'}"
+    yield f"  allocator of a run: {planned_allocator()} (bench/allocator.py; {OPT_OUT_VARIABLE}=system leaves the default)"
 
 
 def package_lines() -> Iterator[str]:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from bench.allocator import OPT_OUT_VARIABLE
+from bench.allocator import HELD, OPT_OUT_VARIABLE
 
 _SECOND_ALLOCATION_FAULTS = """
 import ctypes, resource
@@ -51,7 +51,7 @@ def _second_allocation(choice: str) -> tuple[str, int]:
 def test_a_held_heap_reuses_a_freed_buffers_pages_and_the_system_default_does_not() -> None:
     pages = (64 << 20) // 4096
     state, faults = _second_allocation("hold")
-    assert state == "glibc malloc: no mmap, trim threshold 1024 MiB"
+    assert state == HELD == "glibc malloc: no mmap, trim threshold 1024 MiB"
     assert faults < pages // 20
     state, faults = _second_allocation("system")
     assert state == f"system default ({OPT_OUT_VARIABLE}=system)"
@@ -72,3 +72,10 @@ def test_the_record_names_the_runs_allocator() -> None:
 
     hardware = start_runtime(None).hardware()
     assert hardware["allocator"] == allocator_state() != "system default"
+
+
+def test_doctor_says_what_a_runs_allocator_will_be(monkeypatch) -> None:
+    from bench import doctor
+
+    monkeypatch.setenv(OPT_OUT_VARIABLE, "system")
+    assert f"  allocator of a run: system default ({OPT_OUT_VARIABLE}=system)" in "\n".join(doctor.device_lines())
