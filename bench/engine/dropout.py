@@ -45,7 +45,11 @@ def cheap_dropout(hidden: torch.Tensor, p: float) -> torch.Tensor:
     """``hidden`` with each element kept with probability 1 - p (scaled by 1 / (1 - p)), else 0."""
     n = hidden.numel()
     draws = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64, device=hidden.device)
-    keep = (draws.view(torch.int16)[:n].view(hidden.shape) >= _keep_threshold(p)).to(hidden.dtype)
+    keep = draws.view(torch.int16)[:n].view(hidden.shape) >= _keep_threshold(p)
+    # Cast through uint8, the same 0s and 1s: torch's CPU cast from bool to bfloat16 is not
+    # vectorised and took ten times as long as from uint8 (22.9 against 8.4 ms for compare and cast,
+    # 10.6 M elements, one thread).
+    keep = keep.view(torch.uint8).to(hidden.dtype)
     if hidden.dtype == torch.float32:
         # The mask carries the scale: one product (the same numbers as scaling after it).
         return hidden * keep.mul_(1.0 / (1.0 - p))
