@@ -331,7 +331,7 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
     """Resolve every grid point (an error names the sweep file and the run) and look up which
     runs the store already holds."""
     from bench.results import all_records
-    from bench.runner import RunRequest, resolve_run_config, work_dir_for
+    from bench.runner import RunRequest, resolve_on_this_machine, resolve_run_config, work_dir_for
 
     digests: dict[str, str] = {}
     tasks: dict[str, RunTask] = {}
@@ -350,7 +350,8 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
         identity = run_identity(point.method, point.dataset, digest, config, point.seed)
         earlier.setdefault(run_identity(point.method, point.dataset, digest, resolved.before_added_options(),
                                         point.seed), identity)
-        log_path = work_dir_for(request, resolved, digest) / "sweep.log"
+        # Beside the run's own log: its work folder is keyed by the precision ``auto`` resolves to here.
+        log_path = work_dir_for(request, resolve_on_this_machine(resolved), digest) / "sweep.log"
         threads = next((config["method"][key] for key in THREAD_KEYS if key in config["method"]), None)
         # The same run reached twice (e.g. a list override equal to the default) runs once.
         tasks.setdefault(identity, RunTask(

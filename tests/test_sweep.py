@@ -308,6 +308,25 @@ def test_dry_run_says_where_a_started_run_will_resume(tmp_path):
     assert state.startswith("started, last epoch line 2026-11-26 18:01: setrec epoch 6/20") and len(state) == 160
 
 
+@pytest.mark.parametrize("concrete", ["bf16", "fp32"])
+def test_a_precision_auto_run_logs_beside_the_run_it_resolves_to(tmp_path, monkeypatch, concrete):
+    """The run's work folder is keyed by the precision ``auto`` resolves to on this machine; the
+    sweep's log and the dry run's state are read there, not in a folder keyed by ``auto``."""
+    monkeypatch.setattr("bench.runner.resolve_precision", lambda device, precision: concrete)
+    monkeypatch.setenv("GENREC_BENCH_CACHE", str(tmp_path / "cache"))
+
+    def log_folder(precision: str) -> Path:
+        spec = load_sweep(write(tmp_path, f"""
+            methods = ["tiger"]
+            datasets = ["demo"]
+            [set.tiger]
+            precision = "{precision}"
+            """, name=f"{precision}.toml"))
+        return Path(plan_sweep(spec, tmp_path / "results").tasks[0].log_path).parent
+
+    assert log_folder("auto") == log_folder(concrete) != log_folder("bf16" if concrete == "fp32" else "fp32")
+
+
 def test_a_terminated_sweep_stops_its_runs_and_the_same_command_resumes_them(tmp_path):
     """SIGTERM to `bench sweep` (kill, a scheduler) reaches the run it is running: the run stops at
     its next safe point and says so in its log, nothing outlives the sweep, and the sweep exits 143."""
