@@ -335,7 +335,7 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
 
     digests: dict[str, str] = {}
     tasks: dict[str, RunTask] = {}
-    # A record made before an ``added_later`` option (here at its default) lacks it, and makes the run done.
+    # Other identities a record of a planned run can have, each mapped to the run's.
     earlier: dict[str, str] = {}
     for point in spec.points:
         data_dir = spec.data_dirs.get(point.dataset)
@@ -348,8 +348,8 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
             raise _fail(spec.path, f"{point.label}: {error}") from None
         config = resolved.to_dict()
         identity = run_identity(point.method, point.dataset, digest, config, point.seed)
-        earlier.setdefault(run_identity(point.method, point.dataset, digest, resolved.before_added_options(),
-                                        point.seed), identity)
+        for recorded in recorded_configs(resolved):
+            earlier.setdefault(run_identity(point.method, point.dataset, digest, recorded, point.seed), identity)
         # Beside the run's own log: its work folder is keyed by the precision ``auto`` resolves to here.
         log_path = work_dir_for(request, resolve_on_this_machine(resolved), digest) / "sweep.log"
         threads = next((config["method"][key] for key in THREAD_KEYS if key in config["method"]), None)
@@ -367,6 +367,20 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
         if identity is not None:
             done.setdefault(identity, record["_path"])
     return SweepPlan(spec=spec, tasks=list(tasks.values()), done=done)
+
+
+def recorded_configs(resolved: Any) -> list[dict[str, Any]]:
+    """The configs a finished run of ``resolved`` may have in its record, besides its own: made
+    before an ``added_later`` option (here at its default), the record lacks it; and the runner
+    records what ``precision=auto`` resolved to on the machine that ran it (either of
+    ``AUTO_PRECISION_CHOICES``), while the plan keeps ``auto``."""
+    from bench.devices import AUTO_PRECISION_CHOICES
+
+    configs = [resolved.to_dict(), resolved.before_added_options()]
+    if configs[0]["method"].get("precision") == "auto":
+        configs += [{**config, "method": {**config["method"], "precision": precision}}
+                    for config in configs for precision in AUTO_PRECISION_CHOICES]
+    return configs[1:]
 
 
 @dataclasses.dataclass(frozen=True)

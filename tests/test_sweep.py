@@ -327,6 +327,46 @@ def test_a_precision_auto_run_logs_beside_the_run_it_resolves_to(tmp_path, monke
     assert log_folder("auto") == log_folder(concrete) != log_folder("bf16" if concrete == "fp32" else "fp32")
 
 
+@pytest.mark.parametrize("recorded", ["bf16", "fp32", "auto"])
+def test_a_record_of_what_auto_resolved_to_makes_a_precision_auto_run_done(tmp_path, monkeypatch, recorded):
+    """The runner records the precision ``auto`` resolved to; the plan keeps ``auto``. A record
+    of either choice (or an older one saying ``auto``) is that run's, so the sweep skips it
+    instead of ranking the test users again and storing a second record."""
+    monkeypatch.setenv("GENREC_BENCH_CACHE", str(tmp_path / "cache"))
+    spec = load_sweep(write(tmp_path, """
+        methods = ["tiger"]
+        datasets = ["demo"]
+        """))
+    results = tmp_path / "results"
+    task = plan_sweep(spec, results).tasks[0]
+    template = json.loads(next((PROJECT / "results" / "demo" / "tiger").glob("*.json")).read_text())
+    from bench.runner import RunRequest, resolve_run_config
+
+    _, resolved = resolve_run_config(RunRequest(method="tiger", dataset="demo", data_dir=None, sets={}, seed=42,
+                                                profile="cpu", results_dir=results))
+    config = resolved.to_dict()
+    assert config["method"]["precision"] == "auto"
+    config["method"]["precision"] = recorded
+    record = {**template, "config": config, "seed": 42}
+    record["split"] = {**template["split"], "digest": _demo_digest(tmp_path)}
+    (results / "demo" / "tiger").mkdir(parents=True)
+    (results / "demo" / "tiger" / "20260101T000000-tiger-000000.json").write_text(json.dumps(record))
+    assert list(plan_sweep(spec, results).done) == [task.identity]
+    record["config"]["method"]["seed_of_nothing"] = 1  # another configuration is not this run's
+    (results / "demo" / "tiger" / "20260101T000000-tiger-000000.json").write_text(json.dumps(record))
+    assert plan_sweep(spec, results).done == {}
+
+
+def _demo_digest(tmp_path: Path) -> str:
+    """The data digest a sweep of demo computes (what its records hold as ``split.digest``)."""
+    from bench.sweep import _data_digest
+    from bench.runner import RunRequest, resolve_run_config
+
+    request = RunRequest(method="pop", dataset="demo", data_dir=None, sets={}, seed=42, profile="cpu",
+                         results_dir=tmp_path / "results")
+    return _data_digest(request, resolve_run_config(request)[1], {})
+
+
 def test_a_terminated_sweep_stops_its_runs_and_the_same_command_resumes_them(tmp_path):
     """SIGTERM to `bench sweep` (kill, a scheduler) reaches the run it is running: the run stops at
     its next safe point and says so in its log, nothing outlives the sweep, and the sweep exits 143."""
