@@ -78,3 +78,17 @@ def record_configuration(record: Mapping[str, Any]) -> dict[str, Any]:
     method_config = {key: value for key, value in record["config"]["method"].items()
                      if key not in PLACEMENT_OPTIONS and not (key in later and later[key] == value)}
     return {**record["config"], "method": method_config}
+
+
+def recorded_configs(resolved: Any) -> list[dict[str, Any]]:
+    """The configs a finished run of ``resolved`` may have in its record, besides its own: made
+    before an ``added_later`` option (here at its default), the record lacks it; and the runner
+    records what ``precision=auto`` resolved to on the machine that ran it (either of
+    ``AUTO_PRECISION_CHOICES``), while the plan keeps ``auto``."""
+    from bench.devices import AUTO_PRECISION_CHOICES  # a module without torch: cheap
+
+    configs = [resolved.to_dict(), resolved.before_added_options()]
+    if configs[0]["method"].get("precision") == "auto":
+        configs += [{**config, "method": {**config["method"], "precision": precision}}
+                    for config in configs for precision in AUTO_PRECISION_CHOICES]
+    return configs[1:]

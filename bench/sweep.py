@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from bench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Options, option
 from bench.errors import BenchError
-from bench.identity import record_identity, run_identity
+from bench.identity import record_identity, recorded_configs, run_identity
 
 SWEEP_KEYS = ("name", "methods", "datasets", "data_dirs", "seeds", "profile", "set", "group", "slurm")
 GROUP_KEYS = ("name", "methods", "datasets", "seeds", "profile", "set")
@@ -335,8 +335,7 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
 
     digests: dict[str, str] = {}
     tasks: dict[str, RunTask] = {}
-    # Other identities a record of a planned run can have, each mapped to the run's.
-    earlier: dict[str, str] = {}
+    earlier: dict[str, str] = {}  # other identities a record of a planned run can have -> the run's
     for point in spec.points:
         data_dir = spec.data_dirs.get(point.dataset)
         request = RunRequest(method=point.method, dataset=point.dataset, data_dir=data_dir, sets=dict(point.sets),
@@ -367,20 +366,6 @@ def plan_sweep(spec: SweepSpec, results_dir: Path) -> SweepPlan:
         if identity is not None:
             done.setdefault(identity, record["_path"])
     return SweepPlan(spec=spec, tasks=list(tasks.values()), done=done)
-
-
-def recorded_configs(resolved: Any) -> list[dict[str, Any]]:
-    """The configs a finished run of ``resolved`` may have in its record, besides its own: made
-    before an ``added_later`` option (here at its default), the record lacks it; and the runner
-    records what ``precision=auto`` resolved to on the machine that ran it (either of
-    ``AUTO_PRECISION_CHOICES``), while the plan keeps ``auto``."""
-    from bench.devices import AUTO_PRECISION_CHOICES
-
-    configs = [resolved.to_dict(), resolved.before_added_options()]
-    if configs[0]["method"].get("precision") == "auto":
-        configs += [{**config, "method": {**config["method"], "precision": precision}}
-                    for config in configs for precision in AUTO_PRECISION_CHOICES]
-    return configs[1:]
 
 
 @dataclasses.dataclass(frozen=True)
