@@ -2,7 +2,8 @@
 columns), and each registered method may add the columns it declares (``table_columns``).
 
 A column names a method and the configuration values a record must have to fill it (``where``),
-so ablation variants of one method are separate columns. Nothing here names a method.
+so ablation variants of one method are separate columns; a list there accepts any of its values.
+Nothing here names a method.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ class Column(TableColumn):
             return False
         # A record made before an option existed (``added_later``) ran what its default does.
         method_config = {**added_later_defaults(self.method), **record["config"]["method"]}
-        return all(method_config.get(key) == value for key, value in self.where.items())
+        return all(_accepts(wanted, method_config.get(key)) for key, wanted in self.where.items())
+
+
+def _accepts(wanted: Any, value: Any) -> bool:
+    """A ``where`` value: the config value a column needs, or a list of the values it takes."""
+    return value in wanted if isinstance(wanted, (list, tuple)) else value == wanted
 
 
 @dataclasses.dataclass(frozen=True)

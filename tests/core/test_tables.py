@@ -131,3 +131,18 @@ def test_a_column_of_an_unknown_family_is_refused_with_its_label():
 
     with pytest.raises(BenchError, match="column 'X': family must be one of reality-check, generative; got 'neural'"):
         _column({"label": "X", "method": "pop", "family": "neural"}, "standard", "tables.toml, table 'standard'")
+
+
+def test_a_where_list_takes_any_of_its_values_so_tiger_columns_hold_rqvae_and_rkmeans_codes():
+    from bench.table_specs import Column
+
+    column = Column(table="standard", label="X", method="tiger", where={"semantic_ids": ["rqvae", "rkmeans"]})
+    assert column.matches({"method": "tiger", "config": {"method": {"semantic_ids": "rkmeans"}}})
+    assert not column.matches({"method": "tiger", "config": {"method": {"semantic_ids": "random"}}})
+    for table in ("standard", "setrec"):
+        tiger = next(c for c in table_registry().get(table)[0].columns if c.label == "TIGER")
+        codes = {name: tiger.matches({"method": "tiger", "config": {"method": {"semantic_ids": name}}})
+                 for name in ("rqvae", "rkmeans", "random")}
+        assert codes == {"rqvae": True, "rkmeans": True, "random": False}
+        assert not tiger.matches({"method": "tiger", "config": {"method": {"semantic_ids": "rqvae",
+                                                                           "tokenizer": "letter"}}})
