@@ -6,7 +6,11 @@ configurations the cell takes, in this order:
 
 1. the only one;
 2. the one with the best validation score (NDCG@10, the score model selection uses, the mean
-   over its seeds) when every configuration was validated on the same validation users;
+   over its seeds) when every configuration was validated on the same validation users; or,
+   when they were validated on different samples of the same validation users (a seeded sample,
+   or all of them), the best one if its lead over every other is beyond sampling error:
+   more than ``SAMPLE_LEAD_Z`` standard errors, each bounded by sqrt(m (1 - m) / n), which holds
+   for any per-user score in [0, 1] with mean m over n users;
 3. else the method's declared default configuration, saying why validation could not decide:
    the one configuration that holds the method's defaults (its config class under the record's
    profile) on every option where the configurations differ;
@@ -34,6 +38,9 @@ from bench.registry import methods
 from bench.statistics import seed_groups
 
 VALIDATION_METRIC = "NDCG@10"
+# Standard errors a score on one sample of the validation users must lead by to beat a score
+# on another sample (two-sided p of about 0.001 under the normal approximation).
+SAMPLE_LEAD_Z = 3.29
 # What a method records in method_metadata.stopped_by when a wall-clock budget ended training.
 WALL_CLOCK_STOP = "time budget"
 
@@ -99,6 +106,27 @@ def _selection_users(record: Mapping[str, Any]) -> str | None:
     return users + where + masked
 
 
+def validation_sample(record: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The validation users behind :func:`validation_evidence`'s score as (the population they
+    were drawn from, how many): the split's validation users under one evaluation setting.
+    None when unknown, or for RecBole's own validation ranking (another evaluator)."""
+    digest, metadata = record["split"].get("digest", ""), record.get("method_metadata", {})
+    every = record["split"].get("valid_users")
+    if VALIDATION_METRIC in record.get("validation_metrics", {}):
+        masked = ", history masked" if record["config"].get("eval", {}).get("mask_history") else ""
+        return (f"split {digest}{masked}", every) if every else None
+    selection = metadata.get("selection") or {}
+    if "n_users" in selection:
+        where = f", on {selection['on']}" if selection.get("on") else ""
+        masked = ", history masked" if selection.get("mask_history") else ""
+        return f"split {digest}{where}{masked}", selection["n_users"]
+    sample = record["config"]["method"].get("validation_users")
+    if sample is None or "recbole_valid_ndcg@10" in metadata:
+        return None
+    n_users = sample or every
+    return (f"split {digest}", n_users) if n_users else None
+
+
 @functools.lru_cache(maxsize=None)
 def _default_method_config(method: str, profile: str) -> str | None:
     found = method_class(method)
@@ -139,6 +167,9 @@ class Candidate:
     records: tuple[dict[str, Any], ...]
     validation: float | None  # mean over the seeds; None when a seed has no validation score
     validation_users: str | None
+    # Bound on the squared standard error of ``validation`` and the validation users' population
+    # (:func:`validation_sample`); None when not known for every seed.
+    sampling: tuple[float, str] | None
     default: bool  # holds the method's defaults where the configurations of its cell differ
     # Earlier runs of the same configuration and seed, which the later run replaces.
     replaced: tuple[str, ...] = ()
@@ -170,7 +201,31 @@ def candidate(group: Sequence[dict[str, Any]], options: set[str], replaced: Sequ
     users = " + ".join(sorted({item[1] for item in evidence})) if complete else None
     score = sum(item[0] for item in evidence) / len(evidence) if complete else None
     default = bool(options) and all(at_default(record, options) for record in group)
-    return Candidate(tuple(group), score, users, default, tuple(replaced))
+    return Candidate(tuple(group), score, users, _sampling(group, evidence), default, tuple(replaced))
+
+
+def _sampling(group: Sequence[dict[str, Any]], evidence: Sequence[tuple[float, str] | None]) -> tuple[float, str] | None:
+    """The bound on the squared standard error of the seeds' mean score (at most the largest
+    seed's, m (1 - m) / n) and the population its users come from; None if any is unknown."""
+    samples = [validation_sample(record) for record in group]
+    if any(item is None for item in evidence) or any(sample is None for sample in samples) \
+            or len({sample[0] for sample in samples}) > 1:
+        return None
+    means = [min(max(score, 0.0), 1.0) for score, _ in evidence]
+    bound = max(mean * (1.0 - mean) / n_users for mean, (_, n_users) in zip(means, samples))
+    return bound, samples[0][0]
+
+
+def _clear_lead_on_samples(candidates: Sequence[Candidate]) -> Candidate | None:
+    """The best-validated candidate when all were validated on samples of one population of
+    users and its lead over every other exceeds ``SAMPLE_LEAD_Z`` bounded standard errors."""
+    if any(c.validation is None or c.sampling is None for c in candidates) \
+            or len({c.sampling[1] for c in candidates}) > 1:
+        return None
+    best = _best_on_validation(candidates)
+    clear = all(best.validation - c.validation > SAMPLE_LEAD_Z * (best.sampling[0] + c.sampling[0]) ** 0.5
+                for c in candidates if c is not best)
+    return best if clear else None
 
 
 def _best_on_validation(candidates: Sequence[Candidate]) -> Candidate:
@@ -206,6 +261,11 @@ def choose(records: Sequence[dict[str, Any]]) -> Choice:
         best = _best_on_validation(candidates)
         return Choice(best, "best validation", f"best {VALIDATION_METRIC} on the same validation users "
                       f"({best.validation_users})", candidates)
+    leader = _clear_lead_on_samples(candidates)
+    if leader is not None:
+        return Choice(leader, "best validation", f"best {VALIDATION_METRIC}, on different samples of the same "
+                      f"validation users, by more than {SAMPLE_LEAD_Z} standard errors over every other "
+                      f"configuration ({why_not})", candidates)
     defaults = [c for c in candidates if c.default]
     if len(defaults) == 1:
         return Choice(defaults[0], "default configuration", f"the method's default on the options where the "

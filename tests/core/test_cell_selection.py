@@ -63,13 +63,14 @@ def test_a_worse_diagnostic_and_a_worse_configuration_leave_the_cell_unchanged(t
     assert cli.returncode == 0 and cli.stdout.strip() == explained
 
 
-def test_different_validation_users_fall_back_to_the_default_configuration_and_say_why(tmp_path):
+def test_different_validation_users_within_sampling_error_fall_back_to_the_default_and_say_why(tmp_path):
     results = tmp_path / "results"
-    # p5-sid's cpu profile samples 2000 validation users; the other run validated on all of them.
+    # p5-sid's cpu profile samples 2000 validation users; the other run validated on all of them,
+    # and leads by less than sampling error on 2,000 users.
     default = engine_record(1, 0.2, validation=0.02, learning_rate=1e-3,
                             selection={**SAMPLE, "n_users": 2000, "of_users": 19412})
     default["config"]["method"]["validation_users"] = 2000
-    everyone = engine_record(2, 0.5, validation=0.08, learning_rate=1e-3,
+    everyone = engine_record(2, 0.5, validation=0.025, learning_rate=1e-3,
                              selection={**SAMPLE, "users": "all", "n_users": 19412, "of_users": 19412})
     everyone["config"]["method"]["validation_users"] = 0
     for record in (default, everyone):
@@ -86,7 +87,7 @@ def test_a_precision_that_auto_resolved_to_holds_the_default():
     default = engine_record(1, 0.2, validation=0.02, learning_rate=1e-3,
                             selection={**SAMPLE, "n_users": 2000, "of_users": 19412})
     default["config"]["method"] |= {"validation_users": 2000, "precision": "bf16"}
-    other = engine_record(2, 0.5, validation=0.08, learning_rate=5e-3,
+    other = engine_record(2, 0.5, validation=0.025, learning_rate=5e-3,
                           selection={**SAMPLE, "users": "all", "n_users": 19412, "of_users": 19412})
     other["config"]["method"] |= {"validation_users": 0, "precision": "fp32"}
     choice = choose([default, other])
@@ -154,3 +155,28 @@ def test_a_record_without_selection_fields_is_compared_by_its_validation_users_o
     assert same_users.rule == "best validation" and same_users.chosen.run_ids == [records[0]["run_id"]]
     assert "all validation users" in same_users.reason
     assert choose(records).rule != "best validation"  # 500 sampled users are other users
+
+
+@pytest.mark.parametrize("sampled_score, everyone_score", [(0.0051, 0.0257), (0.0051, 0.0091), (0.0257, 0.0051)])
+def test_a_lead_beyond_sampling_error_on_another_sample_of_the_validation_users_decides(sampled_score,
+                                                                                         everyone_score):
+    """TIGER's Toys cell: 8 epochs validated on 3,000 sampled users (0.0051) against a long run
+    validated on all 19,412 (0.0257). Each score's standard error is at most sqrt(m (1 - m) / n)."""
+    sampled = engine_record(1, 0.2, validation=sampled_score, learning_rate=1e-3,
+                            selection={**SAMPLE, "n_users": 3000, "of_users": 19412})
+    everyone = engine_record(2, 0.5, validation=everyone_score, learning_rate=2e-3,
+                             selection={**SAMPLE, "users": "all", "n_users": 19412, "of_users": 19412})
+    sampled["config"]["method"]["validation_users"], everyone["config"]["method"]["validation_users"] = 3000, 0
+    bound = (sampled_score * (1 - sampled_score) / 3000 + everyone_score * (1 - everyone_score) / 19412) ** 0.5
+    lead = abs(everyone_score - sampled_score)
+    choice = choose([sampled, everyone])
+    if lead > 3.29 * bound:  # a lead of 0.0206 is about 12 bounded standard errors, 0.0040 is 2.3
+        winner = everyone if everyone_score > sampled_score else sampled
+        assert choice.rule == "best validation" and choice.chosen.run_ids == [winner["run_id"]]
+        assert "different samples of the same validation users" in choice.reason
+        assert "validation users differ" in choice.reason
+    else:
+        assert choice.rule != "best validation"
+    # Other validation populations (history masked for one) are never compared this way.
+    everyone["method_metadata"]["selection"]["mask_history"] = True
+    assert choose([sampled, everyone]).rule != "best validation"
