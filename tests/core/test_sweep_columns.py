@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import config as config_module
-from bench.identity import method_class
+from bench.runner import RunRequest, resolve_run_config
 from bench.sweep import load_sweep
 from bench.tables import table_registry
 
@@ -23,9 +22,9 @@ def test_every_planned_run_fills_a_table_column(path: Path) -> None:
                for spec in table_registry().get(name) for column in spec.columns]
     missing = []
     for point in load_sweep(path).points:
-        found = method_class(point.method)
-        sets = {key: value for key, value in point.sets if not key.startswith("eval.")}
-        resolved = config_module.resolve(point.method, found.config_class, found.profiles, point.profile, {}, sets)
+        # Resolved as the sweep resolves it (bench.sweep.plan_sweep).
+        _, resolved = resolve_run_config(RunRequest(method=point.method, dataset=point.dataset,
+                                                    sets=dict(point.sets), profile=point.profile))
         record = {"method": point.method, "config": {"method": dataclasses.asdict(resolved.method)}}
         if not any(column.matches(record) and point.dataset in datasets for column, datasets in columns):
             missing.append(point.label)
