@@ -96,14 +96,19 @@ def _selection_users(record: Mapping[str, Any]) -> str | None:
     selection = record.get("method_metadata", {}).get("selection") or {}
     if "n_users" in selection:
         sample = selection["n_users"] if selection.get("users") == "sample" else 0
-        where = f", on {selection['on']}" if selection.get("on") else ""
-        masked = ", history masked" if selection.get("mask_history") else ""
+        qualifiers = _qualifiers(selection)
     elif "validation_users" in record["config"]["method"]:
-        sample, where, masked = record["config"]["method"]["validation_users"], "", ""
+        sample, qualifiers = record["config"]["method"]["validation_users"], ""
     else:
         return None
     users = f"{sample} validation users drawn with seed {record.get('seed')}" if sample else "all validation users"
-    return users + where + masked
+    return users + qualifiers
+
+
+def _qualifiers(selection: Mapping[str, Any]) -> str:
+    """What else a model selection's ``selection`` says its users were ranked on."""
+    where = f", on {selection['on']}" if selection.get("on") else ""
+    return where + (", history masked" if selection.get("mask_history") else "")
 
 
 def validation_sample(record: Mapping[str, Any]) -> tuple[str, int] | None:
@@ -113,13 +118,11 @@ def validation_sample(record: Mapping[str, Any]) -> tuple[str, int] | None:
     digest, metadata = record["split"].get("digest", ""), record.get("method_metadata", {})
     every = record["split"].get("valid_users")
     if VALIDATION_METRIC in record.get("validation_metrics", {}):
-        masked = ", history masked" if record["config"].get("eval", {}).get("mask_history") else ""
+        masked = _qualifiers({"mask_history": record["config"].get("eval", {}).get("mask_history")})
         return (f"split {digest}{masked}", every) if every else None
     selection = metadata.get("selection") or {}
     if "n_users" in selection:
-        where = f", on {selection['on']}" if selection.get("on") else ""
-        masked = ", history masked" if selection.get("mask_history") else ""
-        return f"split {digest}{where}{masked}", selection["n_users"]
+        return f"split {digest}{_qualifiers(selection)}", selection["n_users"]
     sample = record["config"]["method"].get("validation_users")
     if sample is None or "recbole_valid_ndcg@10" in metadata:
         return None
@@ -204,7 +207,8 @@ def candidate(group: Sequence[dict[str, Any]], options: set[str], replaced: Sequ
     return Candidate(tuple(group), score, users, _sampling(group, evidence), default, tuple(replaced))
 
 
-def _sampling(group: Sequence[dict[str, Any]], evidence: Sequence[tuple[float, str] | None]) -> tuple[float, str] | None:
+def _sampling(group: Sequence[dict[str, Any]],
+              evidence: Sequence[tuple[float, str] | None]) -> tuple[float, str] | None:
     """The bound on the squared standard error of the seeds' mean score (at most the largest
     seed's, m (1 - m) / n) and the population its users come from; None if any is unknown."""
     samples = [validation_sample(record) for record in group]
