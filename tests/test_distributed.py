@@ -237,6 +237,11 @@ def test_processes_option_refuses_one_process_methods_before_starting_any(method
     # UniSRec pre-trains on two source folders in both processes (data-parallel), the main one
     # holding the shared folder's lock and writing the model; then it fine-tunes on the target.
     ("unisrec", {"pretrain_epochs": 1, "foundation_datasets": "beauty,sports", "foundation_users": 20}),
+    # Score-based over all items: the engine's data-parallel loop with sampled negatives.
+    ("hstu", {}),
+    # Every process builds the OPQ codes from the item text and takes the main one's; then the
+    # decoder trains data-parallel.
+    ("rpg", {}),
 ])
 def test_methods_train_and_rank_in_two_processes(method: str, options: dict, tmp_path: Path) -> None:
     data = tmp_path / "tiny"
