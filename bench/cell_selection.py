@@ -66,68 +66,65 @@ def configuration_key(record: Mapping[str, Any]) -> str:
     return json.dumps({"data": record["split"].get("digest"), "config": record_configuration(record)}, sort_keys=True)
 
 
-def validation_evidence(record: Mapping[str, Any]) -> tuple[float, str] | None:
-    """The record's validation score and the validation users it was measured on, in words
-    precise enough that two equal strings mean the same users: the final model's validation
-    ranking (``eval.include_validation``), else the best score of the model selection's curve
-    (the selected weights) or of a parameter search's candidates (the chosen parameters), else
+@dataclasses.dataclass(frozen=True)
+class ValidationUsers:
+    """The users a record's validation score was measured on."""
+
+    # The split and the users, in words precise enough that two equal strings mean the same users.
+    words: str
+    # What samples of these users share (the split under one evaluation setting) and how many
+    # were ranked; None for RecBole's own validation ranking, another evaluator.
+    population: str | None
+    n_users: int | None
+
+
+def validation(record: Mapping[str, Any]) -> tuple[float, ValidationUsers] | None:
+    """The record's validation score and its users: the final model's validation ranking
+    (``eval.include_validation``), else the best score of the model selection's curve (the
+    selected weights) or of a parameter search's candidates (the chosen parameters), else
     RecBole's own validation ranking. None without any."""
-    digest = record["split"].get("digest", "")
+    split = f"split {record['split'].get('digest', '')}"
     metadata = record.get("method_metadata", {})
     if VALIDATION_METRIC in record.get("validation_metrics", {}):
-        return record["validation_metrics"][VALIDATION_METRIC], f"split {digest}: every validation user"
+        masked = _qualifiers({"mask_history": record["config"].get("eval", {}).get("mask_history")})
+        return record["validation_metrics"][VALIDATION_METRIC], \
+            ValidationUsers(f"{split}: every validation user", split + masked, record["split"].get("valid_users"))
     # The model selection's curve (epochs), or a parameter search's candidates (item-kNN, SKNN).
     candidates = list(record.get("training_curve", ())) + list((metadata.get("selection") or {}).get("tried", ()))
     scores = [entry["validation"][VALIDATION_METRIC] for entry in candidates
               if VALIDATION_METRIC in entry.get("validation", {})]
-    users = _selection_users(record)
+    users = _selection_users(record, split)
     if scores and users:
-        return max(scores), f"split {digest}: {users}"
+        return max(scores), users
     if "recbole_valid_ndcg@10" in metadata:
         return metadata["recbole_valid_ndcg@10"], \
-            f"split {digest}: RecBole's validation ranking of {metadata.get('validation_users')} users"
+            ValidationUsers(f"{split}: RecBole's validation ranking of {metadata.get('validation_users')} users",
+                            None, None)
     return None
 
 
-def _selection_users(record: Mapping[str, Any]) -> str | None:
+def _selection_users(record: Mapping[str, Any], split: str) -> ValidationUsers | None:
     """The users the engine's model selection ranked (:mod:`bench.engine.selection`): from the
     record's ``selection``, or for a record made before its method recorded one (SETRec's), from
     its ``validation_users`` option, which the engine samples with the run's seed."""
     selection = record.get("method_metadata", {}).get("selection") or {}
+    every = record["split"].get("valid_users")
     if "n_users" in selection:
         sample = selection["n_users"] if selection.get("users") == "sample" else 0
-        qualifiers = _qualifiers(selection)
+        qualifiers, n_users = _qualifiers(selection), selection["n_users"]
     elif "validation_users" in record["config"]["method"]:
-        sample, qualifiers = record["config"]["method"]["validation_users"], ""
+        sample = record["config"]["method"]["validation_users"]
+        qualifiers, n_users = "", sample or every
     else:
         return None
-    users = f"{sample} validation users drawn with seed {record.get('seed')}" if sample else "all validation users"
-    return users + qualifiers
+    words = f"{sample} validation users drawn with seed {record.get('seed')}" if sample else "all validation users"
+    return ValidationUsers(f"{split}: {words}{qualifiers}", split + qualifiers, n_users)
 
 
 def _qualifiers(selection: Mapping[str, Any]) -> str:
     """What else a model selection's ``selection`` says its users were ranked on."""
     where = f", on {selection['on']}" if selection.get("on") else ""
     return where + (", history masked" if selection.get("mask_history") else "")
-
-
-def validation_sample(record: Mapping[str, Any]) -> tuple[str, int] | None:
-    """The validation users behind :func:`validation_evidence`'s score as (the population they
-    were drawn from, how many): the split's validation users under one evaluation setting.
-    None when unknown, or for RecBole's own validation ranking (another evaluator)."""
-    digest, metadata = record["split"].get("digest", ""), record.get("method_metadata", {})
-    every = record["split"].get("valid_users")
-    if VALIDATION_METRIC in record.get("validation_metrics", {}):
-        masked = _qualifiers({"mask_history": record["config"].get("eval", {}).get("mask_history")})
-        return (f"split {digest}{masked}", every) if every else None
-    selection = metadata.get("selection") or {}
-    if "n_users" in selection:
-        return f"split {digest}{_qualifiers(selection)}", selection["n_users"]
-    sample = record["config"]["method"].get("validation_users")
-    if sample is None or "recbole_valid_ndcg@10" in metadata:
-        return None
-    n_users = sample or every
-    return (f"split {digest}", n_users) if n_users else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -171,7 +168,7 @@ class Candidate:
     validation: float | None  # mean over the seeds; None when a seed has no validation score
     validation_users: str | None
     # Bound on the squared standard error of ``validation`` and the validation users' population
-    # (:func:`validation_sample`); None when not known for every seed.
+    # (:func:`validation`); None when not known for every seed.
     sampling: tuple[float, str] | None
     default: bool  # holds the method's defaults where the configurations of its cell differ
     # Earlier runs of the same configuration and seed, which the later run replaces.
@@ -199,25 +196,27 @@ class Choice:
 
 
 def candidate(group: Sequence[dict[str, Any]], options: set[str], replaced: Sequence[str] = ()) -> Candidate:
-    evidence = [validation_evidence(record) for record in group]
-    complete = all(item is not None for item in evidence)
-    users = " + ".join(sorted({item[1] for item in evidence})) if complete else None
-    score = sum(item[0] for item in evidence) / len(evidence) if complete else None
+    found = [validation(record) for record in group]
+    complete = all(item is not None for item in found)
+    users = " + ".join(sorted({item[1].words for item in found})) if complete else None
+    score = sum(item[0] for item in found) / len(found) if complete else None
     default = bool(options) and all(at_default(record, options) for record in group)
-    return Candidate(tuple(group), score, users, _sampling(group, evidence), default, tuple(replaced))
+    return Candidate(tuple(group), score, users, _sampling(found) if complete else None, default, tuple(replaced))
 
 
-def _sampling(group: Sequence[dict[str, Any]],
-              evidence: Sequence[tuple[float, str] | None]) -> tuple[float, str] | None:
+def _sampling(found: Sequence[tuple[float, ValidationUsers]]) -> tuple[float, str] | None:
     """The bound on the squared standard error of the seeds' mean score (at most the largest
-    seed's, m (1 - m) / n) and the population its users come from; None if any is unknown."""
-    samples = [validation_sample(record) for record in group]
-    if any(item is None for item in evidence) or any(sample is None for sample in samples) \
-            or len({sample[0] for sample in samples}) > 1:
+    seed's, m (1 - m) / n) and the population its users come from; None if unknown."""
+    populations = {users.population for _, users in found}
+    if None in populations or len(populations) > 1 or not all(users.n_users for _, users in found):
         return None
-    means = [min(max(score, 0.0), 1.0) for score, _ in evidence]
-    bound = max(mean * (1.0 - mean) / n_users for mean, (_, n_users) in zip(means, samples))
-    return bound, samples[0][0]
+    return max(_variance_bound(score, users.n_users) for score, users in found), populations.pop()
+
+
+def _variance_bound(score: float, n_users: int) -> float:
+    """m (1 - m) / n: the largest variance of a mean m of n per-user scores in [0, 1]."""
+    mean = min(max(score, 0.0), 1.0)
+    return mean * (1.0 - mean) / n_users
 
 
 def _clear_lead_on_samples(candidates: Sequence[Candidate]) -> Candidate | None:
