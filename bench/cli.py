@@ -241,9 +241,17 @@ def compare(run_a: str, run_b: tuple[str, ...], output_format: str, seed_group: 
 @click.option("--targets", type=click.Choice(["all", "repeat", "novel"]), default="all", show_default=True,
               help="every row over one block of the test targets: repeat (the item is in the user's history) "
                    "or novel; docs/evaluation.md")
+@click.option("--cost", is_flag=True, help="the core-hours behind each row: the chosen records' training and "
+                                           "test rankings, and all records that fitted a cell")
 @RESULTS_OPTION
-def table(name: str, output_format: str, with_paper: bool, explain: bool, targets: str, results_dir: Path) -> None:
+def table(name: str, output_format: str, with_paper: bool, explain: bool, cost: bool, targets: str,
+          results_dir: Path) -> None:
     """Render a paper table (standard, ablation, zero-shot, setrec) from the results store."""
+    if cost:
+        from bench.table_cost import cost_table
+
+        click.echo(cost_table(name, results_dir))
+        return
     if explain:
         from bench.table_explain import explain_table
 
