@@ -101,6 +101,7 @@ def test_report_images_exist_every_table_is_present_and_the_folder_moves(store, 
     assert len(curves) == 3
     assert " ± " in text  # pop and sasrec have two seeds each
     assert ">12.3</" in text and "12.3450" not in text  # table seconds to 0.1, as `bench table` prints them
+    assert text.count("core-hours: 0.00") == 9  # each run's row: 1.7 s of fit and test ranking (bench/run_cost.py)
     # The papers' claims, as `bench claims` checks them on the same cells.
     claims = text.split('<h2 id="claims">Claims</h2>')[1].split('<h2 id="curves">')[0]
     assert "alternate-training (Table 5: training strategy)" in claims and "<code>bench table</code>" in claims

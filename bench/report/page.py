@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.report.sections import CurveSection, TableSection, record_link, slug
+from bench.run_cost import run_cost
 from bench.tables import WALL_CLOCK_MARK, digits_for
 
 STYLE = """
@@ -91,6 +92,7 @@ def _run_row(record: dict[str, Any]) -> str:
     inference = record.get("inference") or {}
     if "seconds" in inference:
         timings["inference"] = inference["seconds"]
+    timings["core-hours"] = f"{run_cost(record).total / 3600:.2f}"  # across resumes (bench/run_cost.py)
     config = json.dumps(record.get("config", {}), indent=1, sort_keys=True)
     versions = ", ".join(f"{name} {value}" for name, value in (record.get("versions") or {}).items())
     source = (record.get("dataset_source") or {}).get("source")
