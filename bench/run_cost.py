@@ -18,8 +18,9 @@ record allows:
 - IDGenRec's generator phases and ``start_seconds``, RecBole's ``training_seconds`` (at least the
   fit's wall time, which also holds S3Rec's pre-training), wall-clock;
 - the artifacts the run made itself: TIGER's RQ-VAE, P5-CID's index, RPG's decoding graph,
-  item-text embeddings, SETRec's CF tokenizer; a shared artifact another run made (``reused``:
-  SETRec's CF tokenizer, UniSRec's pre-training) counts with that run;
+  item-text embeddings, the collaborative SASRec of SETRec's or LETTER's tokenizer; a shared
+  artifact another run made (``reused``: those SASRecs, UniSRec's pre-training) counts with that
+  run;
 - a record with none of these (pop, recent, the kNN baselines): ``wall_time_seconds.fit``, the
   whole fit of a method that does not resume.
 
@@ -38,6 +39,8 @@ from typing import Any, Mapping, Sequence
 # Artifacts a run may have made itself, by their key in ``method_metadata``.
 ARTIFACT_SECONDS = ("rqvae_seconds", "cid_index_seconds", "decoding_graph_seconds", "text_embedding_seconds")
 ENGINE_BLOCKS = ("training", "pretraining", "fine_tuning")
+# The RecBole SASRecs whose item embeddings a tokenizer aligns with (SETRec's, TIGER+LETTER's).
+CF_TOKENIZERS = ("cf_tokenizer", "letter_cf_tokenizer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +99,10 @@ def _training(record: Mapping[str, Any], processes: int) -> tuple[float, float] 
         parts.append((max(_seconds(metadata["training_seconds"]), fit) * processes, 0.0))
     if not parts:
         return None
-    tokenizer = metadata.get("cf_tokenizer")
-    if isinstance(tokenizer, Mapping) and not tokenizer.get("reused"):
-        parts.append((_seconds(tokenizer.get("training_seconds")) * processes, 0.0))
+    for key in CF_TOKENIZERS:
+        tokenizer = metadata.get(key)
+        if isinstance(tokenizer, Mapping) and not tokenizer.get("reused"):
+            parts.append((_seconds(tokenizer.get("training_seconds")) * processes, 0.0))
     parts.append((sum(_seconds(metadata.get(key)) for key in ARTIFACT_SECONDS) * processes, 0.0))
     return sum(seconds for seconds, _ in parts), sum(cpu for _, cpu in parts)
 

@@ -225,7 +225,7 @@ class TIGER(GenerativeRecommender):
                    "threads": max(config.threads, 1)}
         embeddings, facts = cf_item_embeddings(data.dataset, data.split, options, self.context)
         summary = {key: facts[key] for key in ("key", "reused", "epochs_trained", "best_epoch", "stopped_by",
-                                             "recbole_valid_ndcg@10") if key in facts}
+                                             "recbole_valid_ndcg@10", "training_seconds") if key in facts}
         return embeddings, summary
 
     def user_identifiers(self, data: TrainingData) -> list[str]:
