@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from bench.errors import BenchError
-from bench.results import all_records
+from bench.results import store_records
 from bench.statistics import ALPHA, holm, paired_tests
 from bench.table_specs import SPEC_FILE, TableSpec, read_table_file, table_registry
 from bench.tables import WALL_CLOCK_MARK, Cell, cell_per_user, table_rows
@@ -181,9 +181,7 @@ NO_ROW = "no dataset of the table has a record"
 
 def render_claims(results_dir: Path, only: str | None = None) -> str:
     """``bench claims``: :func:`check_claims` on the store, as markdown."""
-    if not Path(results_dir).exists():
-        raise BenchError(f"{results_dir}: results store not found")
     parts = [f"## {claim.id} ({title})\n\nThe paper: {claim.paper}\n\n"
              + ("\n".join(f"- {s}" for s in sentences) or f"- {NO_ROW}")
-             for claim, title, sentences in check_claims(all_records(results_dir), only)]
+             for claim, title, sentences in check_claims(store_records(results_dir), only)]
     return "\n\n".join(parts) + "\n\n" + CLAIMS_NOTE

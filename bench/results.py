@@ -129,6 +129,13 @@ class StoredRecord(dict):
     __hash__ = None  # type: ignore[assignment]
 
 
+def store_records(results_dir: Path) -> list[dict[str, Any]]:
+    """:func:`all_records` of a store that must exist (the tables, ``bench claims``)."""
+    if not Path(results_dir).exists():
+        raise BenchError(f"{results_dir}: results store not found")
+    return all_records(results_dir)
+
+
 def all_records(results_dir: Path) -> list[dict[str, Any]]:
     records = []
     for path in sorted(Path(results_dir).rglob("*.json")):

@@ -83,12 +83,11 @@ def _training(record: Mapping[str, Any], processes: int) -> tuple[float, float] 
     metadata = record.get("method_metadata") or {}
     curve = record.get("training_curve") or ()
     parts: list[tuple[float, float]] = []
-    blocks = [(metadata, curve)] + [(metadata[key], curve) for key in ENGINE_BLOCKS
-                                   if isinstance(metadata.get(key), Mapping)]
-    for block, block_curve in blocks:
+    blocks = [metadata] + [metadata[key] for key in ENGINE_BLOCKS if isinstance(metadata.get(key), Mapping)]
+    for block in blocks:
         if "train_seconds" in block:
             wall = _seconds(block["train_seconds"]) + _seconds(block.get("validation_seconds"))
-            parts.append(_engine_block(block, block_curve, wall, processes))
+            parts.append(_engine_block(block, curve, wall, processes))
     schedule = metadata.get("schedule") or ()
     for phase in schedule:
         parts.append(_engine_block(phase, (), _seconds(phase.get("seconds")), processes))

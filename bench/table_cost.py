@@ -13,11 +13,10 @@ from typing import Any, Iterable
 
 from tabulate import tabulate
 
-from bench.errors import BenchError
-from bench.results import all_records
+from bench.results import store_records
 from bench.run_cost import RunCost, run_cost
 from bench.table_specs import TableSpec, table_registry
-from bench.tables import cell_choice, data_variant, records_of, variant_label
+from bench.tables import rows_with_records, variant_label
 
 HEADERS = ("Row", "Cells filled", "Chosen: training h", "Chosen: test h", "Chosen: CPU-measured",
            "All fitting records h")
@@ -40,19 +39,13 @@ def _row(label: str, filled: str, chosen: list[dict[str, Any]], fitting: list[di
 
 def cost_spec(spec: TableSpec, records: list[dict[str, Any]]) -> str:
     rows, every_chosen, every_fitting = [], [], []
-    for dataset in spec.datasets:
-        for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset}):
-            here = records_of(records, dataset, variant)
-            choices = [cell_choice(here, spec, column, dataset, variant) for column in spec.columns]
-            if not any(choice.candidates for choice in choices):
-                continue
-            chosen = [r for choice in choices if choice.chosen for r in choice.chosen.records]
-            fitting = [r for choice in choices for candidate in choice.candidates for r in candidate.records]
-            filled = sum(choice.chosen is not None for choice in choices)
-            rows.append(_row(f"{dataset}{variant_label(variant, False)}", f"{filled} of {len(choices)}",
-                             chosen, fitting))
-            every_chosen += chosen
-            every_fitting += fitting
+    for dataset, variant, choices in rows_with_records(spec, records):
+        chosen = [r for choice in choices if choice.chosen for r in choice.chosen.records]
+        fitting = [r for choice in choices for candidate in choice.candidates for r in candidate.records]
+        filled = sum(choice.chosen is not None for choice in choices)
+        rows.append(_row(f"{dataset}{variant_label(variant, False)}", f"{filled} of {len(choices)}", chosen, fitting))
+        every_chosen += chosen
+        every_fitting += fitting
     if not rows:
         return f"{spec.title}\n\n(no runs in the store for this table yet)"
     rows.append(_row("All rows", "", every_chosen, every_fitting))
@@ -61,9 +54,7 @@ def cost_spec(spec: TableSpec, records: list[dict[str, Any]]) -> str:
 
 def cost_table(name: str, results_dir: Path) -> str:
     specs = table_registry().get(name)
-    if not Path(results_dir).exists():
-        raise BenchError(f"{results_dir}: results store not found")
-    records = all_records(results_dir)
+    records = store_records(results_dir)
     note = ("Core-hours of one-thread processes (bench/run_cost.py): training with its validation, across "
             "resumes, then the test rankings. CPU-measured: the share of the chosen records' hours that is "
             "CPU time; the rest is wall-clock time, which a loaded machine inflates.")

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.cell_selection import Candidate, Choice
-from bench.errors import BenchError
 from bench.identity import record_configuration
-from bench.results import all_records
+from bench.results import store_records
 from bench.table_specs import TableSpec, table_registry
-from bench.tables import WALL_CLOCK_MARK, cell_choice, data_variant, records_of, variant_label
+from bench.tables import WALL_CLOCK_MARK, rows_with_records, variant_label
 
 
 def _flat(record: dict[str, Any]) -> dict[str, str]:
@@ -55,16 +54,11 @@ def explain_choice(label: str, choice: Choice) -> list[str]:
 
 def explain_spec(spec: TableSpec, records: list[dict[str, Any]]) -> str:
     lines = [spec.title]
-    for dataset in spec.datasets:
-        for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset}):
-            here = records_of(records, dataset, variant)
-            choices = [(column.label, cell_choice(here, spec, column, dataset, variant)) for column in spec.columns]
-            if not any(choice.candidates for _, choice in choices):
-                continue
-            lines.append(f"{dataset}{variant_label(variant, False)}")
-            for label, choice in choices:
-                if choice.candidates:
-                    lines.extend(explain_choice(label, choice))
+    for dataset, variant, choices in rows_with_records(spec, records):
+        lines.append(f"{dataset}{variant_label(variant, False)}")
+        for column, choice in zip(spec.columns, choices):
+            if choice.candidates:
+                lines.extend(explain_choice(column.label, choice))
     if len(lines) == 1:
         lines.append("(no runs in the store for this table yet)")
     return "\n".join(lines)
@@ -72,7 +66,5 @@ def explain_spec(spec: TableSpec, records: list[dict[str, Any]]) -> str:
 
 def explain_table(name: str, results_dir: Path) -> str:
     specs = table_registry().get(name)
-    if not Path(results_dir).exists():
-        raise BenchError(f"{results_dir}: results store not found")
-    records = all_records(results_dir)
+    records = store_records(results_dir)
     return "\n\n".join(explain_spec(spec, records) for spec in specs)

@@ -28,7 +28,7 @@ from bench.cell_selection import Choice, choose, is_diagnostic
 from bench.data.prepare import ID_ORDER_WARNING_SHARE
 from bench.errors import BenchError
 from bench.reality_check import reality_check_note
-from bench.results import TARGET_GROUPS, all_records
+from bench.results import TARGET_GROUPS, store_records
 from bench.statistics import ALPHA, paired_tests, seed_averaged
 from bench.table_specs import Column, TableSpec, table_registry
 
@@ -143,6 +143,23 @@ def cell_choice(records: list[dict[str, Any]], spec: TableSpec, column: Column, 
     return choose(fitting)
 
 
+def row_choices(records: list[dict[str, Any]], spec: TableSpec, dataset: str,
+                variant: tuple[str, str, str]) -> list[Choice]:
+    """The choice of each column of ``spec`` in one row: one dataset in one data variant."""
+    here = records_of(records, dataset, variant)  # once per row, not once per cell
+    return [cell_choice(here, spec, column, dataset, variant) for column in spec.columns]
+
+
+def rows_with_records(spec: TableSpec, records: list[dict[str, Any]]):
+    """``(dataset, variant, choices)`` of each row of ``spec`` where some column has a record
+    (``bench table --explain``, ``--cost``)."""
+    for dataset in spec.datasets:
+        for variant in sorted({data_variant(r) for r in records if r["dataset"] == dataset}):
+            choices = row_choices(records, spec, dataset, variant)
+            if any(choice.candidates for choice in choices):
+                yield dataset, variant, choices
+
+
 @dataclasses.dataclass
 class Cell:
     value: float | None  # the mean over the seeds of ``records``
@@ -196,8 +213,7 @@ def _build_rows(spec: TableSpec, records: list[dict[str, Any]], paper: dict) -> 
         if variant is None:
             rows.extend(_paper_only_rows(spec, dataset, paper))
             continue
-        here = records_of(records, dataset, variant)  # once per row, not once per cell
-        choices = [cell_choice(here, spec, column, dataset, variant) for column in spec.columns]
+        choices = row_choices(records, spec, dataset, variant)
         if not any(choice.candidates for choice in choices):
             continue
         if spec.paper_datasets is None:
@@ -362,9 +378,7 @@ def render_table(name: str, results_dir: Path, output_format: str = "markdown", 
                                      metrics=tuple(f"{block} {metric}" for metric in spec.metrics
                                                    if _target_block(metric)[0] is None))
                  for spec in specs]
-    records = all_records(results_dir) if Path(results_dir).exists() else []
-    if not Path(results_dir).exists():
-        raise BenchError(f"{results_dir}: results store not found")
+    records = store_records(results_dir)
     return "\n\n".join(render_spec(spec, records, output_format, with_paper) for spec in specs)
 
 
